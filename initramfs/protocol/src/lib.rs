@@ -1,0 +1,137 @@
+//! The guest/host protocol of gmemtest, defined once for both sides.
+//!
+//! The host writes a [`Plan`] into the initramfs at [`PLAN_PATH`]. The guest's
+//! PID 1 (`initramfs/init`) reads it, runs each [`PlanStep`] by executing the
+//! probe binary with the step's arguments, and reports every event as one
+//! [`Record`] per line of JSON on the result port ([`RESULT_PORT`], the second
+//! serial port). The kernel's own log stays on the first serial port.
+//!
+//! A probe is `PROBE_BIN <probe-name> <args-json>`; it prints exactly one JSON
+//! object (its observation) on stdout and exits 0 when the observation was
+//! made, whatever the observation says. A non-zero exit means the probe itself
+//! could not do its work (its stderr, on the console, says why).
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped on any incompatible change to the types below.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Where the plan is found inside the initramfs.
+pub const PLAN_PATH: &str = "/gmemtest/plan.json";
+
+/// The probe binary inside the initramfs.
+pub const PROBE_BIN: &str = "/gmemtest/bin/gmem-probe";
+
+/// The serial device that carries [`Record`]s from guest to host.
+pub const RESULT_PORT: &str = "/dev/ttyS1";
+
+/// What the guest runs, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub protocol: u32,
+    /// The case's name (for the guest's own log lines).
+    pub case: String,
+    pub steps: Vec<PlanStep>,
+}
+
+/// One step: one run of one probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanStep {
+    pub name: String,
+    pub probe: String,
+    /// The probe's arguments, passed to it as one JSON argument.
+    #[serde(default)]
+    pub args: serde_json::Value,
+    /// The step is killed (SIGKILL) after this long.
+    pub timeout_ms: u64,
+    /// Pin the probe to this CPU (sched_setaffinity) before it starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<u32>,
+}
+
+/// How a step's process ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum StepExit {
+    /// The process exited with this code.
+    Exited { code: i32 },
+    /// The process was killed by a signal (its name, e.g. "SIGSEGV").
+    Signaled { signal: String },
+    /// The step passed its deadline and init killed it.
+    TimedOut,
+    /// The probe could not be started at all.
+    SpawnFailed { error: String },
+}
+
+/// One event in the guest, as one JSON line on the result port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum Record {
+    /// init is up and has read the plan.
+    Hello {
+        protocol: u32,
+        /// `uname -r` of the guest kernel.
+        kernel_release: String,
+        cpus: u32,
+    },
+    StepStart { step: String, probe: String },
+    StepEnd {
+        step: String,
+        exit: StepExit,
+        /// The probe's observation (its stdout as JSON), if it printed one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        observation: Option<serde_json::Value>,
+        /// What the probe printed on stdout when that was not one JSON object.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bad_output: Option<String>,
+        duration_ms: u64,
+    },
+    /// init itself hit a problem (mount failed, plan unreadable, ...).
+    InitError { message: String },
+    /// Every step has run; the guest powers off next.
+    Done,
+}
+
+impl Record {
+    /// One line of the result stream (no trailing newline).
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("a Record always serializes")
+    }
+
+    /// Parses one line of the result stream.
+    pub fn from_line(line: &str) -> Result<Record, serde_json::Error> {
+        serde_json::from_str(line.trim())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trips_through_a_line() {
+        let r = Record::StepEnd {
+            step: "create".into(),
+            exit: StepExit::Exited { code: 0 },
+            observation: Some(serde_json::json!({"errno": "EINVAL"})),
+            bad_output: None,
+            duration_ms: 12,
+        };
+        let line = r.to_line();
+        assert!(!line.contains('\n'));
+        assert_eq!(
+            line,
+            r#"{"record":"step_end","step":"create","exit":{"status":"exited","code":0},"observation":{"errno":"EINVAL"},"duration_ms":12}"#
+        );
+        assert_eq!(Record::from_line(&line).unwrap(), r);
+    }
+
+    #[test]
+    fn plan_rejects_unknown_fields() {
+        let err = serde_json::from_str::<Plan>(r#"{"protocol":1,"case":"c","steps":[],"extra":1}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown field `extra`"), "{err}");
+    }
+}

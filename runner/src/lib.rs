@@ -1,0 +1,16 @@
+//! gmemtest's host-side engine. Data flows one way through these stages:
+//!
+//! ```text
+//! kernels/VARIANT.yaml --kernel::build--> bzImage (cached by content hash)
+//! cases/CASE.yaml -------case----------> plan, cmdline, timeout
+//! initramfs/ ------------pack----------> initramfs.cpio.gz (init + probes + plan)
+//!                  ------boot----------> console (ttyS0) + results (ttyS1)
+//!                  ------report--------> crashes found and classified
+//!                  ------outcome-------> normalized Outcome
+//!                  ------snapshot------> snapshots/CASE@VARIANT.snap, verdict
+//! ```
+//!
+//! Library code returns errors with context; only xtask decides exit codes.
+
+pub mod normalize;
+pub mod report;
