@@ -22,6 +22,19 @@ pub const PLAN_PATH: &str = "/gmemtest/plan.json";
 /// The probe binary inside the initramfs.
 pub const PROBE_BIN: &str = "/gmemtest/bin/gmem-probe";
 
+/// The probes `PROBE_BIN` knows, by name. The host validates case files
+/// against this list; the probe binary dispatches on it.
+pub const PROBES: &[&str] = &[
+    "caps",
+    "create",
+    "fallocate",
+    "mmap_rw",
+    "vcpu_run",
+    "direct_map",
+    "meminfo",
+    "selftest",
+];
+
 /// The serial device that carries [`Record`]s from guest to host.
 pub const RESULT_PORT: &str = "/dev/ttyS1";
 

@@ -1,0 +1,92 @@
+//! Where init's output goes: [`Record`]s, one JSON line each, on the result
+//! port (the second serial port, in raw mode so bytes arrive as written), and
+//! short human lines on the console (the kernel log's serial port).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+
+use gmem_protocol::{Record, RESULT_PORT};
+
+pub struct Reporter {
+    port: Option<File>,
+}
+
+/// A human line on the console: `gmemtest: ...`.
+pub fn console(msg: &str) {
+    // stderr is /dev/console (the kernel opens it for PID 1; see
+    // `ensure_console_fds`). Errors are ignored: there is nowhere else to say.
+    let _ = writeln!(io::stderr().lock(), "gmemtest: {msg}");
+}
+
+/// Makes sure fds 0-2 are the console, which the kernel only sets up when
+/// the initramfs has /dev/console; the probes' stderr is inherited from here.
+pub fn ensure_console_fds() {
+    // SAFETY: F_GETFD on a possibly closed fd only returns EBADF.
+    if unsafe { libc::fcntl(2, libc::F_GETFD) } >= 0 {
+        return;
+    }
+    if let Ok(f) = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open("/dev/console")
+    {
+        for fd in 0..3 {
+            // SAFETY: dup2 of a valid fd onto 0..3 only replaces those fds.
+            unsafe { libc::dup2(f.as_raw_fd(), fd) };
+        }
+    }
+}
+
+impl Reporter {
+    /// A reporter with no result port yet: records go to the console only.
+    pub fn new() -> Reporter {
+        Reporter { port: None }
+    }
+
+    /// Opens the result port and puts it in raw mode.
+    pub fn open_port(&mut self) -> io::Result<()> {
+        let port = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(RESULT_PORT)?;
+        // SAFETY: a zeroed termios is a valid value; tcgetattr fills it from
+        // the open tty and tcsetattr reads it back.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(port.as_raw_fd(), &mut t) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            libc::cfmakeraw(&mut t);
+            if libc::tcsetattr(port.as_raw_fd(), libc::TCSANOW, &t) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        self.port = Some(port);
+        Ok(())
+    }
+
+    /// Sends one record; without a port (or if writing fails) it goes to the
+    /// console instead, so it is at least in the log.
+    pub fn send(&mut self, record: &Record) {
+        let line = record.to_line() + "\n";
+        if let Some(port) = &mut self.port {
+            match port.write_all(line.as_bytes()) {
+                Ok(()) => return,
+                Err(e) => console(&format!("writing to {RESULT_PORT}: {e}")),
+            }
+        }
+        console(&format!("record: {}", line.trim_end()));
+    }
+
+    /// Waits until everything written to the port has left the UART.
+    pub fn drain(&mut self) {
+        if let Some(port) = &self.port {
+            // SAFETY: tcdrain on an open tty fd.
+            unsafe { libc::tcdrain(port.as_raw_fd()) };
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! An owned mmap, and ways to touch it that cannot kill the probe.
+//!
+//! A guest_memfd mapping can refuse a fault (SIGBUS for private memory, for
+//! instance). Touching it directly would turn an observation into a dead
+//! probe, so the `copy_*` methods move the bytes through a pipe instead: the
+//! kernel's uaccess then takes the fault, and a refused fault comes back as
+//! EFAULT. The user page tables are used either way, as a direct access would.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// A region from mmap, unmapped on drop.
+pub struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    /// mmap(NULL, len, prot, flags, fd or -1, 0).
+    pub fn map(fd: Option<RawFd>, len: usize, prot: i32, flags: i32) -> io::Result<Mapping> {
+        // SAFETY: a NULL hint lets the kernel choose a fresh range, so no
+        // existing memory is replaced.
+        let ptr =
+            unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd.unwrap_or(-1), 0) };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    /// Anonymous read-write memory.
+    pub fn anonymous(len: usize) -> io::Result<Mapping> {
+        Mapping::map(
+            None,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        )
+    }
+
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    pub fn addr(&self) -> u64 {
+        self.ptr as u64
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    fn check(&self, offset: usize, len: usize) -> io::Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(io::Error::other(format!(
+                "range {offset:#x}+{len:#x} outside a mapping of {:#x} bytes",
+                self.len
+            ))),
+        }
+    }
+
+    /// Writes `bytes` at `offset` through the kernel's uaccess; a fault the
+    /// mapping refuses gives EFAULT rather than a signal.
+    pub fn copy_in(&self, offset: usize, bytes: &[u8]) -> io::Result<()> {
+        self.check(offset, bytes.len())?;
+        let (rd, wr) = pipe()?;
+        for (i, chunk) in bytes.chunks(4096).enumerate() {
+            write_all(wr.as_raw_fd(), chunk.as_ptr(), chunk.len())?;
+            // SAFETY: the destination lies inside this mapping (checked
+            // above); the kernel writes it with a fault-handling copy.
+            let dst = unsafe { self.ptr.add(offset + i * 4096) };
+            read_exact(rd.as_raw_fd(), dst, chunk.len())?;
+        }
+        Ok(())
+    }
+
+    /// Reads `len` bytes at `offset` through the kernel's uaccess; a fault
+    /// the mapping refuses gives EFAULT rather than a signal.
+    pub fn copy_out(&self, offset: usize, len: usize) -> io::Result<Vec<u8>> {
+        self.check(offset, len)?;
+        let (rd, wr) = pipe()?;
+        let mut out = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(4096);
+            // SAFETY: the source lies inside this mapping (checked above);
+            // the kernel reads it with a fault-handling copy.
+            let src = unsafe { self.ptr.add(offset + done) };
+            write_all(wr.as_raw_fd(), src, n)?;
+            // SAFETY: `out[done..done + n]` is in bounds.
+            read_exact(rd.as_raw_fd(), unsafe { out.as_mut_ptr().add(done) }, n)?;
+            done += n;
+        }
+        Ok(out)
+    }
+
+    /// How many of the mapping's pages are resident in the page cache
+    /// (mincore): for a file mapping this counts the file's allocated pages
+    /// whether or not this mapping has faulted them in.
+    pub fn resident_pages(&self) -> io::Result<usize> {
+        let page = crate::pagemap::page_size();
+        let mut vec = vec![0u8; self.len.div_ceil(page)];
+        // SAFETY: `vec` has one byte per page of the range, as mincore needs.
+        if unsafe { libc::mincore(self.ptr.cast(), self.len, vec.as_mut_ptr()) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(vec.iter().filter(|b| **b & 1 != 0).count())
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len are exactly what mmap returned, unmapped only here.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 just returned two new descriptors that nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn write_all(fd: RawFd, mut ptr: *const u8, mut len: usize) -> io::Result<()> {
+    while len > 0 {
+        // SAFETY: the kernel reads `len` bytes at `ptr` with a fault-handling
+        // copy; an unmapped or refused page gives EFAULT, not a signal.
+        let n = unsafe { libc::write(fd, ptr.cast(), len) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EFAULT));
+        }
+        // SAFETY: n <= len, so the pointer stays within the range.
+        ptr = unsafe { ptr.add(n as usize) };
+        len -= n as usize;
+    }
+    Ok(())
+}
+
+fn read_exact(fd: RawFd, mut ptr: *mut u8, mut len: usize) -> io::Result<()> {
+    while len > 0 {
+        // SAFETY: the kernel writes at most `len` bytes at `ptr` with a
+        // fault-handling copy; the caller made sure the range is ours.
+        let n = unsafe { libc::read(fd, ptr.cast(), len) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        // SAFETY: n <= len, so the pointer stays within the range.
+        ptr = unsafe { ptr.add(n as usize) };
+        len -= n as usize;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_through_a_pipe() {
+        let m = Mapping::anonymous(3 * 4096).unwrap();
+        let bytes: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+        m.copy_in(100, &bytes).unwrap();
+        assert_eq!(m.copy_out(100, 5000).unwrap(), bytes);
+        assert!(m.copy_in(3 * 4096 - 1, &[1, 2]).is_err());
+    }
+
+    #[test]
+    fn refused_access_is_efault_not_a_signal() {
+        let m = Mapping::map(
+            None,
+            4096,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        )
+        .unwrap();
+        let err = m.copy_out(0, 16).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EFAULT));
+        let err = m.copy_in(0, &[1]).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EFAULT));
+    }
+}

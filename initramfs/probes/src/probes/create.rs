@@ -1,0 +1,69 @@
+//! `create`: which (size, flags) pairs KVM_CREATE_GUEST_MEMFD accepts.
+//!
+//! Each attempt is made on one VM of the chosen type and gives "ok" or the
+//! errno name. Upstream 7.3 (`kvm_gmem_create`) refuses flags outside
+//! `kvm_gmem_get_supported_flags()` and sizes that are zero, negative or not
+//! page aligned, all with EINVAL; a kernel carrying the direct-map removal
+//! series also accepts NO_DIRECT_MAP (bit 2).
+
+use serde::{Deserialize, Serialize};
+
+use super::{open_kvm, Probe};
+use crate::errno;
+use crate::flags::{gmem_mask, GmemFlag, VmType};
+use crate::{Context, Result};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    #[serde(default)]
+    pub vm_type: VmType,
+    pub attempts: Vec<Attempt>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attempt {
+    pub size: u64,
+    #[serde(default)]
+    pub flags: Vec<GmemFlag>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    #[serde(flatten)]
+    pub attempt: Attempt,
+    /// "ok" or the errno name.
+    pub result: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Observation {
+    pub vm_type: VmType,
+    pub attempts: Vec<Outcome>,
+}
+
+impl Probe for Args {
+    type Output = Observation;
+
+    fn run(self) -> Result<Observation> {
+        let kvm = open_kvm()?;
+        let vm = kvm
+            .create_vm(self.vm_type.raw())
+            .context(|| format!("KVM_CREATE_VM({:?})", self.vm_type))?;
+        let attempts = self
+            .attempts
+            .into_iter()
+            .map(|attempt| {
+                // The fd, if any, is closed at once: each attempt stands alone.
+                let result =
+                    errno::outcome(&vm.create_guest_memfd(attempt.size, gmem_mask(&attempt.flags)));
+                Outcome { attempt, result }
+            })
+            .collect();
+        Ok(Observation {
+            vm_type: self.vm_type,
+            attempts,
+        })
+    }
+}

@@ -1,0 +1,239 @@
+//! `direct_map`: are guest_memfd pages in the kernel's direct map?
+//!
+//! Creates a guest_memfd of `pages` pages (flags, default MMAP|INIT_SHARED;
+//! add NO_DIRECT_MAP on a kernel carrying the removal series), mmaps it and
+//! faults every page in by writing a per-page pattern. For each page it finds
+//! the PFN in /proc/self/pagemap and reads the page through /dev/mem, which
+//! copies from the direct map with a no-fault copy: a page missing from the
+//! direct map reads as EFAULT instead of oopsing. It also reads the pages
+//! back through the user mapping, which must keep working. The DirectMap4k /
+//! 2M / 1G lines of /proc/meminfo before and after give the sign of the
+//! change (a 2M direct-map page split to remove one 4k page grows DirectMap4k).
+//!
+//! Then it releases the memory (`release`: "close" drops the mapping and the
+//! fd, "punch_hole" punches the whole file first) and reads the old PFNs
+//! through /dev/mem again: a page the kernel freed without restoring it to
+//! the direct map would read EFAULT there, and be a trap for its next user.
+//!
+//! Per-page states are reported as counts (`{"present_matching": 4}`), as
+//! which page is in which state is not meaningful. Note that with a
+//! `noflush` removal, stale TLB entries can leave a removed page readable for
+//! a while: such counts can legitimately vary (see DESIGN.md).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{open_kvm, pattern_page, Probe, PAGE};
+use crate::errno;
+use crate::flags::{gmem_mask, GmemFlag, VmType};
+use crate::meminfo::{delta, DirectMap};
+use crate::pagemap::Pagemap;
+use crate::{Context, Result};
+
+fn default_pages() -> usize {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Release {
+    /// munmap, close the guest_memfd and the VM.
+    #[default]
+    Close,
+    /// fallocate(PUNCH_HOLE) over the whole file, then close.
+    PunchHole,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    #[serde(default)]
+    pub vm_type: VmType,
+    #[serde(default = "crate::flags::mappable")]
+    pub flags: Vec<GmemFlag>,
+    #[serde(default = "default_pages")]
+    pub pages: usize,
+    #[serde(default)]
+    pub release: Release,
+}
+
+/// How many pages are in each state.
+pub type Counts = BTreeMap<String, usize>;
+
+/// Signs of the DirectMap changes since the start of the probe.
+#[derive(Debug, Default, Serialize)]
+pub struct Deltas {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direct_map_4k: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direct_map_2m: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direct_map_1g: Option<&'static str>,
+}
+
+impl Deltas {
+    fn between(before: DirectMap, after: DirectMap) -> Deltas {
+        Deltas {
+            direct_map_4k: delta(before.k4, after.k4),
+            direct_map_2m: delta(before.m2, after.m2),
+            direct_map_1g: delta(before.g1, after.g1),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct AfterRelease {
+    /// "ok" or the errno of the release itself (punch_hole).
+    pub result: String,
+    /// The old PFNs through /dev/mem: "present" or an errno.
+    pub devmem: Counts,
+    #[serde(flatten)]
+    pub deltas: Deltas,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Observation {
+    pub flags: Vec<GmemFlag>,
+    pub pages: usize,
+    /// "ok" or the KVM_CREATE_GUEST_MEMFD errno.
+    pub create: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mmap: Option<String>,
+    /// Writing the pattern through the user mapping: "ok" or an errno.
+    #[serde(skip_serializing_if = "Counts::is_empty")]
+    pub write: Counts,
+    /// /dev/mem at each page's PFN: "present_matching",
+    /// "present_mismatch", "no_pfn" or the pread errno ("EFAULT": not in
+    /// the direct map).
+    #[serde(skip_serializing_if = "Counts::is_empty")]
+    pub devmem: Counts,
+    /// Reading back through the user mapping: "matching", "mismatch" or an
+    /// errno.
+    #[serde(skip_serializing_if = "Counts::is_empty")]
+    pub user_mapping: Counts,
+    /// DirectMap changes with the pages faulted in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faulted: Option<Deltas>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<Release>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_release: Option<AfterRelease>,
+}
+
+fn count(counts: &mut Counts, state: impl Into<String>) {
+    *counts.entry(state.into()).or_default() += 1;
+}
+
+/// Reads one page of physical memory through /dev/mem.
+fn devmem_page(devmem: &File, pfn: u64) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; PAGE];
+    devmem.read_exact_at(&mut buf, pfn * PAGE as u64)?;
+    Ok(buf)
+}
+
+fn read_direct_map() -> Result<DirectMap> {
+    DirectMap::read().context(|| "reading /proc/meminfo".into())
+}
+
+impl Probe for Args {
+    type Output = Observation;
+
+    fn run(self) -> Result<Observation> {
+        let devmem = File::open("/dev/mem").context(|| "opening /dev/mem".into())?;
+        let pagemap = Pagemap::open().context(|| "opening /proc/self/pagemap".into())?;
+        let kvm = open_kvm()?;
+        let vm = kvm
+            .create_vm(self.vm_type.raw())
+            .context(|| format!("KVM_CREATE_VM({:?})", self.vm_type))?;
+        let len = self.pages * PAGE;
+        let mut obs = Observation {
+            flags: self.flags.clone(),
+            pages: self.pages,
+            ..Default::default()
+        };
+
+        let before = read_direct_map()?;
+        let gmem = match vm.create_guest_memfd(len as u64, gmem_mask(&self.flags)) {
+            Ok(g) => g,
+            Err(e) => {
+                obs.create = errno::of(&e);
+                return Ok(obs);
+            }
+        };
+        obs.create = "ok".into();
+        let map = match gmem.map(len, libc::MAP_SHARED) {
+            Ok(m) => m,
+            Err(e) => {
+                obs.mmap = Some(errno::of(&e));
+                return Ok(obs);
+            }
+        };
+        obs.mmap = Some("ok".into());
+
+        let mut pfns = Vec::new();
+        for page in 0..self.pages {
+            if let Err(e) = map.copy_in(page * PAGE, &pattern_page(page)) {
+                count(&mut obs.write, errno::of(&e));
+                count(&mut obs.devmem, "not_faulted");
+                continue;
+            }
+            count(&mut obs.write, "ok");
+            let entry = pagemap
+                .entry(map.as_ptr() as usize + page * PAGE)
+                .context(|| "reading /proc/self/pagemap".into())?;
+            let Some(pfn) = entry.pfn else {
+                count(&mut obs.devmem, "no_pfn");
+                continue;
+            };
+            pfns.push(pfn);
+            let state = match devmem_page(&devmem, pfn) {
+                Ok(bytes) if bytes == pattern_page(page) => "present_matching".to_string(),
+                Ok(_) => "present_mismatch".to_string(),
+                Err(e) => errno::of(&e),
+            };
+            count(&mut obs.devmem, state);
+        }
+        let after_fault = read_direct_map()?;
+        obs.faulted = Some(Deltas::between(before, after_fault));
+
+        for page in 0..self.pages {
+            let state = match map.copy_out(page * PAGE, PAGE) {
+                Ok(bytes) if bytes == pattern_page(page) => "matching".to_string(),
+                Ok(_) => "mismatch".to_string(),
+                Err(e) => errno::of(&e),
+            };
+            count(&mut obs.user_mapping, state);
+        }
+
+        let result = match self.release {
+            Release::Close => "ok".to_string(),
+            Release::PunchHole => errno::outcome(&gmem.fallocate(
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                0,
+                len as u64,
+            )),
+        };
+        drop(map);
+        drop(gmem);
+        drop(vm);
+        let mut after_devmem = Counts::new();
+        for pfn in &pfns {
+            let state = match devmem_page(&devmem, *pfn) {
+                Ok(_) => "present".to_string(),
+                Err(e) => errno::of(&e),
+            };
+            count(&mut after_devmem, state);
+        }
+        let after = read_direct_map()?;
+        obs.release = Some(self.release);
+        obs.after_release = Some(AfterRelease {
+            result,
+            devmem: after_devmem,
+            deltas: Deltas::between(before, after),
+        });
+        Ok(obs)
+    }
+}

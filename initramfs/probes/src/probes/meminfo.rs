@@ -1,0 +1,33 @@
+//! `meminfo`: which DirectMap lines /proc/meminfo prints (presence only; the
+//! sizes depend on the machine). A kernel without them cannot show a
+//! direct-map split, so cases that rely on `direct_map` deltas check this.
+
+use serde::{Deserialize, Serialize};
+
+use super::Probe;
+use crate::meminfo::DirectMap;
+use crate::{Context, Result};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Args {}
+
+#[derive(Debug, Serialize)]
+pub struct Observation {
+    pub direct_map_4k: bool,
+    pub direct_map_2m: bool,
+    pub direct_map_1g: bool,
+}
+
+impl Probe for Args {
+    type Output = Observation;
+
+    fn run(self) -> Result<Observation> {
+        let dm = DirectMap::read().context(|| "reading /proc/meminfo".into())?;
+        Ok(Observation {
+            direct_map_4k: dm.k4.is_some(),
+            direct_map_2m: dm.m2.is_some(),
+            direct_map_1g: dm.g1.is_some(),
+        })
+    }
+}
