@@ -10,7 +10,19 @@
 //!                  ------snapshot------> snapshots/CASE@VARIANT.snap, verdict
 //! ```
 //!
-//! Library code returns errors with context; only xtask decides exit codes.
+//! `setup` installs what the stages need; `suite` drives them for many
+//! (case, kernel) pairs. Library code returns errors with context; only xtask
+//! decides exit codes.
 
+pub mod boot;
+pub mod case;
+pub mod kernel;
 pub mod normalize;
+pub mod pack;
+pub mod paths;
 pub mod report;
+pub mod setup;
+pub mod yaml;
+pub mod outcome;
+pub mod snapshot;
+pub mod suite;

@@ -1,0 +1,905 @@
+//! Finds kernel crash reports in a console log and classifies them.
+//!
+//! Detection is a table ([`PATTERNS`]): one row per kind of report, saying
+//! which line starts it, how its title is formed, where the function in the
+//! title comes from, and what ends it. Titles follow syzkaller's `pkg/report`
+//! (`BUG: unable to handle page fault in FUNC`, `kernel BUG in FUNC`,
+//! `WARNING in FUNC`, `INFO: task hung in FUNC`, ...), so that the same bug
+//! gets the same title on every run and every machine.
+//!
+//! The console may be timestamped (`[   12.345678] `) or not. In a
+//! timestamped console, lines without a timestamp are not the kernel's
+//! (our init's and the probes' output on the same serial port) and are
+//! skipped; so are lines starting with `gmemtest:` in any console.
+//!
+//! One report is one crash: the lines a report is made of (`#PF:` lines,
+//! `Oops: ...`, `invalid opcode` after `kernel BUG at`) do not start another
+//! one; a row's `absorbs` says which. A `Kernel panic - not syncing` is always
+//! its own crash, also after an oops (`Fatal exception`), so a test can tell
+//! an oops that panicked from one that did not.
+//!
+//! A report cut off before the function its title names was printed (the
+//! console ended: the VM was killed, or the log was truncated) keeps its kind
+//! and gets a title ending in `(truncated)`, e.g.
+//! `BUG: unable to handle page fault (truncated)`. A report that ended (its
+//! end marker, or another report started) without that function is garbled
+//! (two CPUs printing at once): its kind is [`CrashKind::Corrupted`] and its
+//! title ends in `(corrupted)`. A function is never guessed.
+
+use std::sync::LazyLock;
+
+use regex::{Captures, Regex, RegexSet};
+use serde::{Deserialize, Serialize};
+
+use crate::normalize::{self, normalize_line, split_timestamp, Rule};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrashKind {
+    /// `BUG: unable to handle page fault for address`, `BUG: kernel NULL
+    /// pointer dereference` (with its `#PF:` lines and `Oops:`).
+    PageFault,
+    /// Any other `Oops: ...: 0000 [#N]` (divide error, stack segment, ...).
+    Oops,
+    /// `kernel BUG at FILE:LINE!` and other `BUG: ...` reports (sleeping in
+    /// atomic context, bad page state).
+    Bug,
+    GeneralProtection,
+    /// `invalid opcode` not caused by a `BUG()`.
+    InvalidOpcode,
+    /// `WARNING: ...` (WARN_ON and lockdep warnings).
+    Warning,
+    /// `Kernel panic - not syncing: ...`
+    Panic,
+    SoftLockup,
+    HardLockup,
+    RcuStall,
+    HungTask,
+    Kasan,
+    Ubsan,
+    Kfence,
+    DoubleFault,
+    /// A second `Linux version ...` banner: the machine rebooted.
+    UnexpectedReboot,
+    /// A report that ended before it said where it happened.
+    Corrupted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Crash {
+    pub kind: CrashKind,
+    /// Normalized, syzkaller style: "BUG: unable to handle page fault in
+    /// __access_remote_vm", "kernel BUG in kvm_gmem_free_folio", "WARNING in
+    /// kvm_gmem_...", "Kernel panic: Attempted to kill init!", "BUG: soft
+    /// lockup in ...", "INFO: task hung in ...".
+    pub title: String,
+    /// Call trace frames: function names only (no `+0x` offsets, no
+    /// compiler suffixes such as `.isra.0`, no module names, no `?`
+    /// unreliable frames), starting below the reporting machinery
+    /// (`dump_stack_lvl`, `kasan_report`, `asm_exc_page_fault`, timer
+    /// interrupt frames, ...), at most [`MAX_TRACE`].
+    pub trace: Vec<String>,
+    /// The raw report lines from the console (for people; NOT for snapshots).
+    pub lines: Vec<String>,
+    /// Where the report starts in the console (0-based line number).
+    pub line_no: usize,
+}
+
+/// At most this many frames are kept in [`Crash::trace`].
+pub const MAX_TRACE: usize = 8;
+
+/// A report is cut after this many lines even without its end.
+const MAX_REPORT_LINES: usize = 300;
+
+/// Finds the crash reports in a console log, in the order they appear.
+pub fn find_crashes(console: &str) -> Vec<Crash> {
+    let lines = kernel_lines(console);
+    let table = &*TABLE;
+    let mut crashes = Vec::new();
+    let mut seen = vec![false; PATTERNS.len()];
+    let mut prev_end = 0;
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(p) = table.start_of(lines[i].msg) else {
+            i += 1;
+            continue;
+        };
+        let first = !seen[p];
+        seen[p] = true;
+        if first && PATTERNS[p].first_is_normal {
+            i += 1;
+            continue;
+        }
+        let (end, how) = table.collect(p, &lines, i);
+        let start = table.opener(&lines, i, prev_end);
+        crashes.push(table.build(p, &lines[start..end], i - start, how));
+        prev_end = end;
+        i = end;
+    }
+    crashes
+}
+
+/// True when the kernel panicked (so the guest will not report more).
+pub fn panicked(crashes: &[Crash]) -> bool {
+    crashes.iter().any(|c| c.kind == CrashKind::Panic)
+}
+
+/// Where the function named in a title comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Func {
+    /// The title names no function.
+    None,
+    /// The start line names it, in the regex group `func`.
+    Captured,
+    /// The `RIP:` line: the function that faulted. When the RIP has no symbol
+    /// (a jump to a bad address), the first frame of the call trace.
+    Rip,
+    /// The first function, of the `RIP:` lines and the call trace in the
+    /// order printed, that is neither reporting machinery ([`MACHINERY`]) nor
+    /// a wait or lock primitive ([`WAITING`]): the code that spun or slept.
+    Culprit,
+}
+
+/// What ends a report (besides the start of another report, the end of the
+/// console and [`MAX_REPORT_LINES`]).
+#[derive(Debug, Clone, Copy)]
+enum End {
+    /// The start line is the whole report.
+    Line,
+    /// A line matching this regex, which is part of the report.
+    Marker(&'static str),
+    /// The end of its call trace (the first line after it that is not a
+    /// frame, a `<TASK>`-style marker or a register dump).
+    Trace,
+}
+
+/// One row of the table: one kind of report.
+#[derive(Debug, Clone, Copy)]
+pub struct Pattern {
+    kind: CrashKind,
+    /// Matches the line that starts the report (without its timestamp).
+    start: &'static str,
+    /// The title: `${name}` is a named group of `start` or `detail` (empty if
+    /// it did not match), `${func}` the function found as `func` says.
+    title: &'static str,
+    func: Func,
+    /// A line of the report with more for the title (searched from the start).
+    detail: Option<&'static str>,
+    /// The line after which the call trace starts.
+    trace: &'static str,
+    end: End,
+    /// Starts of these kinds inside the report belong to it.
+    absorbs: &'static [CrashKind],
+    /// The first match is not a crash (the first boot banner).
+    first_is_normal: bool,
+}
+
+const CALL_TRACE: &str = r"^\s*Call Trace:";
+const END_TRACE: &str = r"^---\[ end trace(?: [0-9a-f]+)? \]---";
+const RULER: &str = r"^={20,}\s*$";
+
+const ROW: Pattern = Pattern {
+    kind: CrashKind::Corrupted,
+    start: "",
+    title: "",
+    func: Func::None,
+    detail: None,
+    trace: CALL_TRACE,
+    end: End::Marker(END_TRACE),
+    absorbs: &[],
+    first_is_normal: false,
+};
+
+/// The table. Rows are tried in order; the first whose `start` matches wins.
+pub const PATTERNS: &[Pattern] = &[
+    Pattern {
+        kind: CrashKind::PageFault,
+        start: r"^BUG: unable to handle page fault for address:",
+        title: "BUG: unable to handle page fault in ${func}",
+        func: Func::Rip,
+        absorbs: &[CrashKind::Oops],
+        ..ROW
+    },
+    Pattern {
+        kind: CrashKind::PageFault,
+        start: r"^BUG: kernel NULL pointer dereference, address:",
+        title: "BUG: kernel NULL pointer dereference in ${func}",
+        func: Func::Rip,
+        absorbs: &[CrashKind::Oops],
+        ..ROW
+    },
+    Pattern {
+        kind: CrashKind::Kasan,
+        start: r"^BUG: KASAN: (?P<type>[a-z-]+) in (?P<func>[A-Za-z_$][\w$.]*)",
+        title: "KASAN: ${type} ${access} in ${func}",
+        func: Func::Captured,
+        detail: Some(r"^(?P<access>Read|Write) of size \d+"),
+        end: End::Marker(RULER),
+        ..ROW
+    },
+    Pattern {
+        kind: CrashKind::Kfence,
+        start: r"^BUG: KFENCE: (?P<what>[a-z -]+?) in (?P<func>[A-Za-z_$][\w$.]*)\+0x",
+        title: "KFENCE: ${what} in ${func}",
+        func: Func::Captured,
+        trace: r"^(?:Out-of-bounds|Use-after-free|Corrupted memory|Invalid) ",
+        end: End::Marker(RULER),
+        ..ROW
+    },
+    Pattern {
+        kind: CrashKind::SoftLockup,
+        start: r"^(?:watchdog: )?BUG: soft lockup - CPU#\d+ stuck for \d+s!",
+        title: "BUG: soft lockup in ${func}",
+        func: Func::Culprit,
+        end: End::Trace,
+        ..ROW
+    },
+    Pattern {
+        kind: CrashKind::Bug,
+        start: r"^BUG: sleeping function called from invalid context at ",
+        title: "BUG: sleeping function called from invalid context in ${func}",
+        func: Func::Culprit,
+        end: End::Trace,
+        ..ROW
+    },
+    Pattern {
+        kind: CrashKind::Bug,
+        start: r"^BUG: scheduling while atomic: ",
+        title: "BUG: scheduling while atomic in ${func}",
+        func: Func::Culprit,
+        end: End::Trace,
+        ..ROW
+    },
+    Pattern {
+        kind: CrashKind::Bug,
+        start: r"^BUG: Bad page (?P<what>state|map) in process ",
+        title: "BUG: Bad page ${what}",
+        end: End::Trace,
+        ..ROW
+    },
+    Pattern {
+        kind: CrashKind::Bug,
+        start: r"^BUG: Bad rss-counter state ",
+        title: "BUG: Bad rss-counter state",
+        end: End::Line,
+        ..ROW
+    },
+    Pattern {
+        kind: CrashKind::Bug,
+        start: r"^kernel BUG at \S+",
+        title: "kernel BUG in ${func}",
+        func: Func::Rip,
+        absorbs: &[CrashKind::InvalidOpcode, CrashKind::Oops],
+        ..ROW
+    },
+    Pattern {
+        kind: CrashKind::DoubleFault,
+        start: r"^(?:traps: )?PANIC: double fault|^Oops: double fault: ",
+        title: "PANIC: double fault in ${func}",
+        func: Func::Rip,
+        absorbs: &[CrashKind::DoubleFault, CrashKind::Oops],
+        ..ROW
+    },
+    Pattern {
+        kind: CrashKind::GeneralProtection,
+        start: r"^(?:Oops: )?(?:segment-related )?general protection fault\b",
+        title: "general protection fault in ${func}",
+        func: Func::Rip,
+        ..ROW
+    },
+    Pattern {
+        kind: CrashKind::InvalidOpcode,
+        start: r"^(?:Oops: )?invalid opcode: [0-9a-f]{4} \[#\d+\]",
+        title: "invalid opcode in ${func}",
+        func: Func::Rip,
+        ..ROW
+    },
+    // Other die() reasons: divide error, stack segment, bounds, ...
+    Pattern {
+        kind: CrashKind::Oops,
+        start: r"^Oops: (?P<what>[a-z][a-z0-9 -]*): [0-9a-f]{4} \[#\d+\]",
+        title: "${what} in ${func}",
+        func: Func::Rip,
+        ..ROW
+    },
+    Pattern {
+        kind: CrashKind::Oops,
+        start: r"^Oops: (?:Oops: )?[0-9a-f]{4} \[#\d+\]",
+        title: "Oops in ${func}",
+        func: Func::Rip,
+        ..ROW
+    },
+    // 7.x: `WARNING: FILE:LINE at FUNC+0x1/0x2, CPU#0: comm/pid`;
+    // 6.x: `WARNING: CPU: 0 PID: 1 at FILE:LINE FUNC+0x1/0x2`.
+    Pattern {
+        kind: CrashKind::Warning,
+        start: r"^WARNING: (?:CPU: \d+ PID: \d+ at (?:\S+ )?|(?:\S+:\d+ )?at )(?P<func>[A-Za-z_$][\w$.]*)\+0x",
+        title: "WARNING in ${func}",
+        func: Func::Captured,
+        ..ROW
+    },
+    // Lockdep and RCU-lockdep warnings.
+    Pattern {
+        kind: CrashKind::Warning,
+        start: r"^WARNING: (?P<what>possible circular locking dependency detected|possible recursive locking detected|possible irq lock inversion dependency detected|inconsistent lock state|suspicious RCU usage|bad unlock balance detected!|held lock freed!|lock held when returning to user space!)",
+        title: "WARNING: ${what}",
+        end: End::Trace,
+        ..ROW
+    },
+    Pattern {
+        kind: CrashKind::Panic,
+        start: r"^Kernel panic - not syncing: (?P<msg>.*)$",
+        title: "Kernel panic: ${msg}",
+        end: End::Marker(r"^---\[ end Kernel panic"),
+        ..ROW
+    },
+    Pattern {
+        kind: CrashKind::HardLockup,
+        start: r"^(?:watchdog: )?(?:CPU\d+: )?Watchdog detected hard LOCKUP on cpu \d+",
+        title: "BUG: hard lockup in ${func}",
+        func: Func::Culprit,
+        end: End::Trace,
+        ..ROW
+    },
+    Pattern {
+        kind: CrashKind::RcuStall,
+        start: r"^(?:rcu: )?INFO: rcu_(?:preempt|sched|bh) (?:self-)?detected(?: expedited)? stalls?",
+        title: "INFO: rcu detected stall in ${func}",
+        func: Func::Culprit,
+        end: End::Trace,
+        ..ROW
+    },
+    Pattern {
+        kind: CrashKind::HungTask,
+        start: r"^INFO: task \S+:\d+ blocked(?: in I/O wait)? for more than \d+ seconds\.",
+        title: "INFO: task hung in ${func}",
+        func: Func::Culprit,
+        end: End::Trace,
+        ..ROW
+    },
+    Pattern {
+        kind: CrashKind::Ubsan,
+        start: r"^UBSAN: (?P<what>[a-z-]+) in ",
+        title: "UBSAN: ${what} in ${func}",
+        func: Func::Culprit,
+        ..ROW
+    },
+    Pattern {
+        kind: CrashKind::UnexpectedReboot,
+        start: r"^Linux version \d",
+        title: "unexpected kernel reboot",
+        end: End::Line,
+        first_is_normal: true,
+        ..ROW
+    },
+];
+
+/// Named rewrites of titles, applied in order before [`normalize_line`].
+pub const TITLE_RULES: &[Rule] = &[
+    // `Attempted to kill init! exitcode=0x0000000b` -> `Attempted to kill init!`
+    Rule { name: "panic_exitcode", pattern: r" exitcode=0x[0-9a-f]+", replacement: "" },
+];
+
+/// Reporting machinery: the frames of the code that prints the report, takes
+/// the exception or the timer interrupt. Dropped from the start of a trace and
+/// never named in a title. Matched against the whole function name.
+pub const MACHINERY: &[&str] = &[
+    r"dump_stack(?:_lvl)?|show_stack|show_regs|show_trace_log_lvl|sched_show_task",
+    r"__die(?:_body|_header)?|die|die_addr|oops_end|page_fault_oops|kernelmode_fixup_or_oops",
+    r"__bad_area_nosemaphore|bad_area_nosemaphore|do_user_addr_fault|do_kern_addr_fault|handle_page_fault",
+    r"exc_\w+|asm_exc_\w+|handle_bug|report_bug(?:_entry)?|__report_bug|__warn|warn_slowpath_fmt",
+    r"do_error_trap|do_trap|fixup_exception|handle_stack_overflow",
+    r"panic|vpanic|nmi_panic|check_panic_on_warn",
+    r"print_report|print_address_description|kasan_\w+|__kasan_\w+|__asan_\w+|__hwasan_\w+|kfence_\w+",
+    r"ubsan_\w+|__ubsan_handle_\w+",
+    r"watchdog_\w+|softlockup_fn|__hrtimer_run_queues|hrtimer_\w+|tick_\w+|update_process_times",
+    r"rcu_dump_cpu_stacks|print_cpu_stall|print_other_cpu_stall|check_cpu_stall|rcu_pending|rcu_sched_clock_irq|dump_cpu_task",
+    r"nmi_cpu_backtrace|nmi_trigger_cpumask_backtrace|arch_trigger_cpumask_backtrace|trigger_\w*backtrace",
+    r"__sysvec_\w+|sysvec_\w+|asm_sysvec_\w+|irq_exit_rcu|__irq_exit_rcu|handle_softirqs|__do_softirq",
+    r"nmi_handle|default_do_nmi|exc_nmi|end_repeat_nmi|perf_event_nmi_handler",
+    r"__might_resched|__might_sleep|___might_sleep|__might_fault|__schedule_bug",
+    r"bad_page|free_page_is_bad_report|free_page_is_bad|print_bad_pte",
+    r"lockdep_\w+|print_\w+_bug|validate_chain|__lock_acquire|lock_acquire|check_prevs?_add|mark_lock",
+];
+
+/// Wait and lock primitives: kept in traces, but a stall or a hang is titled
+/// with the code that called them.
+pub const WAITING: &[&str] = &[
+    r"__schedule|schedule\w*|preempt_schedule\w*|io_schedule\w*|_?_cond_resched",
+    r"__mutex_lock\w*|mutex_lock\w*|__rt_mutex\w*|rt_mutex\w*|rwsem_down_\w+|down_\w+|down|__down\w*",
+    r"_raw_spin_lock\w*|_raw_read_lock\w*|_raw_write_lock\w*|do_raw_spin_lock|\w*queued_\w+_slowpath",
+    r"__wait_\w+|wait_\w+|do_wait_\w+|folio_wait\w*|__folio_lock\w*|folio_lock\w*|__lock_page\w*",
+    r"percpu_down\w+|__percpu_down\w+|percpu_rwsem_wait|rcuwait_wait_event",
+    r"msleep\w*|usleep\w*|schedule_hrtimeout\w*|__flush_work|flush_work|synchronize_\w+",
+    r"cpu_relax|native_safe_halt|default_idle\w*",
+];
+
+/// Lines that are not the kernel's, in any console.
+const FOREIGN_PREFIXES: &[&str] = &["gmemtest:"];
+
+/// A line just before a report that belongs to it (`cut here`, KASAN's ruler).
+const OPENER: &str = r"^-+\[ cut here \]-+\s*$|^={20,}\s*$";
+
+/// A frame of a call trace: ` func+0x12/0x34`, ` ? func+0x12/0x34 [mod]`,
+/// ` [<ffffffff8100abcd>] func+0x12/0x34` (old kernels).
+const FRAME: &str = r"^\s*(?:\[<[0-9a-f]+>\] )?(?P<unreliable>\? )?(?P<func>[A-Za-z_$][\w$.]*)\+0x[0-9a-f]+/0x[0-9a-f]+(?:\s+\[[^\]]*\])?\s*$";
+
+/// `<TASK>`, `</IRQ>`, `<NMI>`, `<#DF>`, ...
+const STACK_MARKER: &str = r"^\s*</?[A-Z#][A-Z0-9_#]*>\s*$";
+
+/// A kernel `RIP:` line with a symbol (not a user `RIP: 0033:0x4a1b2c`).
+const RIP: &str = r"^\s*RIP: [0-9a-f]{4}:(?P<func>[A-Za-z_$][\w$.]*)\+0x";
+
+struct CompiledPattern {
+    pat: Pattern,
+    start: Regex,
+    detail: Option<Regex>,
+    trace: Regex,
+    end: Option<Regex>,
+}
+
+struct Table {
+    patterns: Vec<CompiledPattern>,
+    starts: RegexSet,
+    title_rules: Vec<(Regex, &'static str)>,
+    machinery: Regex,
+    waiting: Regex,
+    opener: Regex,
+    frame: Regex,
+    marker: Regex,
+    rip: Regex,
+    placeholder: Regex,
+}
+
+static TABLE: LazyLock<Table> = LazyLock::new(Table::new);
+
+fn re(s: &str) -> Regex {
+    Regex::new(s).unwrap_or_else(|e| panic!("bad regex {s:?}: {e}"))
+}
+
+fn whole(alternatives: &[&str]) -> Regex {
+    re(&format!("^(?:{})$", alternatives.join("|")))
+}
+
+/// A console line that is the kernel's.
+#[derive(Debug, Clone, Copy)]
+struct Line<'a> {
+    /// 0-based line number in the console.
+    no: usize,
+    /// The line as printed (without a trailing `\r`).
+    raw: &'a str,
+    /// The line without its timestamp.
+    msg: &'a str,
+}
+
+fn kernel_lines(console: &str) -> Vec<Line<'_>> {
+    let all: Vec<(usize, &str)> =
+        console.lines().enumerate().map(|(no, l)| (no, l.trim_end_matches('\r'))).collect();
+    let timestamped = all.iter().any(|(_, l)| split_timestamp(l).0.is_some());
+    all.into_iter()
+        .filter_map(|(no, raw)| {
+            let (ts, msg) = split_timestamp(raw);
+            let foreign = (timestamped && ts.is_none()) || FOREIGN_PREFIXES.iter().any(|p| msg.starts_with(p));
+            (!foreign).then_some(Line { no, raw, msg })
+        })
+        .collect()
+}
+
+/// How a report's lines were cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// By its own end, another report, or the length limit.
+    Ended,
+    /// By the end of the console.
+    Eof,
+}
+
+/// Follows a call trace block line by line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TraceState {
+    Before,
+    In,
+    Done,
+}
+
+impl Table {
+    fn new() -> Table {
+        let patterns: Vec<CompiledPattern> = PATTERNS
+            .iter()
+            .map(|p| CompiledPattern {
+                pat: *p,
+                start: re(p.start),
+                detail: p.detail.map(re),
+                trace: re(p.trace),
+                end: match p.end {
+                    End::Marker(m) => Some(re(m)),
+                    _ => None,
+                },
+            })
+            .collect();
+        Table {
+            starts: RegexSet::new(PATTERNS.iter().map(|p| p.start)).expect("start patterns"),
+            patterns,
+            title_rules: TITLE_RULES.iter().map(|r| (re(r.pattern), r.replacement)).collect(),
+            machinery: whole(MACHINERY),
+            waiting: whole(WAITING),
+            opener: re(OPENER),
+            frame: re(FRAME),
+            marker: re(STACK_MARKER),
+            rip: re(RIP),
+            placeholder: re(r"\$\{(\w+)\}"),
+        }
+    }
+
+    /// The row whose report this line starts.
+    fn start_of(&self, msg: &str) -> Option<usize> {
+        self.starts.matches(msg).iter().next()
+    }
+
+    /// The end (exclusive) of the report of row `p` that starts at `i`.
+    fn collect(&self, p: usize, lines: &[Line], i: usize) -> (usize, Cut) {
+        let cp = &self.patterns[p];
+        if let End::Line = cp.pat.end {
+            return (i + 1, Cut::Ended);
+        }
+        let mut trace = TraceState::Before;
+        for (j, line) in lines.iter().enumerate().skip(i + 1) {
+            if j - i >= MAX_REPORT_LINES {
+                return (j, Cut::Ended);
+            }
+            if let Some(q) = self.start_of(line.msg) {
+                if !cp.pat.absorbs.contains(&PATTERNS[q].kind) {
+                    // Its `cut here` belongs to the next report.
+                    return (self.opener(lines, j, i + 1), Cut::Ended);
+                }
+            }
+            match cp.pat.end {
+                End::Marker(_) if cp.end.as_ref().is_some_and(|e| e.is_match(line.msg)) => {
+                    return (j + 1, Cut::Ended)
+                }
+                End::Trace => {
+                    trace = self.trace_step(&cp.trace, trace, line.msg);
+                    if trace == TraceState::Done {
+                        return (j, Cut::Ended);
+                    }
+                }
+                _ => {}
+            }
+        }
+        (lines.len(), Cut::Eof)
+    }
+
+    fn trace_step(&self, header: &Regex, state: TraceState, msg: &str) -> TraceState {
+        match state {
+            TraceState::Before if header.is_match(msg) => TraceState::In,
+            TraceState::In
+                if self.frame.is_match(msg)
+                    || self.marker.is_match(msg)
+                    || msg.trim_start().starts_with("RIP: ")
+                    || normalize::is_register_dump(msg) =>
+            {
+                TraceState::In
+            }
+            TraceState::In => TraceState::Done,
+            s => s,
+        }
+    }
+
+    /// Where the report that starts at `i` really begins: a `cut here` or a
+    /// ruler line up to two lines before it (not before `floor`).
+    fn opener(&self, lines: &[Line], i: usize, floor: usize) -> usize {
+        (i.saturating_sub(2).max(floor)..i).find(|&k| self.opener.is_match(lines[k].msg)).unwrap_or(i)
+    }
+
+    /// The frames of the report's first call trace, in order: `(function,
+    /// reliable)`; and the `RIP:` functions up to its end, with their place
+    /// among the frames.
+    fn frames(&self, cp: &CompiledPattern, body: &[Line]) -> (Vec<String>, Vec<String>) {
+        let mut frames = Vec::new();
+        let mut in_order = Vec::new();
+        let mut state = TraceState::Before;
+        for line in body.iter().skip(1) {
+            state = self.trace_step(&cp.trace, state, line.msg);
+            if state == TraceState::Done {
+                break;
+            }
+            if let Some(c) = self.rip.captures(line.msg) {
+                in_order.push(base_name(&c["func"]).to_string());
+            }
+            if state == TraceState::In {
+                if let Some(c) = self.frame.captures(line.msg) {
+                    if c.name("unreliable").is_none() {
+                        let f = base_name(&c["func"]).to_string();
+                        frames.push(f.clone());
+                        in_order.push(f);
+                    }
+                }
+            }
+        }
+        (frames, in_order)
+    }
+
+    fn build(&self, p: usize, report: &[Line], at: usize, cut: Cut) -> Crash {
+        let cp = &self.patterns[p];
+        let body = &report[at..];
+        let caps = cp.start.captures(body[0].msg).expect("the start line matches");
+        let detail: Option<Captures> =
+            cp.detail.as_ref().and_then(|d| body.iter().find_map(|l| d.captures(l.msg)));
+
+        let (frames, in_order) = self.frames(cp, body);
+        let trace: Vec<String> =
+            frames.iter().skip_while(|f| self.machinery.is_match(f)).take(MAX_TRACE).cloned().collect();
+
+        let func: Option<String> = match cp.pat.func {
+            Func::None => None,
+            Func::Captured => caps.name("func").map(|m| base_name(m.as_str()).to_string()),
+            Func::Rip => body
+                .iter()
+                .find_map(|l| self.rip.captures(l.msg))
+                .map(|c| base_name(&c["func"]).to_string())
+                .or_else(|| trace.first().cloned()),
+            Func::Culprit => {
+                let useful = in_order.iter().filter(|f| !self.machinery.is_match(f));
+                useful.clone().find(|f| !self.waiting.is_match(f)).or_else(|| useful.clone().next()).cloned()
+            }
+        };
+
+        let mut kind = cp.pat.kind;
+        let mut title = String::new();
+        let mut rest = cp.pat.title;
+        while let Some(c) = self.placeholder.captures(rest) {
+            let m = c.get(0).unwrap();
+            title.push_str(&rest[..m.start()]);
+            let name = &c[1];
+            let value = if name == "func" {
+                func.as_deref()
+            } else {
+                caps.name(name).or_else(|| detail.as_ref().and_then(|d| d.name(name))).map(|m| m.as_str()).or(Some(""))
+            };
+            match value {
+                Some(v) => title.push_str(v),
+                None => {
+                    // The function was never printed: say so, never guess.
+                    let prefix = title.trim_end();
+                    let prefix = prefix.strip_suffix(" in").unwrap_or(prefix);
+                    title = match cut {
+                        Cut::Eof => format!("{prefix} (truncated)"),
+                        Cut::Ended => {
+                            kind = CrashKind::Corrupted;
+                            format!("{prefix} (corrupted)")
+                        }
+                    };
+                    rest = "";
+                    break;
+                }
+            }
+            rest = &rest[m.end()..];
+        }
+        title.push_str(rest);
+        for (re, rep) in &self.title_rules {
+            title = re.replace_all(&title, *rep).into_owned();
+        }
+
+        Crash {
+            kind,
+            title: normalize_line(&title),
+            trace,
+            lines: report.iter().map(|l| l.raw.to_string()).collect(),
+            line_no: report[0].no,
+        }
+    }
+}
+
+/// A function name without the suffixes the compiler adds (`mem_rw.isra.0`
+/// -> `mem_rw`, `foo.cold` -> `foo`).
+fn base_name(f: &str) -> &str {
+    f.split('.').next().unwrap_or(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(console: &str) -> Crash {
+        let c = find_crashes(console);
+        assert_eq!(c.len(), 1, "{c:#?}");
+        c.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn table_compiles_and_rows_are_reachable() {
+        let t = &*TABLE;
+        assert_eq!(t.patterns.len(), PATTERNS.len());
+        for cp in &t.patterns {
+            assert!(cp.pat.title.contains("${func}") == (cp.pat.func != Func::None), "{}", cp.pat.start);
+            if cp.pat.func == Func::Captured {
+                assert!(cp.start.capture_names().any(|n| n == Some("func")), "{}", cp.pat.start);
+            }
+        }
+    }
+
+    #[test]
+    fn page_fault_is_one_crash_titled_from_rip() {
+        let c = one("BUG: unable to handle page fault for address: ff11000012345000\n\
+             #PF: supervisor read access in kernel mode\n\
+             #PF: error_code(0x0000) - not-present page\n\
+             PGD 2a01067 P4D 2a02067 PUD 2a03067 PMD 2a04067 PTE 0\n\
+             Oops: Oops: 0000 [#1] SMP\n\
+             RIP: 0010:__access_remote_vm+0x1a2/0x3c0\n\
+             Call Trace:\n <TASK>\n ? __die+0x23/0x70\n mem_rw.isra.0+0x106/0x200\n vfs_read+0xa9/0x360\n </TASK>\n\
+             ---[ end trace 0000000000000000 ]---\n");
+        assert_eq!(c.kind, CrashKind::PageFault);
+        assert_eq!(c.title, "BUG: unable to handle page fault in __access_remote_vm");
+        assert_eq!(c.trace, ["mem_rw", "vfs_read"]);
+        assert!(c.lines.iter().any(|l| l.starts_with("#PF: error_code")));
+    }
+
+    #[test]
+    fn truncated_report_keeps_its_kind() {
+        let c = one("[ 1.000000] BUG: unable to handle page fault for address: ff11000012345000\n\
+                     [ 1.000001] #PF: supervisor read access in kernel mode\n");
+        assert_eq!(c.kind, CrashKind::PageFault);
+        assert_eq!(c.title, "BUG: unable to handle page fault (truncated)");
+        assert!(c.trace.is_empty());
+    }
+
+    #[test]
+    fn interrupted_report_is_corrupted() {
+        let c = find_crashes(
+            "BUG: unable to handle page fault for address: ff11000012345000\n\
+             #PF: supervisor read access in kernel mode\n\
+             ------------[ cut here ]------------\n\
+             WARNING: mm/gup.c:123 at gup_foo+0x1/0x2, CPU#1: probe/58\n\
+             ---[ end trace 0000000000000000 ]---\n",
+        );
+        assert_eq!(c.len(), 2, "{c:#?}");
+        assert_eq!((c[0].kind, c[0].title.as_str()), (CrashKind::Corrupted, "BUG: unable to handle page fault (corrupted)"));
+        assert_eq!((c[1].kind, c[1].title.as_str()), (CrashKind::Warning, "WARNING in gup_foo"));
+        assert_eq!(c[1].line_no, 2, "the cut-here line belongs to the warning");
+    }
+
+    #[test]
+    fn rip_without_symbol_falls_back_to_the_trace() {
+        let c = one("BUG: kernel NULL pointer dereference, address: 0000000000000000\n\
+             Oops: Oops: 0010 [#1] SMP\n\
+             RIP: 0010:0x0\n\
+             Call Trace:\n <TASK>\n kvm_gmem_release+0x2f/0x90\n __fput+0xea/0x2d0\n </TASK>\n\
+             ---[ end trace 0000000000000000 ]---\n");
+        assert_eq!(c.title, "BUG: kernel NULL pointer dereference in kvm_gmem_release");
+    }
+
+    #[test]
+    fn foreign_lines_are_skipped() {
+        let c = one("[    1.000000] BUG: unable to handle page fault for address: ff11000012345000\n\
+                     gmemtest: step 2 of 3\n\
+                     [    1.000001] RIP: 0010:__access_remote_vm+0x1a2/0x3c0\n\
+                     [    1.000002] Call Trace:\n\
+                     [    1.000003]  <TASK>\n\
+                     probe: pread started\n\
+                     [    1.000004]  mem_rw+0x106/0x200\n\
+                     [    1.000005]  </TASK>\n\
+                     [    1.000006] ---[ end trace 0000000000000000 ]---\n");
+        assert_eq!(c.trace, ["mem_rw"]);
+        assert_eq!(c.lines.len(), 7);
+        // Untimestamped: only the gmemtest: prefix marks foreign lines.
+        assert!(find_crashes("gmemtest: BUG: unable to handle page fault for address: 0\n").is_empty());
+    }
+
+    #[test]
+    fn hung_task_is_titled_with_the_waiter() {
+        let c = one("INFO: task gmem-probe:61 blocked for more than 122 seconds.\n\
+             \x20     Not tainted 7.3.0 #1\n\
+             task:gmem-probe      state:D stack:0     pid:61    tgid:61    ppid:1      task_flags:0x400100 flags:0x00004002\n\
+             Call Trace:\n <TASK>\n __schedule+0x3a0/0xb40\n schedule+0x27/0xf0\n\
+             \x20rwsem_down_write_slowpath+0x2a0/0x6a0\n down_write+0x5b/0x60\n\
+             \x20kvm_gmem_fallocate+0x4e/0x140\n vfs_fallocate+0x14c/0x3c0\n </TASK>\n\
+             INFO: task gmem-probe:61 is blocked on an rw-semaphore, but the owner is not found.\n");
+        assert_eq!(c.title, "INFO: task hung in kvm_gmem_fallocate");
+        assert_eq!(c.trace[0], "__schedule");
+        assert_eq!(c.lines.last().unwrap(), " </TASK>");
+    }
+
+    #[test]
+    fn sleeping_in_atomic() {
+        let c = one("BUG: sleeping function called from invalid context at kernel/locking/mutex.c:585\n\
+             in_atomic(): 1, irqs_disabled(): 0, non_block: 0, pid: 57, name: gmem-probe\n\
+             CPU: 0 UID: 0 PID: 57 Comm: gmem-probe Not tainted 7.3.0 #1 PREEMPT(none)\n\
+             Call Trace:\n <TASK>\n dump_stack_lvl+0x5d/0x80\n __might_resched+0x151/0x190\n\
+             \x20__mutex_lock+0x46/0x8a0\n kvm_gmem_get_folio+0x31/0xa0\n </TASK>\n");
+        assert_eq!(c.kind, CrashKind::Bug);
+        assert_eq!(c.title, "BUG: sleeping function called from invalid context in kvm_gmem_get_folio");
+        assert_eq!(c.trace, ["__mutex_lock", "kvm_gmem_get_folio"]);
+    }
+
+    #[test]
+    fn bad_page_state() {
+        let c = one("BUG: Bad page state in process gmem-probe  pfn:12345\n\
+             page: refcount:0 mapcount:0 mapping:0000000000000000 index:0x0 pfn:0x12345\n\
+             flags: 0x100000000000000(node=0|zone=1)\n\
+             page dumped because: nonzero mapcount\n\
+             Modules linked in:\n\
+             Call Trace:\n <TASK>\n dump_stack_lvl+0x5d/0x80\n bad_page+0x6a/0x100\n free_unref_folios+0x2c1/0x6a0\n </TASK>\n\
+             Disabling lock debugging due to kernel taint\n");
+        assert_eq!((c.kind, c.title.as_str()), (CrashKind::Bug, "BUG: Bad page state"));
+        assert_eq!(c.trace, ["free_unref_folios"]);
+    }
+
+    #[test]
+    fn lockdep_warning() {
+        let c = one("======================================================\n\
+             WARNING: possible circular locking dependency detected\n\
+             7.3.0 #1 Not tainted\n\
+             ------------------------------------------------------\n\
+             gmem-probe/57 is trying to acquire lock:\n\
+             stack backtrace:\n\
+             CPU: 0 UID: 0 PID: 57 Comm: gmem-probe Not tainted 7.3.0 #1 PREEMPT(none)\n\
+             Call Trace:\n <TASK>\n dump_stack_lvl+0x5d/0x80\n print_circular_bug+0x26a/0x330\n\
+             \x20check_noncircular+0x11d/0x140\n kvm_gmem_fallocate+0x4e/0x140\n </TASK>\n");
+        assert_eq!((c.kind, c.title.as_str()), (CrashKind::Warning, "WARNING: possible circular locking dependency detected"));
+        assert_eq!(c.line_no, 0);
+        assert_eq!(c.trace, ["check_noncircular", "kvm_gmem_fallocate"]);
+    }
+
+    #[test]
+    fn panic_titles() {
+        for (line, title) in [
+            ("Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b", "Kernel panic: Attempted to kill init!"),
+            ("Kernel panic - not syncing: Fatal exception in interrupt", "Kernel panic: Fatal exception in interrupt"),
+            ("Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)", "Kernel panic: VFS: Unable to mount root fs on unknown-block(0,0)"),
+        ] {
+            let c = one(line);
+            assert_eq!((c.kind, c.title.as_str()), (CrashKind::Panic, title));
+            assert!(panicked(&[c]));
+        }
+        assert!(!panicked(&[]));
+    }
+
+    #[test]
+    fn first_banner_is_not_a_reboot() {
+        assert!(find_crashes("Linux version 7.3.0 (root@h) (gcc 12) #1 SMP\nRun /init as init process\n").is_empty());
+        let c = find_crashes("Linux version 7.3.0 #1\nfoo\nLinux version 7.3.0 #1\nLinux version 7.3.0 #1\n");
+        assert_eq!(c.len(), 2);
+        assert!(c.iter().all(|c| c.kind == CrashKind::UnexpectedReboot && c.title == "unexpected kernel reboot"));
+        assert_eq!(c[0].line_no, 2);
+    }
+
+    #[test]
+    fn other_oopses() {
+        let c = one("Oops: divide error: 0000 [#1] SMP\nRIP: 0010:kvm_gmem_foo+0x10/0x20\n---[ end trace 0000000000000000 ]---");
+        assert_eq!((c.kind, c.title.as_str()), (CrashKind::Oops, "divide error in kvm_gmem_foo"));
+        let c = one("Oops: 0002 [#1] PREEMPT SMP NOPTI\nRIP: 0010:kvm_gmem_foo+0x10/0x20\n---[ end trace 0000000000000000 ]---");
+        assert_eq!((c.kind, c.title.as_str()), (CrashKind::Oops, "Oops in kvm_gmem_foo"));
+        let c = one("invalid opcode: 0000 [#1] PREEMPT SMP NOPTI\nRIP: 0010:kvm_gmem_foo+0x10/0x20\n");
+        assert_eq!((c.kind, c.title.as_str()), (CrashKind::InvalidOpcode, "invalid opcode in kvm_gmem_foo"));
+    }
+
+    #[test]
+    fn warning_formats() {
+        for line in [
+            "WARNING: virt/kvm/guest_memfd.c:412 at kvm_gmem_free_folio+0x5e/0x80 [kvm], CPU#0: gmem-probe/57",
+            "WARNING: at kvm_gmem_free_folio.cold+0x5e/0x80, CPU#0: gmem-probe/57",
+            "WARNING: CPU: 0 PID: 57 at virt/kvm/guest_memfd.c:412 kvm_gmem_free_folio+0x5e/0x80 [kvm]",
+            "WARNING: CPU: 0 PID: 57 at kvm_gmem_free_folio+0x5e/0x80",
+        ] {
+            assert_eq!(one(line).title, "WARNING in kvm_gmem_free_folio", "{line}");
+        }
+    }
+
+    #[test]
+    fn frames() {
+        let t = &*TABLE;
+        for (line, func, unreliable) in [
+            (" mem_rw.isra.0+0x106/0x200", "mem_rw.isra.0", false),
+            (" ? __die+0x23/0x70", "__die", true),
+            (" kvm_gmem_free_folio+0x3c/0x60 [kvm]", "kvm_gmem_free_folio", false),
+            (" kvm_gmem_free_folio+0x3c/0x60 [kvm 0123456789abcdef0123456789abcdef01234567]", "kvm_gmem_free_folio", false),
+            (" [<ffffffff8100abcd>] foo+0x1/0x2", "foo", false),
+        ] {
+            let c = t.frame.captures(line).unwrap_or_else(|| panic!("{line}"));
+            assert_eq!((&c["func"], c.name("unreliable").is_some()), (func, unreliable));
+        }
+        for not in ["RIP: 0010:foo+0x1/0x2", "Modules linked in: kvm_amd kvm", "Call Trace:"] {
+            assert!(!t.frame.is_match(not), "{not}");
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Cases: `cases/CASE.yaml`, loaded and validated, and turned into the plan
+//! the guest runs.
+//!
+//! ```yaml
+//! description: what the case shows
+//! kernels: [stock-7.3]          # the variants it runs on (recipes in kernels/)
+//! timeout: 60                   # seconds, the whole boot (default 60)
+//! memory_mb: 1024               # guest memory (default 1024)
+//! cpus: 2                       # guest CPUs (default 2)
+//! cmdline: ""                   # extra kernel command line
+//! expect_crash: false           # the case expects the kernel to crash
+//! keep_dmesg: ["kvm_amd: .*"]   # regexes: matching kernel log lines go in the outcome
+//! steps:
+//!   - name: discover
+//!     probe: caps               # one of gmem_protocol::PROBES
+//!     args: {}                  # the probe's arguments (checked by the probe)
+//!     timeout: 20               # seconds (default 20)
+//!     cpu: 0                    # pin the probe to this CPU (optional)
+//! ```
+
+use anyhow::{bail, Context, Result};
+use regex::Regex;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+use crate::yaml::load_yaml;
+use gmem_protocol::{Plan, PlanStep, PROBES, PROTOCOL_VERSION};
+
+fn default_timeout() -> u64 {
+    60
+}
+fn default_memory() -> u32 {
+    1024
+}
+fn default_cpus() -> u32 {
+    2
+}
+fn default_step_timeout() -> u64 {
+    20
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseFile {
+    description: String,
+    kernels: Vec<String>,
+    #[serde(default = "default_timeout")]
+    timeout: u64,
+    #[serde(default = "default_memory")]
+    memory_mb: u32,
+    #[serde(default = "default_cpus")]
+    cpus: u32,
+    #[serde(default)]
+    cmdline: String,
+    #[serde(default)]
+    expect_crash: bool,
+    #[serde(default)]
+    keep_dmesg: Vec<String>,
+    steps: Vec<StepFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepFile {
+    name: String,
+    probe: String,
+    #[serde(default)]
+    args: serde_json::Value,
+    #[serde(default = "default_step_timeout")]
+    timeout: u64,
+    #[serde(default)]
+    cpu: Option<u32>,
+}
+
+/// A validated case.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// The file's stem (`gmem_create`).
+    pub name: String,
+    pub file: PathBuf,
+    pub description: String,
+    pub kernels: Vec<String>,
+    pub timeout_s: u64,
+    pub memory_mb: u32,
+    pub cpus: u32,
+    pub cmdline: String,
+    pub expect_crash: bool,
+    pub keep_dmesg: Vec<Regex>,
+    pub plan: Plan,
+}
+
+impl Case {
+    /// Loads and validates `file`; `known_kernels` are the recipe names.
+    pub fn load(file: &Path, known_kernels: &[String]) -> Result<Case> {
+        let raw: CaseFile = load_yaml(file)?;
+        let f = file.display();
+        let name = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .with_context(|| format!("{f}: not a valid file name"))?
+            .to_string();
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            bail!("{f}: the case name `{name}` (the file name) may only hold letters, digits, `_` and `-`");
+        }
+        if raw.kernels.is_empty() {
+            bail!("{f}: field `kernels`: expected at least one kernel (known: {})", known_kernels.join(", "));
+        }
+        for k in &raw.kernels {
+            if !known_kernels.contains(k) {
+                bail!(
+                    "{f}: field `kernels`: no kernel recipe `{k}` in kernels/ (known: {})",
+                    known_kernels.join(", ")
+                );
+            }
+        }
+        if raw.timeout == 0 || raw.timeout > 3600 {
+            bail!("{f}: field `timeout`: expected 1 to 3600 seconds, got {}", raw.timeout);
+        }
+        if !(128..=16384).contains(&raw.memory_mb) {
+            bail!("{f}: field `memory_mb`: expected 128 to 16384, got {}", raw.memory_mb);
+        }
+        if !(1..=8).contains(&raw.cpus) {
+            bail!("{f}: field `cpus`: expected 1 to 8, got {}", raw.cpus);
+        }
+        if raw.cmdline.contains('\n') {
+            bail!("{f}: field `cmdline`: expected one line");
+        }
+        let keep_dmesg = raw
+            .keep_dmesg
+            .iter()
+            .enumerate()
+            .map(|(i, re)| {
+                Regex::new(re).map_err(|e| anyhow::anyhow!("{f}: field `keep_dmesg[{i}]`: not a valid regex: {e}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if raw.steps.is_empty() {
+            bail!("{f}: field `steps`: expected at least one step");
+        }
+        let mut steps = Vec::new();
+        let mut total = 0;
+        for (i, s) in raw.steps.iter().enumerate() {
+            let at = format!("{f}: field `steps[{i}]`");
+            if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                bail!("{at}.name: expected letters, digits, `_` or `-`, got `{}`", s.name);
+            }
+            if raw.steps[..i].iter().any(|o| o.name == s.name) {
+                bail!("{at}.name: `{}` is used by an earlier step; step names must be unique", s.name);
+            }
+            if !PROBES.contains(&s.probe.as_str()) {
+                bail!("{at}.probe: no probe `{}` (known probes: {})", s.probe, PROBES.join(", "));
+            }
+            if !(s.args.is_null() || s.args.is_object()) {
+                bail!("{at}.args: expected a map of the probe's arguments");
+            }
+            if s.timeout == 0 {
+                bail!("{at}.timeout: expected at least 1 second");
+            }
+            if let Some(cpu) = s.cpu {
+                if cpu >= raw.cpus {
+                    bail!("{at}.cpu: CPU {cpu} does not exist in a guest with {} CPUs", raw.cpus);
+                }
+            }
+            total += s.timeout;
+            steps.push(PlanStep {
+                name: s.name.clone(),
+                probe: s.probe.clone(),
+                args: if s.args.is_null() { serde_json::json!({}) } else { s.args.clone() },
+                timeout_ms: s.timeout * 1000,
+                cpu: s.cpu,
+            });
+        }
+        if total >= raw.timeout {
+            bail!(
+                "{f}: field `timeout`: {} s leaves no time to boot: the steps' timeouts add up to {total} s",
+                raw.timeout
+            );
+        }
+        Ok(Case {
+            plan: Plan { protocol: PROTOCOL_VERSION, case: name.clone(), steps },
+            name,
+            file: file.to_path_buf(),
+            description: raw.description,
+            kernels: raw.kernels,
+            timeout_s: raw.timeout,
+            memory_mb: raw.memory_mb,
+            cpus: raw.cpus,
+            cmdline: raw.cmdline,
+            expect_crash: raw.expect_crash,
+            keep_dmesg,
+        })
+    }
+}
+
+/// Loads every case in `cases_dir` (sorted by name). Stops at the first
+/// invalid file: a suite with a broken case is not run half.
+pub fn load_all(cases_dir: &Path, known_kernels: &[String]) -> Result<Vec<Case>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(cases_dir)
+        .with_context(|| format!("cannot read {}", cases_dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    files.iter().map(|f| Case::load(f, known_kernels)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernels() -> Vec<String> {
+        vec!["stock-7.3".to_string()]
+    }
+
+    fn load(text: &str) -> Result<Case> {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("my_case.yaml");
+        std::fs::write(&f, text).unwrap();
+        Case::load(&f, &kernels())
+    }
+
+    fn err(text: &str) -> String {
+        format!("{:#}", load(text).unwrap_err())
+    }
+
+    const GOOD: &str = "description: d\nkernels: [stock-7.3]\nsteps:\n  - name: a\n    probe: caps\n";
+
+    #[test]
+    fn a_good_case_becomes_a_plan() {
+        let c = load(GOOD).unwrap();
+        assert_eq!(c.name, "my_case");
+        assert_eq!(c.plan.steps.len(), 1);
+        assert_eq!(c.plan.steps[0].timeout_ms, 20_000);
+        assert_eq!(c.plan.steps[0].args, serde_json::json!({}));
+        assert_eq!(c.timeout_s, 60);
+    }
+
+    #[test]
+    fn unknown_field_names_file_field_and_expected() {
+        let e = err("description: d\nkernels: [stock-7.3]\ntimout: 3\nsteps: []\n");
+        assert!(e.contains("my_case.yaml"), "{e}");
+        assert!(e.contains("unknown field `timout`"), "{e}");
+        assert!(e.contains("expected one of"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = err("description: d\nkernels: stock-7.3\nsteps: []\n");
+        assert!(e.contains("kernels") && e.contains("expected a sequence"), "{e}");
+        let e = err("description: d\nkernels: [stock-7.3]\ntimeout: soon\nsteps: []\n");
+        assert!(e.contains("timeout") && e.contains("expected u64"), "{e}");
+    }
+
+    #[test]
+    fn missing_probe_is_named_with_known_ones() {
+        let e = err("description: d\nkernels: [stock-7.3]\nsteps:\n  - name: a\n    probe: nope\n");
+        assert!(e.contains("steps[0]`.probe") && e.contains("no probe `nope`") && e.contains("caps"), "{e}");
+    }
+
+    #[test]
+    fn missing_kernel_is_named() {
+        let e = err("description: d\nkernels: [nope-1.0]\nsteps:\n  - name: a\n    probe: caps\n");
+        assert!(e.contains("field `kernels`") && e.contains("nope-1.0") && e.contains("stock-7.3"), "{e}");
+    }
+
+    #[test]
+    fn missing_required_field_is_named() {
+        let e = err("kernels: [stock-7.3]\nsteps:\n  - name: a\n    probe: caps\n");
+        assert!(e.contains("missing field `description`"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_step_names_and_bad_cpu_are_refused() {
+        let e = err("description: d\nkernels: [stock-7.3]\nsteps:\n  - {name: a, probe: caps}\n  - {name: a, probe: caps}\n");
+        assert!(e.contains("steps[1]`.name") && e.contains("unique"), "{e}");
+        let e = err("description: d\nkernels: [stock-7.3]\ncpus: 1\nsteps:\n  - {name: a, probe: caps, cpu: 1}\n");
+        assert!(e.contains("steps[0]`.cpu"), "{e}");
+    }
+
+    #[test]
+    fn step_timeouts_must_fit_the_case_timeout() {
+        let e = err("description: d\nkernels: [stock-7.3]\ntimeout: 30\nsteps:\n  - {name: a, probe: caps, timeout: 30}\n");
+        assert!(e.contains("field `timeout`") && e.contains("add up to 30"), "{e}");
+    }
+
+    #[test]
+    fn bad_regex_is_named() {
+        let e = err("description: d\nkernels: [stock-7.3]\nkeep_dmesg: ['(']\nsteps:\n  - {name: a, probe: caps}\n");
+        assert!(e.contains("keep_dmesg[0]"), "{e}");
+    }
+
+    #[test]
+    fn huge_file_is_refused() {
+        let big = format!("description: \"{}\"\n", "x".repeat(300 * 1024));
+        let e = err(&big);
+        assert!(e.contains("expected at most"), "{e}");
+    }
+}

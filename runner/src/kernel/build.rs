@@ -1,0 +1,476 @@
+//! Building a kernel variant: source tree, patches, config (allnoconfig +
+//! fragments, every requested symbol verified), `make bzImage` with ccache,
+//! and a content-addressed cache of the results.
+//!
+//! A Debian-source variant is keyed by everything that decides its bytes
+//! (package version, patches, fragments, compiler, builder version); a cache
+//! hit does not run make at all. A user's own tree is built out of tree
+//! (`O=` under our cache) so their tree is never written to, and make's own
+//! dependency tracking makes an edit there an incremental rebuild.
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::recipe::{expand_home, Recipe, SourceSpec};
+use crate::paths::Paths;
+use crate::setup;
+
+/// Bump when the way kernels are built changes (invalidates the cache).
+const BUILDER_VERSION: &str = "gmemtest-kernel-build-1";
+const COMPLETE: &str = "complete";
+
+/// A built kernel, ready to boot.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BuiltKernel {
+    /// The variant (recipe) name.
+    pub name: String,
+    /// What it was built from, e.g. `linux-source-7.3 7.3.4-1~bpo13+1 + 2 patches`.
+    pub source: String,
+    /// The content hash (empty for a user's tree, which make tracks itself).
+    pub key: String,
+    pub bzimage: PathBuf,
+    pub vmlinux: PathBuf,
+    pub system_map: PathBuf,
+    pub config: PathBuf,
+    pub build_log: PathBuf,
+    /// How long make ran, if it ran in this process.
+    #[serde(skip)]
+    pub built_in: Option<Duration>,
+}
+
+/// The compiler's identity, part of the cache key.
+fn compiler_version() -> Result<String> {
+    let out = Command::new("gcc")
+        .arg("--version")
+        .output()
+        .context("cannot run gcc --version (run `cargo xtask setup`)")?;
+    Ok(String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_string())
+}
+
+fn hash_file(h: &mut Sha256, p: &Path) -> Result<()> {
+    let data = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+    h.update((data.len() as u64).to_le_bytes());
+    h.update(&data);
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Builds `recipe` (or finds it in the cache). Progress goes to stderr.
+pub fn build(paths: &Paths, recipe: &Recipe) -> Result<BuiltKernel> {
+    match &recipe.source {
+        SourceSpec::Debian { package, version } => build_debian(paths, recipe, package, version.as_deref()),
+        SourceSpec::Tree { tree } => build_tree(paths, recipe, &expand_home(tree)),
+    }
+    .with_context(|| format!("kernel {}: build failed ({})", recipe.name, recipe.file.display()))
+}
+
+fn build_debian(paths: &Paths, recipe: &Recipe, package: &str, version: Option<&str>) -> Result<BuiltKernel> {
+    let src = setup::ensure_source(paths, package, version)?;
+    let compiler = compiler_version()?;
+
+    // The tree (source + patches) and the whole build have separate keys: a
+    // fragment change reuses the patched tree.
+    let mut tree_h = Sha256::new();
+    tree_h.update(BUILDER_VERSION);
+    tree_h.update(format!("{}\0{}\0", src.package, src.version));
+    for p in &recipe.patches {
+        hash_file(&mut tree_h, p)?;
+    }
+    let tree_key = hex(&tree_h.finalize());
+    let mut h = Sha256::new();
+    h.update(&tree_key);
+    for f in &recipe.fragments {
+        hash_file(&mut h, f)?;
+    }
+    h.update(format!("{compiler}\0debug_info={}\0", recipe.debug_info));
+    let key = hex(&h.finalize());
+    let desc = format!(
+        "{} {}{}",
+        src.package,
+        src.version,
+        match recipe.patches.len() {
+            0 => String::new(),
+            1 => " + 1 patch".into(),
+            n => format!(" + {n} patches"),
+        }
+    );
+
+    let entry = paths.kernel_cache().join(format!("{}-{}", recipe.name, &key[..16]));
+    let _lock = lock(&paths.kernel_cache().join(format!(".{}.lock", recipe.name)))?;
+    if entry.join(COMPLETE).exists() {
+        eprintln!("kernel {}: cached ({desc}, key {})", recipe.name, &key[..16]);
+        return Ok(artifacts_in(&entry, recipe, &desc, &key, None));
+    }
+
+    // The variant's build directory: a hard-linked copy of the pristine tree
+    // with the patches applied, and the object directory as its child (so
+    // Kbuild uses a relative srctree and ccache hits across variants).
+    let vdir = paths.build_dirs().join(&recipe.name);
+    let src_dir = vdir.join("src");
+    let marker = vdir.join("tree-key");
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(tree_key.as_str()) {
+        if vdir.exists() {
+            std::fs::remove_dir_all(&vdir).with_context(|| format!("cannot remove {}", vdir.display()))?;
+        }
+        std::fs::create_dir_all(&vdir)?;
+        eprintln!("kernel {}: preparing the source tree ({desc})", recipe.name);
+        run(Command::new("cp").arg("-al").arg(&src.path).arg(&src_dir), "cp -al (source tree)")?;
+        for p in &recipe.patches {
+            let out = Command::new("patch")
+                .args(["-p1", "--forward", "--batch", "-i"])
+                .arg(p)
+                .current_dir(&src_dir)
+                .output()
+                .context("cannot run patch")?;
+            if !out.status.success() {
+                bail!(
+                    "patch {} does not apply to {desc}:\n{}{}",
+                    p.display(),
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        std::fs::write(&marker, &tree_key)?;
+    }
+    let obj = src_dir.join("out");
+    let log_path = vdir.join("build.log");
+    let took = configure_and_make(paths, recipe, &src_dir, Path::new("out"), &obj, &log_path)?;
+
+    // Publish the artifacts: copy into a temporary directory, then rename.
+    std::fs::create_dir_all(paths.kernel_cache())?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}-", recipe.name))
+        .tempdir_in(paths.kernel_cache())?;
+    for (from, to) in [
+        ("arch/x86/boot/bzImage", "bzImage"),
+        ("vmlinux", "vmlinux"),
+        ("System.map", "System.map"),
+        (".config", "config"),
+    ] {
+        std::fs::copy(obj.join(from), tmp.path().join(to))
+            .with_context(|| format!("cannot copy {} from {}", from, obj.display()))?;
+    }
+    std::fs::copy(&log_path, tmp.path().join("build.log"))?;
+    let meta = serde_json::json!({
+        "variant": recipe.name, "source": desc, "key": key, "compiler": compiler,
+        "build_seconds": took.as_secs_f64(),
+    });
+    std::fs::write(tmp.path().join("meta.json"), serde_json::to_vec_pretty(&meta)?)?;
+    std::fs::write(tmp.path().join(COMPLETE), "")?;
+    if entry.exists() {
+        std::fs::remove_dir_all(&entry)?;
+    }
+    std::fs::rename(tmp.keep(), &entry)
+        .with_context(|| format!("cannot move the build into {}", entry.display()))?;
+    eprintln!("kernel {}: built in {:.0?} ({desc})", recipe.name, took);
+    Ok(artifacts_in(&entry, recipe, &desc, &key, Some(took)))
+}
+
+fn artifacts_in(dir: &Path, recipe: &Recipe, desc: &str, key: &str, took: Option<Duration>) -> BuiltKernel {
+    BuiltKernel {
+        name: recipe.name.clone(),
+        source: desc.to_string(),
+        key: key.to_string(),
+        bzimage: dir.join("bzImage"),
+        vmlinux: dir.join("vmlinux"),
+        system_map: dir.join("System.map"),
+        config: dir.join("config"),
+        build_log: dir.join("build.log"),
+        built_in: took,
+    }
+}
+
+fn build_tree(paths: &Paths, recipe: &Recipe, tree: &Path) -> Result<BuiltKernel> {
+    let tree = tree.canonicalize().with_context(|| format!("cannot resolve {}", tree.display()))?;
+    let mut h = Sha256::new();
+    h.update(tree.as_os_str().as_encoded_bytes());
+    let id = &hex(&h.finalize())[..12];
+    let obj = paths.build_dirs().join(format!("tree-{}-{id}", recipe.name));
+    std::fs::create_dir_all(&obj)?;
+    let _lock = lock(&obj.join(".lock"))?;
+    let rev = Command::new("git")
+        .args(["describe", "--always", "--dirty", "--tags"])
+        .current_dir(&tree)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let desc = format!("{}{}", tree.display(), rev.map(|r| format!(" at {r}")).unwrap_or_default());
+    let log_path = obj.join("gmemtest-build.log");
+    let took = configure_and_make(paths, recipe, &tree, &obj, &obj, &log_path)?;
+    eprintln!("kernel {}: make done in {:.0?} ({desc})", recipe.name, took);
+    Ok(BuiltKernel {
+        name: recipe.name.clone(),
+        source: desc,
+        key: String::new(),
+        bzimage: obj.join("arch/x86/boot/bzImage"),
+        vmlinux: obj.join("vmlinux"),
+        system_map: obj.join("System.map"),
+        config: obj.join(".config"),
+        build_log: log_path,
+        built_in: Some(took),
+    })
+}
+
+/// Merges the fragments onto allnoconfig, verifies the result, runs make.
+/// `obj_arg` is what is passed as `O=` (relative to `src`, or absolute);
+/// `obj` is the same directory as a path we can open.
+fn configure_and_make(
+    paths: &Paths,
+    recipe: &Recipe,
+    src: &Path,
+    obj_arg: &Path,
+    obj: &Path,
+    log_path: &Path,
+) -> Result<Duration> {
+    std::fs::create_dir_all(obj)?;
+    let mut log = std::fs::File::create(log_path)
+        .with_context(|| format!("cannot create {}", log_path.display()))?;
+    let mut fragments = recipe.fragments.clone();
+    if recipe.debug_info {
+        let dbg = obj.join("gmemtest-debug-info.config");
+        std::fs::write(&dbg, "CONFIG_DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT=y\n")?;
+        fragments.push(dbg);
+    }
+    let merged = Command::new("scripts/kconfig/merge_config.sh")
+        .arg("-n")
+        .arg("-O")
+        .arg(obj_arg)
+        .args(&fragments)
+        .current_dir(src)
+        .output()
+        .context("cannot run scripts/kconfig/merge_config.sh")?;
+    log.write_all(&merged.stdout)?;
+    log.write_all(&merged.stderr)?;
+    if !merged.status.success() {
+        bail!(
+            "merge_config.sh failed ({}), log {}:\n{}",
+            merged.status,
+            log_path.display(),
+            String::from_utf8_lossy(&merged.stderr)
+        );
+    }
+    let config = std::fs::read_to_string(obj.join(".config"))?;
+    let mut dropped = Vec::new();
+    for f in &fragments {
+        let text = std::fs::read_to_string(f)?;
+        for want in config_requests(&text) {
+            if !config_satisfies(&config, &want) {
+                dropped.push(format!("{} (from {})", want.describe(), f.display()));
+            }
+        }
+    }
+    if !dropped.is_empty() {
+        bail!(
+            "the kernel config lost symbols the fragments ask for (a missing dependency, or a symbol this kernel does not have):\n  {}",
+            dropped.join("\n  ")
+        );
+    }
+    make(paths, recipe, src, obj_arg, log, log_path)
+}
+
+/// One line of a config fragment: `CONFIG_X=v` or `# CONFIG_X is not set`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigRequest {
+    pub symbol: String,
+    /// `None` means "not set".
+    pub value: Option<String>,
+}
+
+impl ConfigRequest {
+    fn describe(&self) -> String {
+        match &self.value {
+            Some(v) => format!("CONFIG_{}={v}", self.symbol),
+            None => format!("CONFIG_{} not set", self.symbol),
+        }
+    }
+}
+
+/// The symbols a fragment asks for.
+pub fn config_requests(fragment: &str) -> Vec<ConfigRequest> {
+    fragment
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            if let Some(rest) = l.strip_prefix("# CONFIG_") {
+                let sym = rest.strip_suffix(" is not set")?;
+                return Some(ConfigRequest { symbol: sym.to_string(), value: None });
+            }
+            let (k, v) = l.strip_prefix("CONFIG_")?.split_once('=')?;
+            Some(ConfigRequest { symbol: k.to_string(), value: Some(v.to_string()) })
+        })
+        .collect()
+}
+
+/// Whether a final `.config` has what was asked.
+pub fn config_satisfies(config: &str, want: &ConfigRequest) -> bool {
+    let prefix = format!("CONFIG_{}=", want.symbol);
+    let have = config.lines().find_map(|l| l.strip_prefix(&prefix));
+    match (&want.value, have) {
+        (Some(v), Some(h)) => v == h,
+        (Some(v), None) => v == "n",
+        (None, h) => h.is_none() || h == Some("n"),
+    }
+}
+
+fn make(
+    paths: &Paths,
+    recipe: &Recipe,
+    src: &Path,
+    obj_arg: &Path,
+    log: std::fs::File,
+    log_path: &Path,
+) -> Result<Duration> {
+    let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let ccache = which("ccache");
+    let mut cmd = Command::new("make");
+    cmd.current_dir(src)
+        .arg(format!("O={}", obj_arg.display()))
+        .arg(format!("-j{jobs}"))
+        // Reproducible builds: the same inputs give the same bytes.
+        .env("KBUILD_BUILD_TIMESTAMP", "1970-01-01")
+        .env("KBUILD_BUILD_USER", "gmemtest")
+        .env("KBUILD_BUILD_HOST", "gmemtest")
+        .env("CCACHE_DIR", paths.ccache())
+        .env("CCACHE_BASEDIR", paths.build_dirs())
+        .env("CCACHE_NOHASHDIR", "1")
+        .env("CCACHE_MAXSIZE", "8G")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if ccache {
+        cmd.arg("CC=ccache gcc");
+    }
+    cmd.arg("bzImage");
+    let started = Instant::now();
+    eprintln!(
+        "kernel {}: make -j{jobs} bzImage{} (log {})",
+        recipe.name,
+        if ccache { " with ccache" } else { "" },
+        log_path.display(),
+    );
+    let mut child = cmd.spawn().context("cannot run make")?;
+    let stderr = child.stderr.take().expect("piped");
+    let log_err = log.try_clone()?;
+    // stderr: warnings and errors, kept in the log as they come.
+    let err_thread = std::thread::spawn(move || {
+        let mut log = log_err;
+        let mut tail = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+            let _ = writeln!(log, "{line}");
+            tail.push(line);
+            if tail.len() > 40 {
+                tail.remove(0);
+            }
+        }
+        tail
+    });
+    let mut log = log;
+    let mut compiled = 0usize;
+    let mut last_report = Instant::now();
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines().map_while(|l| l.ok()) {
+        let _ = writeln!(log, "{line}");
+        let t = line.trim_start();
+        if t.starts_with("CC ") || t.starts_with("AS ") || t.starts_with("LD ") || t.starts_with("AR ") {
+            compiled += 1;
+            if last_report.elapsed() > Duration::from_secs(10) {
+                last_report = Instant::now();
+                eprintln!(
+                    "kernel {}: {:>4}s, {compiled} steps done, now {}",
+                    recipe.name,
+                    started.elapsed().as_secs(),
+                    t.split_whitespace().last().unwrap_or_default()
+                );
+            }
+        }
+    }
+    let status = child.wait()?;
+    let tail = err_thread.join().unwrap_or_default();
+    if !status.success() {
+        bail!(
+            "make bzImage failed ({status}); full log {}; last lines of stderr:\n{}",
+            log_path.display(),
+            tail.join("\n")
+        );
+    }
+    Ok(started.elapsed())
+}
+
+fn which(cmd: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+        .unwrap_or(false)
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
+    if !out.status.success() {
+        bail!("{what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// An exclusive lock on a file, held until the returned value is dropped:
+/// two runners sharing a cache build each kernel once.
+pub struct FileLock(#[allow(dead_code)] std::fs::File); // held, not read: the lock lives as long as the file is open
+
+pub fn lock(path: &Path) -> Result<FileLock> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open lock {}", path.display()))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on an fd we own; blocks until the lock is free.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        eprintln!("waiting for another gmemtest run holding {}", path.display());
+        // SAFETY: as above.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("flock");
+        }
+    }
+    Ok(FileLock(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fragment_requests_are_parsed() {
+        let r = config_requests("# a comment\nCONFIG_64BIT=y\n# CONFIG_STRICT_DEVMEM is not set\nCONFIG_NR_CPUS=4\n\n");
+        assert_eq!(
+            r,
+            vec![
+                ConfigRequest { symbol: "64BIT".into(), value: Some("y".into()) },
+                ConfigRequest { symbol: "STRICT_DEVMEM".into(), value: None },
+                ConfigRequest { symbol: "NR_CPUS".into(), value: Some("4".into()) },
+            ]
+        );
+    }
+
+    #[test]
+    fn dropped_symbols_are_detected() {
+        let config = "CONFIG_64BIT=y\n# CONFIG_STRICT_DEVMEM is not set\nCONFIG_NR_CPUS=8\n";
+        let reqs = config_requests("CONFIG_64BIT=y\nCONFIG_KVM=y\n# CONFIG_STRICT_DEVMEM is not set\nCONFIG_NR_CPUS=4\n");
+        let failed: Vec<String> =
+            reqs.iter().filter(|r| !config_satisfies(config, r)).map(|r| r.describe()).collect();
+        assert_eq!(failed, vec!["CONFIG_KVM=y", "CONFIG_NR_CPUS=4"]);
+        assert!(!config_satisfies(
+            "CONFIG_STRICT_DEVMEM=y\n",
+            &ConfigRequest { symbol: "STRICT_DEVMEM".into(), value: None }
+        ));
+    }
+}

@@ -1,0 +1,7 @@
+//! Kernel variants: recipes (`kernels/*.yaml`) and their builds.
+
+pub mod build;
+pub mod recipe;
+
+pub use build::{build, BuiltKernel};
+pub use recipe::Recipe;

@@ -1,0 +1,267 @@
+//! Kernel recipes: `kernels/VARIANT.yaml`, one file per kernel variant.
+//!
+//! ```yaml
+//! description: Debian's linux-source-7.3, unpatched
+//! source:
+//!   debian: linux-source-7.3        # a Debian source package, fetched by setup
+//!   # version: 7.3.4-1~bpo13+1      # optional: pin the exact package version
+//! # source:
+//! #   tree: ~/src/linux             # or: your own kernel checkout (built with O=, never written to)
+//! patches: [patches/x/0001-foo.patch]   # relative to kernels/, applied in order (patch -p1)
+//! fragments: [fragments/base.config]    # merged onto allnoconfig, in order
+//! debug_info: false                     # CONFIG_DEBUG_INFO for decoding traces (slower builds)
+//! ```
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+use crate::yaml::load_yaml;
+
+/// Where a kernel's source comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// A Debian kernel source package (`linux-source-X.Y`).
+    Debian { package: String, version: Option<String> },
+    /// The user's own kernel tree.
+    Tree { tree: String },
+}
+
+impl<'de> Deserialize<'de> for SourceSpecHelper {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            debian: Option<String>,
+            version: Option<String>,
+            tree: Option<String>,
+        }
+        let raw = Raw::deserialize(d)?;
+        match (raw.debian, raw.tree, raw.version) {
+            (Some(package), None, version) => Ok(SourceSpecHelper(SourceSpec::Debian { package, version })),
+            (None, Some(tree), None) => Ok(SourceSpecHelper(SourceSpec::Tree { tree })),
+            (None, Some(_), Some(_)) => Err(serde::de::Error::custom(
+                "`version` applies to a `debian` source only, not to a `tree`",
+            )),
+            (Some(_), Some(_), _) => Err(serde::de::Error::custom(
+                "expected one of `debian` (a source package) or `tree` (a path), not both",
+            )),
+            (None, None, _) => Err(serde::de::Error::custom(
+                "expected `debian: linux-source-X.Y` or `tree: /path/to/linux`",
+            )),
+        }
+    }
+}
+
+/// serde glue: `source:` is a map with either `debian` (+`version`) or `tree`.
+struct SourceSpecHelper(SourceSpec);
+
+/// A validated kernel recipe.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    /// The variant's name: the file's stem (`stock-7.3`).
+    pub name: String,
+    pub file: PathBuf,
+    pub description: String,
+    pub source: SourceSpec,
+    /// Absolute paths of the patches, in order.
+    pub patches: Vec<PathBuf>,
+    /// Absolute paths of the config fragments, in order.
+    pub fragments: Vec<PathBuf>,
+    pub debug_info: bool,
+}
+
+impl Recipe {
+    /// Loads and validates `kernels_dir/NAME.yaml`.
+    pub fn load_named(kernels_dir: &Path, name: &str) -> Result<Recipe> {
+        let file = kernels_dir.join(format!("{name}.yaml"));
+        if !file.exists() {
+            let known = list(kernels_dir).unwrap_or_default();
+            bail!(
+                "no kernel recipe {} (known kernels: {})",
+                file.display(),
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            );
+        }
+        Recipe::load(&file)
+    }
+
+    /// Loads and validates one recipe file.
+    pub fn load(file: &Path) -> Result<Recipe> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Shape {
+            description: String,
+            source: serde_yaml::Value,
+            #[serde(default)]
+            patches: Vec<String>,
+            fragments: Vec<String>,
+            #[serde(default)]
+            debug_info: bool,
+        }
+        let shape: Shape = load_yaml(file)?;
+        let source = serde_yaml::from_value::<SourceSpecHelper>(shape.source)
+            .map_err(|e| anyhow::anyhow!("{}: field `source`: {e}", file.display()))?
+            .0;
+        let name = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .with_context(|| format!("{}: not a valid file name", file.display()))?
+            .to_string();
+        let dir = file.parent().unwrap_or(Path::new("."));
+        let resolve = |field: &str, rel: &str| -> Result<PathBuf> {
+            let p = Path::new(rel);
+            if p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
+                bail!(
+                    "{}: field `{field}`: `{rel}` must be a path inside kernels/ (relative, no `..`)",
+                    file.display()
+                );
+            }
+            let abs = dir.join(p);
+            if !abs.is_file() {
+                bail!("{}: field `{field}`: file `{rel}` does not exist in {}", file.display(), dir.display());
+            }
+            Ok(abs)
+        };
+        let patches = shape
+            .patches
+            .iter()
+            .map(|p| resolve("patches", p))
+            .collect::<Result<Vec<_>>>()?;
+        if shape.fragments.is_empty() {
+            bail!("{}: field `fragments`: expected at least one config fragment", file.display());
+        }
+        let fragments = shape
+            .fragments
+            .iter()
+            .map(|p| resolve("fragments", p))
+            .collect::<Result<Vec<_>>>()?;
+        match &source {
+            SourceSpec::Debian { package, .. } if !package.starts_with("linux-source-") => bail!(
+                "{}: field `source.debian`: expected a kernel source package named linux-source-X.Y, got `{package}`",
+                file.display()
+            ),
+            SourceSpec::Tree { tree } => {
+                let t = expand_home(tree);
+                if !t.join("Makefile").is_file() || !t.join("Kconfig").is_file() {
+                    bail!(
+                        "{}: field `source.tree`: `{tree}` is not a kernel source tree (no Makefile and Kconfig there)",
+                        file.display()
+                    );
+                }
+                if !patches.is_empty() {
+                    bail!(
+                        "{}: field `patches`: patches apply to a `debian` source only; commit them in your tree instead",
+                        file.display()
+                    );
+                }
+            }
+            _ => {}
+        }
+        Ok(Recipe {
+            name,
+            file: file.to_path_buf(),
+            description: shape.description,
+            source,
+            patches,
+            fragments,
+            debug_info: shape.debug_info,
+        })
+    }
+}
+
+/// `~/x` to `$HOME/x`.
+pub fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
+/// The names of the recipes in `kernels_dir`, sorted.
+pub fn list(kernels_dir: &Path) -> Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(kernels_dir)
+        .with_context(|| format!("cannot read {}", kernels_dir.display()))?
+        .flatten()
+        .filter_map(|e| {
+            let p = e.path();
+            (p.extension()? == "yaml").then(|| p.file_stem()?.to_str().map(String::from))?
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn err_of(text: &str) -> String {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "fragments/base.config", "CONFIG_64BIT=y\n");
+        let f = write(d.path(), "k.yaml", text);
+        format!("{:#}", Recipe::load(&f).unwrap_err())
+    }
+
+    #[test]
+    fn a_good_recipe_loads() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "fragments/base.config", "CONFIG_64BIT=y\n");
+        let f = write(
+            d.path(),
+            "stock.yaml",
+            "description: x\nsource:\n  debian: linux-source-7.3\nfragments: [fragments/base.config]\n",
+        );
+        let r = Recipe::load(&f).unwrap();
+        assert_eq!(r.name, "stock");
+        assert_eq!(r.source, SourceSpec::Debian { package: "linux-source-7.3".into(), version: None });
+        assert_eq!(r.fragments, vec![d.path().join("fragments/base.config")]);
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_the_file() {
+        let e = err_of("description: x\nsource: {debian: linux-source-7.3}\nfragments: [fragments/base.config]\npatchs: []\n");
+        assert!(e.contains("k.yaml"), "{e}");
+        assert!(e.contains("unknown field `patchs`"), "{e}");
+        assert!(e.contains("expected one of"), "{e}");
+    }
+
+    #[test]
+    fn missing_fragment_file_is_named() {
+        let e = err_of("description: x\nsource: {debian: linux-source-7.3}\nfragments: [fragments/nope.config]\n");
+        assert!(e.contains("field `fragments`") && e.contains("fragments/nope.config"), "{e}");
+    }
+
+    #[test]
+    fn path_escaping_kernels_dir_is_refused() {
+        let e = err_of("description: x\nsource: {debian: linux-source-7.3}\nfragments: [../etc/passwd]\n");
+        assert!(e.contains("must be a path inside kernels/"), "{e}");
+    }
+
+    #[test]
+    fn source_needs_one_of_debian_or_tree() {
+        let e = err_of("description: x\nsource: {}\nfragments: [fragments/base.config]\n");
+        assert!(e.contains("field `source`") && e.contains("expected `debian"), "{e}");
+        let e = err_of("description: x\nsource: {debian: linux-source-7.3, tree: /x}\nfragments: [fragments/base.config]\n");
+        assert!(e.contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn tree_must_be_a_kernel_tree() {
+        let e = err_of("description: x\nsource: {tree: /nonexistent}\nfragments: [fragments/base.config]\n");
+        assert!(e.contains("field `source.tree`") && e.contains("not a kernel source tree"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_reported_with_expectation() {
+        let e = err_of("description: x\nsource: {debian: linux-source-7.3}\nfragments: fragments/base.config\n");
+        assert!(e.contains("fragments") && e.contains("expected a sequence"), "{e}");
+    }
+}

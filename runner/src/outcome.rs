@@ -1,0 +1,139 @@
+//! The normalized outcome of one case on one kernel: what the snapshot holds.
+//!
+//! Stable across runs and machines: the steps' results and observations (the
+//! probes already report no addresses or timings), the crashes found (kind,
+//! normalized title, trace function names) and the kernel log lines the case
+//! asked to keep, normalized. A change in behaviour changes it; nothing else
+//! does.
+
+use serde::{Deserialize, Serialize};
+
+use crate::boot::{BootEnd, BootResult};
+use crate::case::Case;
+use crate::normalize::normalize_line;
+use crate::report::{Crash, CrashKind};
+use gmem_protocol::{Record, StepExit};
+
+/// How the guest's run ended, as a person would say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum End {
+    /// init ran every step and rebooted the VM.
+    Completed,
+    /// The kernel panicked.
+    KernelPanic,
+    /// The VM was killed at the case's deadline.
+    TimedOut,
+    /// The VM stopped before init finished the plan, without a panic.
+    StoppedEarly,
+    /// init never reported (no result stream).
+    NoInit,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepOutcome {
+    pub name: String,
+    pub probe: String,
+    /// `exited 0`, `killed by SIGSEGV`, `timed out`, `not run`, `interrupted`.
+    pub result: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observation: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrashSummary {
+    pub kind: CrashKind,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trace: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub case: String,
+    pub kernel: String,
+    pub end: End,
+    pub steps: Vec<StepOutcome>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crashes: Vec<CrashSummary>,
+    /// Kernel log lines that match the case's `keep_dmesg`, normalized.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dmesg: Vec<String>,
+    /// Problems init reported, and result-stream lines that were not records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guest_errors: Vec<String>,
+}
+
+fn describe_exit(exit: &StepExit) -> String {
+    match exit {
+        StepExit::Exited { code } => format!("exited {code}"),
+        StepExit::Signaled { signal } => format!("killed by {signal}"),
+        StepExit::TimedOut => "timed out".into(),
+        StepExit::SpawnFailed { error } => format!("could not start: {error}"),
+    }
+}
+
+/// Builds the outcome of `case` on `kernel` from what the boot produced and
+/// the crashes found in its console.
+pub fn build(case: &Case, kernel: &str, boot: &BootResult, crashes: &[Crash]) -> Outcome {
+    let mut steps = Vec::new();
+    let mut guest_errors = Vec::new();
+    let mut started = None;
+    let mut hello = false;
+    let mut done = false;
+    for r in &boot.records {
+        match r {
+            Record::Hello { .. } => hello = true,
+            Record::StepStart { step, .. } => started = Some(step.clone()),
+            Record::StepEnd { step, exit, observation, bad_output, .. } => {
+                started = None;
+                let probe = probe_of(case, step);
+                let mut observation = observation.clone();
+                if let Some(text) = bad_output {
+                    observation = Some(serde_json::json!({ "unparsed_output": text }));
+                }
+                steps.push(StepOutcome { name: step.clone(), probe, result: describe_exit(exit), observation });
+            }
+            Record::InitError { message } => guest_errors.push(format!("init: {message}")),
+            Record::Done => done = true,
+        }
+    }
+    guest_errors.extend(boot.bad_lines.iter().map(|l| format!("not a record: {l}")));
+    // Steps that never reported an end.
+    for s in &case.plan.steps {
+        if steps.iter().any(|o| o.name == s.name) {
+            continue;
+        }
+        let result = if started.as_deref() == Some(s.name.as_str()) { "interrupted" } else { "not run" };
+        steps.push(StepOutcome { name: s.name.clone(), probe: s.probe.clone(), result: result.into(), observation: None });
+    }
+    let end = match (&boot.end, done) {
+        (_, true) => End::Completed,
+        _ if crashes.iter().any(|c| c.kind == CrashKind::Panic) => End::KernelPanic,
+        (BootEnd::TimedOut { .. }, _) => End::TimedOut,
+        _ if !hello => End::NoInit,
+        _ => End::StoppedEarly,
+    };
+    let dmesg = boot
+        .console
+        .lines()
+        .map(normalize_line)
+        .filter(|l| case.keep_dmesg.iter().any(|re| re.is_match(l)))
+        .collect();
+    Outcome {
+        case: case.name.clone(),
+        kernel: kernel.to_string(),
+        end,
+        steps,
+        crashes: crashes
+            .iter()
+            .map(|c| CrashSummary { kind: c.kind, title: c.title.clone(), trace: c.trace.clone() })
+            .collect(),
+        dmesg,
+        guest_errors,
+    }
+}
+
+fn probe_of(case: &Case, step: &str) -> String {
+    case.plan.steps.iter().find(|s| s.name == step).map(|s| s.probe.clone()).unwrap_or_default()
+}

@@ -1,0 +1,200 @@
+//! Packing the initramfs: the guest's init and probe binaries (built once,
+//! statically linked) plus one case's plan, as gzip-compressed newc cpio.
+//!
+//! The image is two concatenated gzip members, which the kernel unpacks in
+//! order: the base (init, probes, device nodes; built once per run) and a
+//! small one holding the plan, so packing a case costs almost nothing.
+
+use anyhow::{bail, Context, Result};
+use flate2::{write::GzEncoder, Compression};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::paths::Paths;
+use gmem_protocol::{Plan, PLAN_PATH, PROBE_BIN};
+
+/// The guest binaries, statically linked for the guest.
+#[derive(Debug, Clone)]
+pub struct GuestBinaries {
+    pub init: PathBuf,
+    pub probe: PathBuf,
+}
+
+/// Builds `init` and `gmem-probe` with `+crt-static` (in their own target
+/// directory, so the host build's flags do not thrash theirs).
+pub fn build_guest_binaries(paths: &Paths) -> Result<GuestBinaries> {
+    let target_dir = paths.root.join("target").join("guest");
+    let triple = "x86_64-unknown-linux-gnu";
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("initramfs: building the guest binaries (init, gmem-probe)");
+    let out = Command::new(cargo)
+        .current_dir(&paths.root)
+        .args(["build", "--release", "--quiet", "-p", "gmem-init", "-p", "gmem-probes", "--target", triple])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .context("cannot run cargo to build the guest binaries")?;
+    if !out.status.success() {
+        bail!(
+            "building the guest binaries failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let bin = target_dir.join(triple).join("release");
+    let b = GuestBinaries { init: bin.join("init"), probe: bin.join("gmem-probe") };
+    for p in [&b.init, &b.probe] {
+        if !p.is_file() {
+            bail!("cargo build succeeded but {} is missing", p.display());
+        }
+    }
+    Ok(b)
+}
+
+/// A file-system entry of a newc archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Dir { path: String, mode: u32 },
+    File { path: String, mode: u32, data: Vec<u8> },
+    CharDev { path: String, mode: u32, major: u32, minor: u32 },
+}
+
+/// Writes a newc ("070701") cpio archive, trailer included.
+pub fn write_newc(entries: &[Entry], out: &mut impl Write) -> std::io::Result<()> {
+    fn pad(out: &mut impl Write, len: usize) -> std::io::Result<()> {
+        out.write_all(&[0u8; 3][..(4 - len % 4) % 4])
+    }
+    fn header(
+        out: &mut impl Write,
+        ino: u32,
+        mode: u32,
+        size: usize,
+        rdev: (u32, u32),
+        name: &str,
+    ) -> std::io::Result<()> {
+        let namesize = name.len() + 1;
+        write!(
+            out,
+            "070701{ino:08X}{mode:08X}{:08X}{:08X}{:08X}{:08X}{size:08X}{:08X}{:08X}{:08X}{:08X}{namesize:08X}{:08X}",
+            0, 0, 1, 0, 0, 0, rdev.0, rdev.1, 0
+        )?;
+        out.write_all(name.as_bytes())?;
+        out.write_all(&[0])?;
+        pad(out, 110 + namesize)
+    }
+    for (i, e) in entries.iter().enumerate() {
+        let ino = i as u32 + 1;
+        match e {
+            Entry::Dir { path, mode } => header(out, ino, 0o040000 | mode, 0, (0, 0), path)?,
+            Entry::File { path, mode, data } => {
+                header(out, ino, 0o100000 | mode, data.len(), (0, 0), path)?;
+                out.write_all(data)?;
+                pad(out, data.len())?;
+            }
+            Entry::CharDev { path, mode, major, minor } => {
+                header(out, ino, 0o020000 | mode, 0, (*major, *minor), path)?
+            }
+        }
+    }
+    header(out, 0, 0, 0, (0, 0), "TRAILER!!!")
+}
+
+fn gzip(entries: &[Entry], level: u32) -> Result<Vec<u8>> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::new(level));
+    write_newc(entries, &mut gz)?;
+    Ok(gz.finish()?)
+}
+
+/// The part of every image that does not depend on the case.
+pub fn base_image(bins: &GuestBinaries) -> Result<Vec<u8>> {
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let probe_path = PROBE_BIN.trim_start_matches('/');
+    let mut entries = vec![];
+    for d in ["dev", "proc", "sys", "tmp", "gmemtest", "gmemtest/bin"] {
+        entries.push(Entry::Dir { path: d.into(), mode: 0o755 });
+    }
+    // The kernel opens /dev/console for init before devtmpfs is mounted.
+    entries.push(Entry::CharDev { path: "dev/console".into(), mode: 0o600, major: 5, minor: 1 });
+    entries.push(Entry::File { path: "init".into(), mode: 0o755, data: read(&bins.init)? });
+    entries.push(Entry::File { path: probe_path.into(), mode: 0o755, data: read(&bins.probe)? });
+    gzip(&entries, 1)
+}
+
+/// The image for one plan: the base followed by a member holding the plan.
+pub fn image(base: &[u8], plan: &Plan) -> Result<Vec<u8>> {
+    let plan_json = serde_json::to_vec_pretty(plan)?;
+    let tail = gzip(
+        &[Entry::File { path: PLAN_PATH.trim_start_matches('/').into(), mode: 0o644, data: plan_json }],
+        6,
+    )?;
+    let mut img = Vec::with_capacity(base.len() + tail.len());
+    img.extend_from_slice(base);
+    img.extend_from_slice(&tail);
+    Ok(img)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// A minimal newc reader, to check the writer's layout.
+    fn read_newc(mut data: &[u8]) -> Vec<(String, u32, Vec<u8>, (u32, u32))> {
+        let mut out = vec![];
+        loop {
+            assert!(data.len() >= 110, "truncated header");
+            let h = std::str::from_utf8(&data[..110]).unwrap();
+            assert_eq!(&h[..6], "070701");
+            let field = |i: usize| u32::from_str_radix(&h[6 + i * 8..14 + i * 8], 16).unwrap();
+            let (mode, size, rmaj, rmin, namesize) = (field(1), field(6) as usize, field(9), field(10), field(11) as usize);
+            let name = std::str::from_utf8(&data[110..110 + namesize - 1]).unwrap().to_string();
+            assert_eq!(data[110 + namesize - 1], 0, "name not NUL-terminated");
+            let hdr_end = (110 + namesize + 3) & !3;
+            let body = data[hdr_end..hdr_end + size].to_vec();
+            data = &data[(hdr_end + size + 3) & !3..];
+            if name == "TRAILER!!!" {
+                assert!(data.is_empty());
+                return out;
+            }
+            out.push((name, mode, body, (rmaj, rmin)));
+        }
+    }
+
+    #[test]
+    fn newc_layout_is_aligned_and_complete() {
+        let entries = vec![
+            Entry::Dir { path: "dev".into(), mode: 0o755 },
+            Entry::CharDev { path: "dev/console".into(), mode: 0o600, major: 5, minor: 1 },
+            Entry::File { path: "init".into(), mode: 0o755, data: b"abcde".to_vec() },
+            Entry::File { path: "x/yz".into(), mode: 0o644, data: vec![] },
+        ];
+        let mut buf = vec![];
+        write_newc(&entries, &mut buf).unwrap();
+        assert_eq!(buf.len() % 4, 0);
+        let got = read_newc(&buf);
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[0].0, "dev");
+        assert_eq!(got[0].1, 0o040755);
+        assert_eq!(got[1].1, 0o020600);
+        assert_eq!(got[1].3, (5, 1));
+        assert_eq!(got[2], ("init".into(), 0o100755, b"abcde".to_vec(), (0, 0)));
+        assert_eq!(got[3].2, Vec::<u8>::new());
+    }
+
+    #[test]
+    fn image_is_base_then_plan_member() {
+        let base = gzip(&[Entry::File { path: "init".into(), mode: 0o755, data: b"x".to_vec() }], 1).unwrap();
+        let plan = Plan { protocol: 1, case: "c".into(), steps: vec![] };
+        let img = image(&base, &plan).unwrap();
+        assert!(img.starts_with(&base));
+        let mut tail = vec![];
+        flate2::read::GzDecoder::new(&img[base.len()..]).read_to_end(&mut tail).unwrap();
+        let got = read_newc(&tail);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, "gmemtest/plan.json");
+        let back: Plan = serde_json::from_slice(&got[0].2).unwrap();
+        assert_eq!(back, plan);
+    }
+}

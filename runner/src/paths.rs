@@ -1,0 +1,104 @@
+//! Where things live: the repository (cases, kernels, snapshots), the user's
+//! cache (kernel sources, builds, ccache) and the target directory (logs,
+//! initramfs images, reports).
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// The layout of one gmemtest checkout and the cache it uses.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// The repository root (holds `cases/`, `kernels/`, `snapshots/`).
+    pub root: PathBuf,
+    /// `$XDG_CACHE_HOME/gmemtest` (or `~/.cache/gmemtest`, or `$GMEMTEST_CACHE`).
+    pub cache: PathBuf,
+    /// `target/gmemtest` under the repository: logs, images, reports.
+    pub out: PathBuf,
+}
+
+impl Paths {
+    /// Finds the repository from `start` upwards (the directory holding
+    /// `cases/` and `kernels/`) and the user's cache directory.
+    pub fn discover(start: &Path) -> Result<Paths> {
+        let mut dir = start
+            .canonicalize()
+            .with_context(|| format!("cannot resolve {}", start.display()))?;
+        loop {
+            if dir.join("cases").is_dir() && dir.join("kernels").is_dir() {
+                break;
+            }
+            if !dir.pop() {
+                bail!(
+                    "no gmemtest checkout (a directory with cases/ and kernels/) at or above {}",
+                    start.display()
+                );
+            }
+        }
+        Ok(Paths {
+            out: dir.join("target").join("gmemtest"),
+            cache: cache_dir()?,
+            root: dir,
+        })
+    }
+
+    /// The checkout this crate was compiled in (for tests and xtask).
+    pub fn of_this_checkout() -> Result<Paths> {
+        Paths::discover(Path::new(env!("CARGO_MANIFEST_DIR")))
+    }
+
+    pub fn cases(&self) -> PathBuf {
+        self.root.join("cases")
+    }
+    pub fn kernels(&self) -> PathBuf {
+        self.root.join("kernels")
+    }
+    pub fn snapshots(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+    /// Unpacked kernel source trees, one per package version.
+    pub fn sources(&self) -> PathBuf {
+        self.cache.join("sources")
+    }
+    /// Finished kernel builds, one directory per content hash.
+    pub fn kernel_cache(&self) -> PathBuf {
+        self.cache.join("kernels")
+    }
+    /// Persistent `O=` build directories, one per variant, for incremental builds.
+    pub fn build_dirs(&self) -> PathBuf {
+        self.cache.join("build")
+    }
+    pub fn ccache(&self) -> PathBuf {
+        self.cache.join("ccache")
+    }
+    /// Console logs and result streams of each run.
+    pub fn logs(&self) -> PathBuf {
+        self.out.join("logs")
+    }
+}
+
+/// The user's cache directory for gmemtest, following the XDG base directory
+/// rules; `GMEMTEST_CACHE` overrides it.
+pub fn cache_dir() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("GMEMTEST_CACHE") {
+        return Ok(PathBuf::from(p));
+    }
+    if let Some(p) = std::env::var_os("XDG_CACHE_HOME").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p).join("gmemtest"));
+    }
+    let home = std::env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".cache").join("gmemtest"))
+}
+
+/// Writes `contents` to `path` atomically (a temporary file renamed over it),
+/// so that a reader never sees a half-written file.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let dir = path.parent().context("path has no parent")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    std::io::Write::write_all(&mut tmp, contents)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot rename into {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! Driving the stages for a set of (case, kernel) pairs: build the kernels the
+//! cases need, pack, boot, report, normalize, compare; then the summary table
+//! and the JUnit report.
+
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::boot::{self, Accel, BootEnd, VmConfig};
+use crate::case::{self, Case};
+use crate::kernel::{self, BuiltKernel, Recipe};
+use crate::outcome::{self, End, Outcome};
+use crate::pack;
+use crate::paths::Paths;
+use crate::report::{self, Crash};
+use crate::snapshot::{self, SnapshotStatus};
+
+/// Everything loaded and validated before anything runs.
+pub struct Suite {
+    pub paths: Paths,
+    pub cases: Vec<Case>,
+    pub recipes: Vec<Recipe>,
+}
+
+impl Suite {
+    /// Loads every recipe and case; `case_filter`/`kernel_filter` (names)
+    /// narrow the pairs to run. Unknown names are errors.
+    pub fn load(paths: Paths, case_filter: &[String], kernel_filter: &[String]) -> Result<Suite> {
+        let names = kernel::recipe::list(&paths.kernels())?;
+        let mut recipes = Vec::new();
+        for n in &names {
+            recipes.push(Recipe::load_named(&paths.kernels(), n)?);
+        }
+        let mut cases = case::load_all(&paths.cases(), &names)?;
+        for c in case_filter {
+            if !cases.iter().any(|x| &x.name == c) {
+                anyhow::bail!(
+                    "no case `{c}` in {} (cases: {})",
+                    paths.cases().display(),
+                    cases.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+        for k in kernel_filter {
+            if !names.contains(k) {
+                anyhow::bail!("no kernel `{k}` in {} (kernels: {})", paths.kernels().display(), names.join(", "));
+            }
+        }
+        if !case_filter.is_empty() {
+            cases.retain(|c| case_filter.contains(&c.name));
+        }
+        if !kernel_filter.is_empty() {
+            for c in &mut cases {
+                c.kernels.retain(|k| kernel_filter.contains(k));
+            }
+        }
+        // Only the kernels some selected case needs.
+        recipes.retain(|r| cases.iter().any(|c| c.kernels.contains(&r.name)));
+        Ok(Suite { paths, cases, recipes })
+    }
+
+    /// The (case, kernel) pairs, in case order.
+    pub fn pairs(&self) -> Vec<(&Case, &str)> {
+        self.cases.iter().flat_map(|c| c.kernels.iter().map(move |k| (c, k.as_str()))).collect()
+    }
+}
+
+/// How one (case, kernel) went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The outcome matches its snapshot and crashed only where expected.
+    Pass,
+    /// There is no snapshot yet (written as `.snap.new` for review).
+    New,
+    /// The outcome differs from the snapshot.
+    Mismatch,
+    /// The kernel crashed (or hung) where the case did not expect it, or did
+    /// not where it did.
+    Crash,
+    /// The framework could not run the case (QEMU failed, init never came up).
+    Error,
+}
+
+impl Verdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::New => "NEW",
+            Verdict::Mismatch => "FAIL (snapshot)",
+            Verdict::Crash => "FAIL (crash)",
+            Verdict::Error => "ERROR",
+        }
+    }
+}
+
+/// The result of one (case, kernel).
+#[derive(Debug, Clone)]
+pub struct CaseRun {
+    pub case: String,
+    pub kernel: String,
+    pub verdict: Verdict,
+    /// Why it is not a pass, in one line.
+    pub reason: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub crashes: Vec<Crash>,
+    pub snapshot: Option<SnapshotStatus>,
+    pub log_dir: PathBuf,
+    pub elapsed: Duration,
+    /// Boot to power-off (or kill).
+    pub boot_time: Option<Duration>,
+}
+
+impl CaseRun {
+    pub fn console_log(&self) -> PathBuf {
+        self.log_dir.join("console.log")
+    }
+    /// The one command that reruns this pair.
+    pub fn reproduce(&self) -> String {
+        format!("cargo xtask run {} --kernel {}", self.case, self.kernel)
+    }
+}
+
+/// Where a pair's logs go.
+pub fn log_dir(paths: &Paths, case: &str, kernel: &str) -> PathBuf {
+    paths.logs().join(kernel).join(case)
+}
+
+/// Builds what the runs need: the kernels (or finds them cached) and the
+/// initramfs base.
+pub struct Prepared {
+    pub kernels: Vec<BuiltKernel>,
+    pub base_image: Vec<u8>,
+    pub accel: Accel,
+}
+
+pub fn prepare(suite: &Suite) -> Result<Prepared> {
+    let mut kernels = Vec::new();
+    for r in &suite.recipes {
+        kernels.push(kernel::build(&suite.paths, r)?);
+    }
+    let bins = pack::build_guest_binaries(&suite.paths)?;
+    let base_image = pack::base_image(&bins)?;
+    let (accel, why) = Accel::detect();
+    eprintln!("vm: using {} ({why})", match accel {
+        Accel::Kvm => "KVM acceleration",
+        Accel::Tcg => "TCG (software emulation, -cpu max: nested SVM for the guest)",
+    });
+    Ok(Prepared { kernels, base_image, accel })
+}
+
+/// Runs one case on one built kernel, start to verdict. `stream` prints the
+/// console live.
+pub async fn run_pair(
+    paths: &Paths,
+    case: &Case,
+    kernel: &BuiltKernel,
+    prepared: &Prepared,
+    stream: bool,
+) -> Result<CaseRun> {
+    let started = Instant::now();
+    let dir = log_dir(paths, &case.name, &kernel.name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let image = pack::image(&prepared.base_image, &case.plan)?;
+    let initramfs = dir.join("initramfs.cpio.gz");
+    std::fs::write(&initramfs, image)?;
+    // A socket path must be short (108 bytes): keep it in a private temp dir.
+    let sock_dir = tempfile::Builder::new().prefix("gmemtest-").tempdir()?;
+    let cfg = VmConfig {
+        kernel: kernel.bzimage.clone(),
+        initramfs,
+        memory_mb: case.memory_mb,
+        cpus: case.cpus,
+        extra_cmdline: case.cmdline.clone(),
+        accel: prepared.accel,
+        deadline: Duration::from_secs(case.timeout_s),
+        result_socket: sock_dir.path().join("results.sock"),
+    };
+    std::fs::write(dir.join("qemu.cmdline"), boot::shell_line(&boot::qemu_args(&cfg)) + "\n")?;
+    let prefix = format!("[{}@{}] ", case.name, kernel.name);
+    let boot_res = boot::boot(&cfg, |line| {
+        if stream {
+            eprintln!("{prefix}{line}");
+        }
+    })
+    .await
+    .with_context(|| format!("case {} on kernel {}: boot failed", case.name, kernel.name))?;
+    std::fs::write(dir.join("console.log"), &boot_res.console)?;
+    let results: String = boot_res.records.iter().map(|r| r.to_line() + "\n").collect();
+    std::fs::write(dir.join("results.jsonl"), results)?;
+    if !boot_res.qemu_stderr.trim().is_empty() {
+        std::fs::write(dir.join("qemu.stderr"), &boot_res.qemu_stderr)?;
+    }
+    let crashes = report::find_crashes(&boot_res.console);
+    let outcome = outcome::build(case, &kernel.name, &boot_res, &crashes);
+    std::fs::write(dir.join("outcome.yaml"), serde_yaml::to_string(&outcome)?)?;
+
+    let snap = snapshot::compare(&paths.snapshots(), &outcome, &case.description);
+    let (verdict, reason) = judge(case, &outcome, &boot_res.end, snap);
+    Ok(CaseRun {
+        case: case.name.clone(),
+        kernel: kernel.name.clone(),
+        verdict,
+        reason,
+        outcome: Some(outcome),
+        crashes,
+        snapshot: Some(snap),
+        log_dir: dir,
+        elapsed: started.elapsed(),
+        boot_time: Some(boot_res.elapsed),
+    })
+}
+
+/// The verdict: crash expectations first (an unexpected crash is the news,
+/// whatever the snapshot says), then the snapshot.
+fn judge(case: &Case, o: &Outcome, end: &BootEnd, snap: SnapshotStatus) -> (Verdict, Option<String>) {
+    let crashed = !o.crashes.is_empty() || matches!(o.end, End::KernelPanic | End::TimedOut);
+    if o.end == End::NoInit && o.crashes.is_empty() {
+        let why = match end {
+            BootEnd::TimedOut { after } => format!("init never reported; killed after {after:.0?}"),
+            BootEnd::Exited { code } => format!("init never reported; QEMU exited ({code:?})"),
+        };
+        return (Verdict::Error, Some(why));
+    }
+    if crashed && !case.expect_crash {
+        let what = o
+            .crashes
+            .first()
+            .map(|c| c.title.clone())
+            .unwrap_or_else(|| format!("{:?}", o.end).to_lowercase());
+        return (Verdict::Crash, Some(format!("unexpected: {what}")));
+    }
+    if !crashed && case.expect_crash {
+        return (Verdict::Crash, Some("the case expects a crash; the kernel did not crash".into()));
+    }
+    match snap {
+        SnapshotStatus::Matches | SnapshotStatus::Written => (Verdict::Pass, None),
+        SnapshotStatus::New => (Verdict::New, Some("no snapshot yet: review the .snap.new, then `cargo xtask bless`".into())),
+        SnapshotStatus::Differs => (Verdict::Mismatch, Some("the outcome differs from the snapshot".into())),
+    }
+}
+
+/// An `Error` run for a pair that could not even be run.
+pub fn errored(paths: &Paths, case: &str, kernel: &str, err: &anyhow::Error) -> CaseRun {
+    CaseRun {
+        case: case.into(),
+        kernel: kernel.into(),
+        verdict: Verdict::Error,
+        reason: Some(format!("{err:#}")),
+        outcome: None,
+        crashes: vec![],
+        snapshot: None,
+        log_dir: log_dir(paths, case, kernel),
+        elapsed: Duration::ZERO,
+        boot_time: None,
+    }
+}
+
+/// The summary table: one row per case, one column per kernel.
+pub fn summary_table(runs: &[CaseRun]) -> String {
+    let mut kernels: Vec<&str> = Vec::new();
+    let mut cases: Vec<&str> = Vec::new();
+    for r in runs {
+        if !kernels.contains(&r.kernel.as_str()) {
+            kernels.push(&r.kernel);
+        }
+        if !cases.contains(&r.case.as_str()) {
+            cases.push(&r.case);
+        }
+    }
+    let cw = cases.iter().map(|c| c.len()).max().unwrap_or(4).max(4);
+    let kw: Vec<usize> = kernels.iter().map(|k| k.len().max(15)).collect();
+    let mut s = format!("{:<cw$}", "case");
+    for (k, w) in kernels.iter().zip(&kw) {
+        s += &format!("  {k:<w$}");
+    }
+    s += "\n";
+    s += &"-".repeat(cw + kw.iter().map(|w| w + 2).sum::<usize>());
+    s += "\n";
+    for c in &cases {
+        s += &format!("{c:<cw$}");
+        for (k, w) in kernels.iter().zip(&kw) {
+            let cell = runs
+                .iter()
+                .find(|r| r.case == *c && r.kernel == *k)
+                .map(|r| match r.boot_time {
+                    Some(t) if r.verdict == Verdict::Pass => format!("pass {:.1}s", t.as_secs_f64()),
+                    _ => r.verdict.label().to_string(),
+                })
+                .unwrap_or_else(|| "-".into());
+            s += &format!("  {cell:<w$}");
+        }
+        s += "\n";
+    }
+    let count = |v: Verdict| runs.iter().filter(|r| r.verdict == v).count();
+    s += &format!(
+        "\n{} passed, {} failed ({} snapshot, {} crash, {} new, {} error)\n",
+        count(Verdict::Pass),
+        runs.len() - count(Verdict::Pass),
+        count(Verdict::Mismatch),
+        count(Verdict::Crash),
+        count(Verdict::New),
+        count(Verdict::Error),
+    );
+    s
+}
+
+/// A JUnit XML report: one test suite per kernel, one test case per case.
+pub fn junit_xml(runs: &[CaseRun]) -> Result<String> {
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let mut report = Report::new("gmemtest");
+    let mut kernels: Vec<&str> = runs.iter().map(|r| r.kernel.as_str()).collect();
+    kernels.dedup();
+    kernels.sort();
+    kernels.dedup();
+    for k in kernels {
+        let mut suite = TestSuite::new(k);
+        for r in runs.iter().filter(|r| r.kernel == k) {
+            let status = match r.verdict {
+                Verdict::Pass => TestCaseStatus::success(),
+                Verdict::Error => {
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+                    s.set_message(r.reason.clone().unwrap_or_default());
+                    s
+                }
+                _ => {
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    s.set_message(r.reason.clone().unwrap_or_default());
+                    s.set_description(format!(
+                        "console log: {}\nreproduce: {}",
+                        r.console_log().display(),
+                        r.reproduce()
+                    ));
+                    s
+                }
+            };
+            let mut tc = TestCase::new(format!("{}@{}", r.case, r.kernel), status);
+            tc.set_classname(format!("gmemtest.{k}"));
+            tc.set_time(r.elapsed);
+            suite.add_test_case(tc);
+        }
+        report.add_test_suite(suite);
+    }
+    Ok(report.to_string()?)
+}

@@ -1,0 +1,79 @@
+//! The end-to-end suite as tests: one test per (case, kernel), named
+//! `CASE@KERNEL`. The first test to run builds what the suite needs (setup,
+//! kernels, initramfs); listing builds nothing.
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use runner::paths::Paths;
+use runner::suite::{self, CaseRun, Prepared, Suite, Verdict};
+
+fn main() {
+    let mut args = Arguments::from_args();
+    // One VM at a time by default: two TCG guests share 2 cores badly.
+    args.test_threads.get_or_insert(1);
+    let suite = match Paths::of_this_checkout().and_then(|p| Suite::load(p, &[], &[])) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("error: cannot load the suite: {e:#}");
+            std::process::exit(101);
+        }
+    };
+    let prepared: Arc<OnceLock<Result<Prepared, String>>> = Arc::new(OnceLock::new());
+    let runs: Arc<Mutex<Vec<CaseRun>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut trials = Vec::new();
+    for (case, kernel) in suite.pairs() {
+        let (suite, prepared, runs) = (suite.clone(), prepared.clone(), runs.clone());
+        let (case_name, kernel_name) = (case.name.clone(), kernel.to_string());
+        trials.push(Trial::test(format!("{case_name}@{kernel_name}"), move || {
+            let prepared = prepared
+                .get_or_init(|| {
+                    runner::setup::ensure_host_packages()
+                        .and_then(|_| suite::prepare(&suite))
+                        .map_err(|e| format!("{e:#}"))
+                })
+                .as_ref()
+                .map_err(|e| Failed::from(format!("preparing the suite failed: {e}")))?;
+            let case = suite.cases.iter().find(|c| c.name == case_name).expect("case");
+            let kernel = prepared.kernels.iter().find(|k| k.name == kernel_name).expect("kernel");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let run = rt
+                .block_on(suite::run_pair(&suite.paths, case, kernel, prepared, false))
+                .unwrap_or_else(|e| suite::errored(&suite.paths, &case_name, &kernel_name, &e));
+            let verdict = run.verdict;
+            let msg = failure_message(&run);
+            runs.lock().unwrap().push(run);
+            match verdict {
+                Verdict::Pass => Ok(()),
+                _ => Err(msg.into()),
+            }
+        }));
+    }
+    let listing = args.list;
+    let conclusion = libtest_mimic::run(&args, trials);
+    if !listing {
+        let runs = runs.lock().unwrap();
+        if !runs.is_empty() {
+            eprintln!("\n{}", suite::summary_table(&runs));
+            if let Ok(xml) = suite::junit_xml(&runs) {
+                let path = suite.paths.out.join("junit-cases.xml");
+                if runner::paths::write_atomic(&path, xml.as_bytes()).is_ok() {
+                    eprintln!("JUnit report: {}", path.display());
+                }
+            }
+        }
+    }
+    conclusion.exit();
+}
+
+fn failure_message(r: &CaseRun) -> String {
+    let mut m = format!("{}: {}", r.verdict.label(), r.reason.as_deref().unwrap_or(""));
+    for c in &r.crashes {
+        m += &format!("\ncrash: {:?}: {}", c.kind, c.title);
+        for l in c.lines.iter().take(20) {
+            m += &format!("\n  | {l}");
+        }
+    }
+    m += &format!("\nconsole log: {}\nreproduce:   {}", r.console_log().display(), r.reproduce());
+    m
+}

@@ -1,0 +1,107 @@
+//! The VM's life cycle against a real kernel: a guest that hangs is killed at
+//! its deadline with its console kept, and no QEMU outlives its run.
+//!
+//! Builds (or finds cached) the stock kernel, like the case suite does.
+
+use std::time::Duration;
+
+use gmem_protocol::{Plan, PlanStep, PROTOCOL_VERSION};
+use runner::boot::{self, Accel, BootEnd, VmConfig};
+use runner::paths::Paths;
+
+/// QEMU processes whose command line mentions `needle`.
+fn qemu_processes_with(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let cmd = String::from_utf8_lossy(&cmd);
+        if cmd.starts_with(boot::QEMU) && cmd.contains(needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn stock_kernel(paths: &Paths) -> runner::kernel::BuiltKernel {
+    runner::setup::ensure_host_packages().expect("setup");
+    let recipe = runner::kernel::Recipe::load_named(&paths.kernels(), "stock-7.3").expect("recipe");
+    runner::kernel::build(paths, &recipe).expect("kernel build")
+}
+
+fn image(paths: &Paths, dir: &std::path::Path) -> std::path::PathBuf {
+    let bins = runner::pack::build_guest_binaries(paths).expect("guest binaries");
+    let base = runner::pack::base_image(&bins).expect("base image");
+    let plan = Plan {
+        protocol: PROTOCOL_VERSION,
+        case: "lifecycle".into(),
+        steps: vec![PlanStep {
+            name: "caps".into(),
+            probe: "caps".into(),
+            args: serde_json::json!({}),
+            timeout_ms: 10_000,
+            cpu: None,
+        }],
+    };
+    let p = dir.join("initramfs.cpio.gz");
+    std::fs::write(&p, runner::pack::image(&base, &plan).unwrap()).unwrap();
+    p
+}
+
+#[test]
+fn hung_guest_is_killed_at_its_deadline_with_its_console_kept() {
+    let paths = Paths::of_this_checkout().unwrap();
+    let kernel = stock_kernel(&paths);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = VmConfig {
+        kernel: kernel.bzimage.clone(),
+        initramfs: image(&paths, dir.path()),
+        memory_mb: 512,
+        cpus: 1,
+        // No init, and a kernel that waits forever after panicking: a hang.
+        extra_cmdline: "rdinit=/no-such-init panic=0".into(),
+        accel: Accel::detect().0,
+        deadline: Duration::from_secs(15),
+        result_socket: dir.path().join("r.sock"),
+    };
+    let needle = cfg.result_socket.display().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let res = rt.block_on(boot::boot(&cfg, |_| {})).expect("boot");
+    assert!(matches!(res.end, BootEnd::TimedOut { .. }), "{:?}", res.end);
+    assert!(res.elapsed < Duration::from_secs(25), "took {:?}", res.elapsed);
+    assert!(res.console.contains("Kernel panic - not syncing"), "console kept:\n{}", res.console);
+    assert!(res.records.is_empty());
+    assert!(qemu_processes_with(&needle).is_empty(), "a QEMU outlived its run");
+}
+
+#[test]
+fn dropping_a_running_boot_kills_its_qemu() {
+    let paths = Paths::of_this_checkout().unwrap();
+    let kernel = stock_kernel(&paths);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = VmConfig {
+        kernel: kernel.bzimage.clone(),
+        initramfs: image(&paths, dir.path()),
+        memory_mb: 512,
+        cpus: 1,
+        extra_cmdline: "rdinit=/no-such-init panic=0".into(),
+        accel: Accel::detect().0,
+        deadline: Duration::from_secs(120),
+        result_socket: dir.path().join("r.sock"),
+    };
+    let needle = cfg.result_socket.display().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        // What Ctrl-C does in xtask: the running boot future is dropped.
+        let r = tokio::time::timeout(Duration::from_secs(3), boot::boot(&cfg, |_| {})).await;
+        assert!(r.is_err(), "the boot should still be running");
+    });
+    // kill_on_drop sends SIGKILL; give the kernel a moment to reap it.
+    for _ in 0..50 {
+        if qemu_processes_with(&needle).is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("QEMU still running after its boot was dropped: {:?}", qemu_processes_with(&needle));
+}

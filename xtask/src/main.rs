@@ -1,0 +1,220 @@
+//! gmemtest's command line. Thin: parsing, printing and exit codes; the work
+//! is in the `runner` library.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+use runner::paths::Paths;
+use runner::suite::{self, CaseRun, Suite, Verdict};
+
+/// Exit codes, documented in the README.
+mod exit {
+    pub const PASS: u8 = 0;
+    /// A snapshot differs, or is new.
+    pub const SNAPSHOT: u8 = 1;
+    /// A kernel crash (or hang) the case did not expect, or none where expected.
+    pub const CRASH: u8 = 3;
+    /// The framework could not run: setup, build, QEMU, bad input.
+    pub const INFRA: u8 = 4;
+    /// Interrupted (Ctrl-C / SIGTERM).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "gmemtest: guest_memfd direct-map tests in QEMU-booted kernels")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the host packages (as root; otherwise print the command) and fetch the kernel sources.
+    Setup,
+    /// Build kernel variants (all by default).
+    Build {
+        #[arg(long = "kernel", short = 'k')]
+        kernels: Vec<String>,
+    },
+    /// Run every case on its kernels, compare snapshots, write a JUnit report.
+    Test {
+        /// Only these cases.
+        #[arg(long = "case", short = 'c')]
+        cases: Vec<String>,
+        /// Only these kernels.
+        #[arg(long = "kernel", short = 'k')]
+        kernels: Vec<String>,
+        /// Stream every guest console live.
+        #[arg(long)]
+        stream: bool,
+    },
+    /// Run one case on one kernel with its console streamed live.
+    Run {
+        case: String,
+        #[arg(long = "kernel", short = 'k')]
+        kernel: String,
+    },
+    /// Run cases and accept their outcomes as the new snapshots.
+    Bless {
+        #[arg(long = "case", short = 'c')]
+        cases: Vec<String>,
+        #[arg(long = "kernel", short = 'k')]
+        kernels: Vec<String>,
+    },
+    /// List the cases and kernels.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = rt.block_on(async {
+        tokio::select! {
+            r = dispatch(cli.cmd) => match r {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    exit::INFRA
+                }
+            },
+            _ = interrupted() => {
+                // Dropping the running future kills every QEMU it started.
+                eprintln!("interrupted: stopping");
+                exit::INTERRUPTED
+            }
+        }
+    });
+    // Drop the runtime (and with it every child still held) before exiting.
+    drop(rt);
+    ExitCode::from(code)
+}
+
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+async fn dispatch(cmd: Cmd) -> Result<u8> {
+    let paths = Paths::of_this_checkout()?;
+    match cmd {
+        Cmd::Setup => {
+            setup(&paths)?;
+            eprintln!("setup: done");
+            Ok(exit::PASS)
+        }
+        Cmd::Build { kernels } => {
+            runner::setup::ensure_host_packages()?;
+            let names = if kernels.is_empty() { runner::kernel::recipe::list(&paths.kernels())? } else { kernels };
+            for n in names {
+                let r = runner::kernel::Recipe::load_named(&paths.kernels(), &n)?;
+                let k = runner::kernel::build(&paths, &r)?;
+                println!("{}: {} ({})", k.name, k.bzimage.display(), k.source);
+            }
+            Ok(exit::PASS)
+        }
+        Cmd::Test { cases, kernels, stream } => test(paths, &cases, &kernels, stream).await,
+        Cmd::Run { case, kernel } => test(paths, &[case], &[kernel], true).await,
+        Cmd::Bless { cases, kernels } => {
+            // insta writes every snapshot; the verdicts then read "pass".
+            std::env::set_var("INSTA_UPDATE", "always");
+            std::env::set_var("INSTA_FORCE_PASS", "1");
+            test(paths, &cases, &kernels, false).await
+        }
+        Cmd::List => {
+            let suite = Suite::load(paths, &[], &[])?;
+            println!("kernels:");
+            for r in &suite.recipes {
+                println!("  {:<24} {}", r.name, r.description);
+            }
+            println!("cases:");
+            for c in &suite.cases {
+                println!("  {:<24} [{}] {}", c.name, c.kernels.join(", "), c.description);
+            }
+            Ok(exit::PASS)
+        }
+    }
+}
+
+fn setup(paths: &Paths) -> Result<()> {
+    runner::setup::ensure_host_packages()?;
+    for n in runner::kernel::recipe::list(&paths.kernels())? {
+        let r = runner::kernel::Recipe::load_named(&paths.kernels(), &n)?;
+        if let runner::kernel::recipe::SourceSpec::Debian { package, version } = &r.source {
+            let t = runner::setup::ensure_source(paths, package, version.as_deref())?;
+            eprintln!("setup: kernel {n}: {} {} in {}", t.package, t.version, t.path.display());
+        }
+    }
+    Ok(())
+}
+
+async fn test(paths: Paths, cases: &[String], kernels: &[String], stream: bool) -> Result<u8> {
+    let suite = Suite::load(paths, cases, kernels)?;
+    if suite.pairs().is_empty() {
+        anyhow::bail!("nothing to run: no case runs on the selected kernels");
+    }
+    // Setup is cheap when everything is there, and installs what is missing.
+    runner::setup::ensure_host_packages()?;
+    let prepared = suite::prepare(&suite)?;
+    let mut runs: Vec<CaseRun> = Vec::new();
+    let pairs = suite.pairs();
+    let total = pairs.len();
+    for (i, (case, kname)) in pairs.into_iter().enumerate() {
+        let kernel = prepared.kernels.iter().find(|k| k.name == kname).context("kernel not built")?;
+        eprintln!("[{}/{total}] {} on {} ...", i + 1, case.name, kname);
+        let run = match suite::run_pair(&suite.paths, case, kernel, &prepared, stream).await {
+            Ok(r) => r,
+            Err(e) => suite::errored(&suite.paths, &case.name, kname, &e),
+        };
+        eprintln!(
+            "[{}/{total}] {} on {}: {}{} ({:.1}s)",
+            i + 1,
+            case.name,
+            kname,
+            run.verdict.label(),
+            run.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default(),
+            run.elapsed.as_secs_f64()
+        );
+        runs.push(run);
+    }
+    let junit = suite.paths.out.join("junit.xml");
+    runner::paths::write_atomic(&junit, suite::junit_xml(&runs)?.as_bytes())?;
+    print_failures(&runs);
+    println!("\n{}", suite::summary_table(&runs));
+    println!("JUnit report: {}", junit.display());
+    let has = |v: Verdict| runs.iter().any(|r| r.verdict == v);
+    Ok(if has(Verdict::Error) {
+        exit::INFRA
+    } else if has(Verdict::Crash) {
+        exit::CRASH
+    } else if has(Verdict::Mismatch) || has(Verdict::New) {
+        exit::SNAPSHOT
+    } else {
+        exit::PASS
+    })
+}
+
+fn print_failures(runs: &[CaseRun]) {
+    for r in runs.iter().filter(|r| r.verdict != Verdict::Pass) {
+        println!("\n=== {} on {}: {}", r.case, r.kernel, r.verdict.label());
+        if let Some(why) = &r.reason {
+            println!("    {why}");
+        }
+        for c in &r.crashes {
+            println!("    crash: {:?}: {}", c.kind, c.title);
+            for l in c.lines.iter().take(30) {
+                println!("      | {l}");
+            }
+        }
+        println!("    console log: {}", r.console_log().display());
+        println!("    reproduce:   {}", r.reproduce());
+    }
+}
