@@ -4,7 +4,7 @@
 //! ```yaml
 //! description: what the case shows
 //! kernels: [stock-7.3]          # the variants it runs on (recipes in kernels/)
-//! timeout: 60                   # seconds, the whole boot (default 60)
+//! timeout: 60                   # seconds, the whole boot (default: the steps' + 30)
 //! memory_mb: 1024               # guest memory (default 1024)
 //! cpus: 2                       # guest CPUs (default 2)
 //! cmdline: ""                   # extra kernel command line
@@ -26,9 +26,9 @@ use std::path::{Path, PathBuf};
 use crate::yaml::load_yaml;
 use gmem_protocol::{Plan, PlanStep, PROBES, PROTOCOL_VERSION};
 
-fn default_timeout() -> u64 {
-    60
-}
+/// Boot and power-off, on top of the steps' own timeouts, when a case does
+/// not set its `timeout`.
+const BOOT_ALLOWANCE_S: u64 = 30;
 fn default_memory() -> u32 {
     1024
 }
@@ -44,8 +44,8 @@ fn default_step_timeout() -> u64 {
 struct CaseFile {
     description: String,
     kernels: Vec<String>,
-    #[serde(default = "default_timeout")]
-    timeout: u64,
+    #[serde(default)]
+    timeout: Option<u64>,
     #[serde(default = "default_memory")]
     memory_mb: u32,
     #[serde(default = "default_cpus")]
@@ -113,8 +113,10 @@ impl Case {
                 );
             }
         }
-        if raw.timeout == 0 || raw.timeout > 3600 {
-            bail!("{f}: field `timeout`: expected 1 to 3600 seconds, got {}", raw.timeout);
+        if let Some(t) = raw.timeout {
+            if t == 0 || t > 3600 {
+                bail!("{f}: field `timeout`: expected 1 to 3600 seconds, got {t}");
+            }
         }
         if !(128..=16384).contains(&raw.memory_mb) {
             bail!("{f}: field `memory_mb`: expected 128 to 16384, got {}", raw.memory_mb);
@@ -169,10 +171,10 @@ impl Case {
                 cpu: s.cpu,
             });
         }
-        if total >= raw.timeout {
+        let timeout_s = raw.timeout.unwrap_or(total + BOOT_ALLOWANCE_S);
+        if total >= timeout_s {
             bail!(
-                "{f}: field `timeout`: {} s leaves no time to boot: the steps' timeouts add up to {total} s",
-                raw.timeout
+                "{f}: field `timeout`: {timeout_s} s leaves no time to boot: the steps' timeouts add up to {total} s"
             );
         }
         Ok(Case {
@@ -181,7 +183,7 @@ impl Case {
             file: file.to_path_buf(),
             description: raw.description,
             kernels: raw.kernels,
-            timeout_s: raw.timeout,
+            timeout_s,
             memory_mb: raw.memory_mb,
             cpus: raw.cpus,
             cmdline: raw.cmdline,
@@ -232,7 +234,7 @@ mod tests {
         assert_eq!(c.plan.steps.len(), 1);
         assert_eq!(c.plan.steps[0].timeout_ms, 20_000);
         assert_eq!(c.plan.steps[0].args, serde_json::json!({}));
-        assert_eq!(c.timeout_s, 60);
+        assert_eq!(c.timeout_s, 20 + BOOT_ALLOWANCE_S);
     }
 
     #[test]

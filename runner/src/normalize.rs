@@ -112,11 +112,12 @@ pub const CPU: Rule = Rule {
     replacement: "${1}${2}CPU",
 };
 
-/// Page frame numbers: `pfn:0x12345`, `pfn:12345`, `pfn 12345` -> `pfn:PFN`.
+/// Page frame numbers: `pfn:0x12345`, `pfn=12345`, `pfn 12345` -> `pfn:PFN`,
+/// `pfn=PFN`, `pfn PFN`.
 pub const PFN: Rule = Rule {
     name: "pfn",
-    pattern: r"\bpfn(?::|=| )\s*(?:0x)?[0-9a-f]+\b",
-    replacement: "pfn:PFN",
+    pattern: r"\bpfn([:= ]\s*)(?:0x)?[0-9a-f]+\b",
+    replacement: "pfn${1}PFN",
 };
 
 /// Page-table entries in a page-fault oops: `PGD 2a01067 P4D 2a02067 PUD
@@ -128,6 +129,15 @@ pub const PAGE_TABLE_ENTRY: Rule = Rule {
     replacement: "$1 ADDR",
 };
 
+/// Zero written as a long hex number (a NULL pointer, an empty register, the
+/// oops end marker's `0000000000000000`) is not an address that moves between
+/// runs: it is shortened to `0` (`0x0`) so that [`HEX`] keeps it.
+pub const ZERO: Rule = Rule {
+    name: "zero",
+    pattern: r"\b(0x)?0{5,}\b",
+    replacement: "${1}0",
+};
+
 /// Addresses and other long hex numbers: `0x` and 5 or more hex digits, or
 /// a 16-digit hex word (`ff11000012345000`, `ffffffff81000000`, a 64-bit
 /// register value). Generic on purpose: the direct map starts at
@@ -137,6 +147,15 @@ pub const HEX: Rule = Rule {
     name: "hex",
     pattern: r"\b0x[0-9a-fA-F]{5,}\b|\b[0-9a-f]{16}\b",
     replacement: "ADDR",
+};
+
+/// When something happened, in seconds since boot (KASAN's and KFENCE's
+/// allocation and free records): `at 4.312345s`, `(0.228767s ago)` ->
+/// `at TIME`, `(TIME ago)`.
+pub const EVENT_TIME: Rule = Rule {
+    name: "event_time",
+    pattern: r"\b\d+\.\d{6}s\b",
+    replacement: "TIME",
 };
 
 /// How long a soft lockup has lasted, which depends on the watchdog's timing:
@@ -170,7 +189,9 @@ pub const RULES: &[Rule] = &[
     CPU,
     PFN,
     PAGE_TABLE_ENTRY,
+    ZERO,
     HEX,
+    EVENT_TIME,
     LOCKUP_DURATION,
     BLANKS,
 ];
@@ -194,14 +215,20 @@ pub const NOISE: &[Noise] = &[
         pattern: r"^\s*(?:RSP|RAX|RBX|RCX|RDX|RSI|RDI|RBP|R0?8|R0?9|R1[0-5]|FS|GS|CS|DS|ES|CR[0-4]|DR[0-7]|PKRU|EFLAGS|ORIG_RAX|Code)\s*:",
     },
     // The machine (QEMU's model and firmware version).
-    Noise { name: "hardware_name", pattern: r"^\s*Hardware name:" },
+    Noise {
+        name: "hardware_name",
+        pattern: r"^\s*Hardware name:",
+    },
     // Lockdep's IRQ-state event counters and the addresses they were taken at.
     Noise {
         name: "irq_events",
         pattern: r"^\s*(?:irq event stamp:|hardirqs last +(?:en|dis)abled at|softirqs last +(?:en|dis)abled at)",
     },
     // Empty lines.
-    Noise { name: "blank", pattern: r"^\s*$" },
+    Noise {
+        name: "blank",
+        pattern: r"^\s*$",
+    },
 ];
 
 struct Compiled<T> {
@@ -212,14 +239,20 @@ struct Compiled<T> {
 static COMPILED_RULES: LazyLock<Vec<Compiled<Rule>>> = LazyLock::new(|| {
     RULES
         .iter()
-        .map(|r| Compiled { what: *r, re: Regex::new(r.pattern).unwrap_or_else(|e| panic!("rule {}: {e}", r.name)) })
+        .map(|r| Compiled {
+            what: *r,
+            re: Regex::new(r.pattern).unwrap_or_else(|e| panic!("rule {}: {e}", r.name)),
+        })
         .collect()
 });
 
 static COMPILED_NOISE: LazyLock<Vec<Compiled<Noise>>> = LazyLock::new(|| {
     NOISE
         .iter()
-        .map(|n| Compiled { what: *n, re: Regex::new(n.pattern).unwrap_or_else(|e| panic!("noise {}: {e}", n.name)) })
+        .map(|n| Compiled {
+            what: *n,
+            re: Regex::new(n.pattern).unwrap_or_else(|e| panic!("noise {}: {e}", n.name)),
+        })
         .collect()
 });
 
@@ -251,7 +284,10 @@ pub fn is_register_dump(line: &str) -> bool {
 /// The name of the [`NOISE`] entry a line matches (for tests and debugging).
 pub fn noise_kind(line: &str) -> Option<&'static str> {
     let (_, msg) = split_timestamp(line.trim_end_matches('\r'));
-    COMPILED_NOISE.iter().find(|n| n.re.is_match(msg)).map(|n| n.what.name)
+    COMPILED_NOISE
+        .iter()
+        .find(|n| n.re.is_match(msg))
+        .map(|n| n.what.name)
 }
 
 /// Removes what differs between runs of the same behaviour: timestamps
@@ -274,7 +310,11 @@ pub fn normalize_line(line: &str) -> String {
 /// dumps, `Code:`, `Hardware name:`, lockdep IRQ event counters, blank
 /// lines). See [`NOISE`].
 pub fn normalize_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-    lines.into_iter().filter(|l| !is_noise(l)).map(normalize_line).collect()
+    lines
+        .into_iter()
+        .filter(|l| !is_noise(l))
+        .map(normalize_line)
+        .collect()
 }
 
 #[cfg(test)]
@@ -283,7 +323,10 @@ mod tests {
 
     /// Applies one rule alone.
     fn apply(rule: Rule, line: &str) -> String {
-        Regex::new(rule.pattern).unwrap().replace_all(line, rule.replacement).into_owned()
+        Regex::new(rule.pattern)
+            .unwrap()
+            .replace_all(line, rule.replacement)
+            .into_owned()
     }
 
     #[test]
@@ -296,10 +339,22 @@ mod tests {
 
     #[test]
     fn timestamp() {
-        assert_eq!(apply(TIMESTAMP, "[   12.345678] Oops: Oops: 0000 [#1] SMP"), "Oops: Oops: 0000 [#1] SMP");
-        assert_eq!(apply(TIMESTAMP, "[    1.000000][    T1] Run /init as init process"), "Run /init as init process");
+        assert_eq!(
+            apply(TIMESTAMP, "[   12.345678] Oops: Oops: 0000 [#1] SMP"),
+            "Oops: Oops: 0000 [#1] SMP"
+        );
+        assert_eq!(
+            apply(
+                TIMESTAMP,
+                "[    1.000000][    T1] Run /init as init process"
+            ),
+            "Run /init as init process"
+        );
         assert_eq!(apply(TIMESTAMP, "[ 1234.567890]"), "");
-        assert_eq!(apply(TIMESTAMP, "gmemtest: [1.5] not a timestamp"), "gmemtest: [1.5] not a timestamp");
+        assert_eq!(
+            apply(TIMESTAMP, "gmemtest: [1.5] not a timestamp"),
+            "gmemtest: [1.5] not a timestamp"
+        );
     }
 
     #[test]
@@ -316,21 +371,42 @@ mod tests {
     #[test]
     fn release_commit() {
         assert_eq!(
-            apply(RELEASE_COMMIT, "Not tainted 7.3.0-rc4-00012-gabcdef123456-dirty #1"),
+            apply(
+                RELEASE_COMMIT,
+                "Not tainted 7.3.0-rc4-00012-gabcdef123456-dirty #1"
+            ),
             "Not tainted 7.3.0-rc4-gCOMMIT #1"
         );
-        assert_eq!(apply(RELEASE_COMMIT, "BIOS 1.16.2-debian-1.16.2-1"), "BIOS 1.16.2-debian-1.16.2-1");
+        assert_eq!(
+            apply(RELEASE_COMMIT, "BIOS 1.16.2-debian-1.16.2-1"),
+            "BIOS 1.16.2-debian-1.16.2-1"
+        );
     }
 
     #[test]
     fn build_number() {
         assert_eq!(
-            apply(BUILD_NUMBER, "CPU: 0 UID: 0 PID: 57 Comm: probe Not tainted 7.3.0 #12 PREEMPT(none)"),
+            apply(
+                BUILD_NUMBER,
+                "CPU: 0 UID: 0 PID: 57 Comm: probe Not tainted 7.3.0 #12 PREEMPT(none)"
+            ),
             "CPU: 0 UID: 0 PID: 57 Comm: probe Not tainted 7.3.0 #BUILD PREEMPT(none)"
         );
-        assert_eq!(apply(BUILD_NUMBER, "Oops: Oops: 0000 [#1] SMP"), "Oops: Oops: 0000 [#1] SMP");
-        assert_eq!(apply(BUILD_NUMBER, "      Not tainted 6.12.48+deb13-amd64 #1 Debian 6.12.48-1"), "      Not tainted 6.12.48+deb13-amd64 #BUILD Debian 6.12.48-1");
-        assert_eq!(apply(BUILD_NUMBER, ".... node  #0, CPUs:      #1"), ".... node  #0, CPUs:      #1");
+        assert_eq!(
+            apply(BUILD_NUMBER, "Oops: Oops: 0000 [#1] SMP"),
+            "Oops: Oops: 0000 [#1] SMP"
+        );
+        assert_eq!(
+            apply(
+                BUILD_NUMBER,
+                "      Not tainted 6.12.48+deb13-amd64 #1 Debian 6.12.48-1"
+            ),
+            "      Not tainted 6.12.48+deb13-amd64 #BUILD Debian 6.12.48-1"
+        );
+        assert_eq!(
+            apply(BUILD_NUMBER, ".... node  #0, CPUs:      #1"),
+            ".... node  #0, CPUs:      #1"
+        );
     }
 
     #[test]
@@ -339,15 +415,30 @@ mod tests {
             apply(TAINTED, "Comm: probe Tainted: G      D W          7.3.0 #1"),
             "Comm: probe Tainted: FLAGS          7.3.0 #1"
         );
-        assert_eq!(apply(TAINTED, "Tainted: [D]=DIE, [W]=WARN"), "Tainted: FLAGS");
-        assert_eq!(apply(TAINTED, "Comm: probe Not tainted 7.3.0 #1"), "Comm: probe Not tainted 7.3.0 #1");
+        assert_eq!(
+            apply(TAINTED, "Tainted: [D]=DIE, [W]=WARN"),
+            "Tainted: FLAGS"
+        );
+        assert_eq!(
+            apply(TAINTED, "Comm: probe Not tainted 7.3.0 #1"),
+            "Comm: probe Not tainted 7.3.0 #1"
+        );
     }
 
     #[test]
     fn symbol_suffix() {
-        assert_eq!(apply(SYMBOL_SUFFIX, " mem_rw.isra.0+0x6a/0x90"), " mem_rw+0x6a/0x90");
-        assert_eq!(apply(SYMBOL_SUFFIX, " foo.constprop.0.cold+0x5/0x10"), " foo+0x5/0x10");
-        assert_eq!(apply(SYMBOL_SUFFIX, "kernel BUG at virt/kvm/guest_memfd.c:123!"), "kernel BUG at virt/kvm/guest_memfd.c:123!");
+        assert_eq!(
+            apply(SYMBOL_SUFFIX, " mem_rw.isra.0+0x6a/0x90"),
+            " mem_rw+0x6a/0x90"
+        );
+        assert_eq!(
+            apply(SYMBOL_SUFFIX, " foo.constprop.0.cold+0x5/0x10"),
+            " foo+0x5/0x10"
+        );
+        assert_eq!(
+            apply(SYMBOL_SUFFIX, "kernel BUG at virt/kvm/guest_memfd.c:123!"),
+            "kernel BUG at virt/kvm/guest_memfd.c:123!"
+        );
     }
 
     #[test]
@@ -356,7 +447,10 @@ mod tests {
             apply(SYMBOL_OFFSET, "RIP: 0010:__access_remote_vm+0x1a2/0x3c0"),
             "RIP: 0010:__access_remote_vm"
         );
-        assert_eq!(apply(SYMBOL_OFFSET, " kvm_gmem_release+0x5e/0x90 [kvm]"), " kvm_gmem_release [kvm]");
+        assert_eq!(
+            apply(SYMBOL_OFFSET, " kvm_gmem_release+0x5e/0x90 [kvm]"),
+            " kvm_gmem_release [kvm]"
+        );
     }
 
     #[test]
@@ -366,7 +460,10 @@ mod tests {
             "CPU: 0 UID: 0 PID: PID Comm: probe"
         );
         assert_eq!(
-            apply(PID, "task:probe state:D stack:0 pid:57    tgid:57    ppid:1      task_flags:0x400100"),
+            apply(
+                PID,
+                "task:probe state:D stack:0 pid:57    tgid:57    ppid:1      task_flags:0x400100"
+            ),
             "task:probe state:D stack:0 pid:PID    tgid:PID    ppid:PID      task_flags:0x400100"
         );
         assert_eq!(apply(PID, "killed pid 123"), "killed pid PID");
@@ -375,15 +472,24 @@ mod tests {
     #[test]
     fn comm_pid() {
         assert_eq!(
-            apply(COMM_PID, "INFO: task probe:57 blocked for more than 122 seconds."),
+            apply(
+                COMM_PID,
+                "INFO: task probe:57 blocked for more than 122 seconds."
+            ),
             "INFO: task probe:PID blocked for more than 122 seconds."
         );
         assert_eq!(
-            apply(COMM_PID, "BUG: soft lockup - CPU#1 stuck for 26s! [kworker/1:2:31]"),
+            apply(
+                COMM_PID,
+                "BUG: soft lockup - CPU#1 stuck for 26s! [kworker/1:2:31]"
+            ),
             "BUG: soft lockup - CPU#1 stuck for 26s! [kworker/1:2:PID]"
         );
         assert_eq!(
-            apply(COMM_PID, "Read of size 8 at addr ff11000004f2a008 by task gmem-probe/57"),
+            apply(
+                COMM_PID,
+                "Read of size 8 at addr ff11000004f2a008 by task gmem-probe/57"
+            ),
             "Read of size 8 at addr ff11000004f2a008 by task gmem-probe/PID"
         );
         assert_eq!(
@@ -394,31 +500,65 @@ mod tests {
 
     #[test]
     fn task_pid() {
-        assert_eq!(apply(TASK_PID, "Freed by task 57 on cpu 1 at 12.3s:"), "Freed by task PID on cpu 1 at 12.3s:");
+        assert_eq!(
+            apply(TASK_PID, "Freed by task 57 on cpu 1 at 12.3s:"),
+            "Freed by task PID on cpu 1 at 12.3s:"
+        );
     }
 
     #[test]
     fn cpu() {
-        assert_eq!(apply(CPU, "CPU: 1 UID: 0 PID: 57"), "CPU: CPU UID: 0 PID: 57");
-        assert_eq!(apply(CPU, "BUG: soft lockup - CPU#0 stuck for 26s!"), "BUG: soft lockup - CPU#CPU stuck for 26s!");
-        assert_eq!(apply(CPU, "segfault at 0 ip 0 sp 0 error 4 likely on CPU 3 (core 3, socket 0)"), "segfault at 0 ip 0 sp 0 error 4 likely on CPU CPU (core 3, socket 0)");
-        assert_eq!(apply(CPU, "rcu: INFO: rcu_preempt self-detected stall on CPU"), "rcu: INFO: rcu_preempt self-detected stall on CPU");
-        assert_eq!(apply(CPU, "(t=21002 jiffies g=1113 q=217 ncpus=2)"), "(t=21002 jiffies g=1113 q=217 ncpus=2)");
+        assert_eq!(
+            apply(CPU, "CPU: 1 UID: 0 PID: 57"),
+            "CPU: CPU UID: 0 PID: 57"
+        );
+        assert_eq!(
+            apply(CPU, "BUG: soft lockup - CPU#0 stuck for 26s!"),
+            "BUG: soft lockup - CPU#CPU stuck for 26s!"
+        );
+        assert_eq!(
+            apply(
+                CPU,
+                "segfault at 0 ip 0 sp 0 error 4 likely on CPU 3 (core 3, socket 0)"
+            ),
+            "segfault at 0 ip 0 sp 0 error 4 likely on CPU CPU (core 3, socket 0)"
+        );
+        assert_eq!(
+            apply(CPU, "rcu: INFO: rcu_preempt self-detected stall on CPU"),
+            "rcu: INFO: rcu_preempt self-detected stall on CPU"
+        );
+        assert_eq!(
+            apply(CPU, "(t=21002 jiffies g=1113 q=217 ncpus=2)"),
+            "(t=21002 jiffies g=1113 q=217 ncpus=2)"
+        );
     }
 
     #[test]
     fn pfn() {
         assert_eq!(
-            apply(PFN, "page: refcount:0 mapcount:0 mapping:0000000000000000 index:0x0 pfn:0x12345"),
+            apply(
+                PFN,
+                "page: refcount:0 mapcount:0 mapping:0000000000000000 index:0x0 pfn:0x12345"
+            ),
             "page: refcount:0 mapcount:0 mapping:0000000000000000 index:0x0 pfn:PFN"
         );
-        assert_eq!(apply(PFN, "BUG: Bad page state in process probe  pfn:12345"), "BUG: Bad page state in process probe  pfn:PFN");
+        assert_eq!(
+            apply(PFN, "BUG: Bad page state in process probe  pfn:12345"),
+            "BUG: Bad page state in process probe  pfn:PFN"
+        );
+        assert_eq!(
+            apply(PFN, "failed to restore the direct map of pfn 0x12345 (-12)"),
+            "failed to restore the direct map of pfn PFN (-12)"
+        );
     }
 
     #[test]
     fn page_table_entry() {
         assert_eq!(
-            apply(PAGE_TABLE_ENTRY, "PGD 2a01067 P4D 2a02067 PUD 2a03067 PMD 2a04067 PTE 0"),
+            apply(
+                PAGE_TABLE_ENTRY,
+                "PGD 2a01067 P4D 2a02067 PUD 2a03067 PMD 2a04067 PTE 0"
+            ),
             "PGD ADDR P4D ADDR PUD ADDR PMD ADDR PTE 0"
         );
     }
@@ -426,30 +566,90 @@ mod tests {
     #[test]
     fn hex() {
         assert_eq!(
-            apply(HEX, "BUG: unable to handle page fault for address: ff11000012345000"),
+            apply(
+                HEX,
+                "BUG: unable to handle page fault for address: ff11000012345000"
+            ),
             "BUG: unable to handle page fault for address: ADDR"
         );
         assert_eq!(
             apply(HEX, "general protection fault, probably for non-canonical address 0xdead000000000122: 0000 [#1] SMP"),
             "general protection fault, probably for non-canonical address ADDR: 0000 [#1] SMP"
         );
-        assert_eq!(apply(HEX, "#PF: error_code(0x0000) - not-present page"), "#PF: error_code(0x0000) - not-present page");
-        assert_eq!(apply(HEX, "traps: PANIC: double fault, error_code: 0x0"), "traps: PANIC: double fault, error_code: 0x0");
-        assert_eq!(apply(HEX, "Kernel Offset: 0x2a000000 from 0xffffffff81000000"), "Kernel Offset: ADDR from ADDR");
-        assert_eq!(apply(HEX, "Oops: Oops: 0000 [#1] SMP"), "Oops: Oops: 0000 [#1] SMP");
+        assert_eq!(
+            apply(HEX, "#PF: error_code(0x0000) - not-present page"),
+            "#PF: error_code(0x0000) - not-present page"
+        );
+        assert_eq!(
+            apply(HEX, "traps: PANIC: double fault, error_code: 0x0"),
+            "traps: PANIC: double fault, error_code: 0x0"
+        );
+        assert_eq!(
+            apply(HEX, "Kernel Offset: 0x2a000000 from 0xffffffff81000000"),
+            "Kernel Offset: ADDR from ADDR"
+        );
+        assert_eq!(
+            apply(HEX, "Oops: Oops: 0000 [#1] SMP"),
+            "Oops: Oops: 0000 [#1] SMP"
+        );
+    }
+
+    #[test]
+    fn zero() {
+        assert_eq!(
+            apply(ZERO, "---[ end trace 0000000000000000 ]---"),
+            "---[ end trace 0 ]---"
+        );
+        assert_eq!(
+            apply(ZERO, "mapping:0000000000000000 index:0x0"),
+            "mapping:0 index:0x0"
+        );
+        assert_eq!(
+            apply(ZERO, "Kernel Offset: 0x0000000000 from"),
+            "Kernel Offset: 0x0 from"
+        );
+        assert_eq!(
+            apply(ZERO, "#PF: error_code(0x0000) - not-present page"),
+            "#PF: error_code(0x0000) - not-present page"
+        );
+        assert_eq!(
+            apply(ZERO, "R09: 0000000000000001"),
+            "R09: 0000000000000001"
+        );
+    }
+
+    #[test]
+    fn event_time() {
+        assert_eq!(
+            apply(EVENT_TIME, "Allocated by task 59 on cpu 1 at 4.312345s:"),
+            "Allocated by task 59 on cpu 1 at TIME:"
+        );
+        assert_eq!(
+            apply(
+                EVENT_TIME,
+                "freed by task 71 on cpu 1 at 6.329001s (0.001000s ago):"
+            ),
+            "freed by task 71 on cpu 1 at TIME (TIME ago):"
+        );
     }
 
     #[test]
     fn lockup_duration() {
         assert_eq!(
-            apply(LOCKUP_DURATION, "BUG: soft lockup - CPU#0 stuck for 23s! [probe:57]"),
+            apply(
+                LOCKUP_DURATION,
+                "BUG: soft lockup - CPU#0 stuck for 23s! [probe:57]"
+            ),
             "BUG: soft lockup - CPU#0 stuck for NUMs! [probe:57]"
         );
     }
 
     #[test]
     fn blanks() {
-        assert_eq!(apply(BLANKS, "task:probe           state:D\tstack:0"), "task:probe state:D stack:0");
+        assert_eq!(
+            apply(BLANKS, "task:probe           state:D\tstack:0"),
+            "task:probe state:D stack:0"
+        );
     }
 
     #[test]
@@ -490,7 +690,13 @@ mod tests {
         for (line, kind) in noisy {
             assert_eq!(noise_kind(line), Some(kind), "{line:?}");
         }
-        for kept in ["RIP: 0010:__access_remote_vm+0x1a2/0x3c0", "Call Trace:", " </TASK>", "#PF: supervisor read access in kernel mode", "Modules linked in:"] {
+        for kept in [
+            "RIP: 0010:__access_remote_vm+0x1a2/0x3c0",
+            "Call Trace:",
+            " </TASK>",
+            "#PF: supervisor read access in kernel mode",
+            "Modules linked in:",
+        ] {
             assert_eq!(noise_kind(kept), None, "{kept:?}");
         }
     }
@@ -506,13 +712,25 @@ mod tests {
                    [   12.350330]  </TASK>";
         assert_eq!(
             normalize_lines(log.lines()),
-            vec!["RIP: 0010:__access_remote_vm", "Call Trace:", " <TASK>", " mem_rw", " </TASK>"]
+            vec![
+                "RIP: 0010:__access_remote_vm",
+                "Call Trace:",
+                " <TASK>",
+                " mem_rw",
+                " </TASK>"
+            ]
         );
     }
 
     #[test]
     fn split() {
-        assert_eq!(split_timestamp("[    1.234567] Linux version 7.3.0"), (Some("[    1.234567] "), "Linux version 7.3.0"));
-        assert_eq!(split_timestamp("Linux version 7.3.0"), (None, "Linux version 7.3.0"));
+        assert_eq!(
+            split_timestamp("[    1.234567] Linux version 7.3.0"),
+            (Some("[    1.234567] "), "Linux version 7.3.0")
+        );
+        assert_eq!(
+            split_timestamp("Linux version 7.3.0"),
+            (None, "Linux version 7.3.0")
+        );
     }
 }

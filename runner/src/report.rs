@@ -364,6 +364,20 @@ pub const PATTERNS: &[Pattern] = &[
         func: Func::Culprit,
         ..ROW
     },
+    // Any other `BUG: ...`, titled with its first words (which name the
+    // check, not the values it printed).
+    Pattern {
+        kind: CrashKind::Bug,
+        start: r"^BUG: (?P<what>[A-Za-z_]+\b(?: [A-Za-z_]+\b)*)",
+        title: "BUG: ${what}",
+        end: End::Trace,
+        absorbs: &[
+            CrashKind::Oops,
+            CrashKind::InvalidOpcode,
+            CrashKind::GeneralProtection,
+        ],
+        ..ROW
+    },
     Pattern {
         kind: CrashKind::UnexpectedReboot,
         start: r"^Linux version \d",
@@ -377,7 +391,11 @@ pub const PATTERNS: &[Pattern] = &[
 /// Named rewrites of titles, applied in order before [`normalize_line`].
 pub const TITLE_RULES: &[Rule] = &[
     // `Attempted to kill init! exitcode=0x0000000b` -> `Attempted to kill init!`
-    Rule { name: "panic_exitcode", pattern: r" exitcode=0x[0-9a-f]+", replacement: "" },
+    Rule {
+        name: "panic_exitcode",
+        pattern: r" exitcode=0x[0-9a-f]+",
+        replacement: "",
+    },
 ];
 
 /// Reporting machinery: the frames of the code that prints the report, takes
@@ -473,13 +491,17 @@ struct Line<'a> {
 }
 
 fn kernel_lines(console: &str) -> Vec<Line<'_>> {
-    let all: Vec<(usize, &str)> =
-        console.lines().enumerate().map(|(no, l)| (no, l.trim_end_matches('\r'))).collect();
+    let all: Vec<(usize, &str)> = console
+        .lines()
+        .enumerate()
+        .map(|(no, l)| (no, l.trim_end_matches('\r')))
+        .collect();
     let timestamped = all.iter().any(|(_, l)| split_timestamp(l).0.is_some());
     all.into_iter()
         .filter_map(|(no, raw)| {
             let (ts, msg) = split_timestamp(raw);
-            let foreign = (timestamped && ts.is_none()) || FOREIGN_PREFIXES.iter().any(|p| msg.starts_with(p));
+            let foreign = (timestamped && ts.is_none())
+                || FOREIGN_PREFIXES.iter().any(|p| msg.starts_with(p));
             (!foreign).then_some(Line { no, raw, msg })
         })
         .collect()
@@ -520,7 +542,10 @@ impl Table {
         Table {
             starts: RegexSet::new(PATTERNS.iter().map(|p| p.start)).expect("start patterns"),
             patterns,
-            title_rules: TITLE_RULES.iter().map(|r| (re(r.pattern), r.replacement)).collect(),
+            title_rules: TITLE_RULES
+                .iter()
+                .map(|r| (re(r.pattern), r.replacement))
+                .collect(),
             machinery: whole(MACHINERY),
             waiting: whole(WAITING),
             opener: re(OPENER),
@@ -588,12 +613,14 @@ impl Table {
     /// Where the report that starts at `i` really begins: a `cut here` or a
     /// ruler line up to two lines before it (not before `floor`).
     fn opener(&self, lines: &[Line], i: usize, floor: usize) -> usize {
-        (i.saturating_sub(2).max(floor)..i).find(|&k| self.opener.is_match(lines[k].msg)).unwrap_or(i)
+        (i.saturating_sub(2).max(floor)..i)
+            .find(|&k| self.opener.is_match(lines[k].msg))
+            .unwrap_or(i)
     }
 
-    /// The frames of the report's first call trace, in order: `(function,
-    /// reliable)`; and the `RIP:` functions up to its end, with their place
-    /// among the frames.
+    /// The reliable frames of the report's first call trace (base names, in
+    /// order); and the same frames with the kernel `RIP:` functions printed
+    /// up to the trace's end, in the order printed.
     fn frames(&self, cp: &CompiledPattern, body: &[Line]) -> (Vec<String>, Vec<String>) {
         let mut frames = Vec::new();
         let mut in_order = Vec::new();
@@ -622,13 +649,22 @@ impl Table {
     fn build(&self, p: usize, report: &[Line], at: usize, cut: Cut) -> Crash {
         let cp = &self.patterns[p];
         let body = &report[at..];
-        let caps = cp.start.captures(body[0].msg).expect("the start line matches");
-        let detail: Option<Captures> =
-            cp.detail.as_ref().and_then(|d| body.iter().find_map(|l| d.captures(l.msg)));
+        let caps = cp
+            .start
+            .captures(body[0].msg)
+            .expect("the start line matches");
+        let detail: Option<Captures> = cp
+            .detail
+            .as_ref()
+            .and_then(|d| body.iter().find_map(|l| d.captures(l.msg)));
 
         let (frames, in_order) = self.frames(cp, body);
-        let trace: Vec<String> =
-            frames.iter().skip_while(|f| self.machinery.is_match(f)).take(MAX_TRACE).cloned().collect();
+        let trace: Vec<String> = frames
+            .iter()
+            .skip_while(|f| self.machinery.is_match(f))
+            .take(MAX_TRACE)
+            .cloned()
+            .collect();
 
         let func: Option<String> = match cp.pat.func {
             Func::None => None,
@@ -640,7 +676,11 @@ impl Table {
                 .or_else(|| trace.first().cloned()),
             Func::Culprit => {
                 let useful = in_order.iter().filter(|f| !self.machinery.is_match(f));
-                useful.clone().find(|f| !self.waiting.is_match(f)).or_else(|| useful.clone().next()).cloned()
+                useful
+                    .clone()
+                    .find(|f| !self.waiting.is_match(f))
+                    .or_else(|| useful.clone().next())
+                    .cloned()
             }
         };
 
@@ -654,7 +694,10 @@ impl Table {
             let value = if name == "func" {
                 func.as_deref()
             } else {
-                caps.name(name).or_else(|| detail.as_ref().and_then(|d| d.name(name))).map(|m| m.as_str()).or(Some(""))
+                caps.name(name)
+                    .or_else(|| detail.as_ref().and_then(|d| d.name(name)))
+                    .map(|m| m.as_str())
+                    .or(Some(""))
             };
             match value {
                 Some(v) => title.push_str(v),
@@ -711,9 +754,17 @@ mod tests {
         let t = &*TABLE;
         assert_eq!(t.patterns.len(), PATTERNS.len());
         for cp in &t.patterns {
-            assert!(cp.pat.title.contains("${func}") == (cp.pat.func != Func::None), "{}", cp.pat.start);
+            assert!(
+                cp.pat.title.contains("${func}") == (cp.pat.func != Func::None),
+                "{}",
+                cp.pat.start
+            );
             if cp.pat.func == Func::Captured {
-                assert!(cp.start.capture_names().any(|n| n == Some("func")), "{}", cp.pat.start);
+                assert!(
+                    cp.start.capture_names().any(|n| n == Some("func")),
+                    "{}",
+                    cp.pat.start
+                );
             }
         }
     }
@@ -729,15 +780,20 @@ mod tests {
              Call Trace:\n <TASK>\n ? __die+0x23/0x70\n mem_rw.isra.0+0x106/0x200\n vfs_read+0xa9/0x360\n </TASK>\n\
              ---[ end trace 0000000000000000 ]---\n");
         assert_eq!(c.kind, CrashKind::PageFault);
-        assert_eq!(c.title, "BUG: unable to handle page fault in __access_remote_vm");
+        assert_eq!(
+            c.title,
+            "BUG: unable to handle page fault in __access_remote_vm"
+        );
         assert_eq!(c.trace, ["mem_rw", "vfs_read"]);
         assert!(c.lines.iter().any(|l| l.starts_with("#PF: error_code")));
     }
 
     #[test]
     fn truncated_report_keeps_its_kind() {
-        let c = one("[ 1.000000] BUG: unable to handle page fault for address: ff11000012345000\n\
-                     [ 1.000001] #PF: supervisor read access in kernel mode\n");
+        let c = one(
+            "[ 1.000000] BUG: unable to handle page fault for address: ff11000012345000\n\
+                     [ 1.000001] #PF: supervisor read access in kernel mode\n",
+        );
         assert_eq!(c.kind, CrashKind::PageFault);
         assert_eq!(c.title, "BUG: unable to handle page fault (truncated)");
         assert!(c.trace.is_empty());
@@ -753,24 +809,39 @@ mod tests {
              ---[ end trace 0000000000000000 ]---\n",
         );
         assert_eq!(c.len(), 2, "{c:#?}");
-        assert_eq!((c[0].kind, c[0].title.as_str()), (CrashKind::Corrupted, "BUG: unable to handle page fault (corrupted)"));
-        assert_eq!((c[1].kind, c[1].title.as_str()), (CrashKind::Warning, "WARNING in gup_foo"));
+        assert_eq!(
+            (c[0].kind, c[0].title.as_str()),
+            (
+                CrashKind::Corrupted,
+                "BUG: unable to handle page fault (corrupted)"
+            )
+        );
+        assert_eq!(
+            (c[1].kind, c[1].title.as_str()),
+            (CrashKind::Warning, "WARNING in gup_foo")
+        );
         assert_eq!(c[1].line_no, 2, "the cut-here line belongs to the warning");
     }
 
     #[test]
     fn rip_without_symbol_falls_back_to_the_trace() {
-        let c = one("BUG: kernel NULL pointer dereference, address: 0000000000000000\n\
+        let c = one(
+            "BUG: kernel NULL pointer dereference, address: 0000000000000000\n\
              Oops: Oops: 0010 [#1] SMP\n\
              RIP: 0010:0x0\n\
              Call Trace:\n <TASK>\n kvm_gmem_release+0x2f/0x90\n __fput+0xea/0x2d0\n </TASK>\n\
-             ---[ end trace 0000000000000000 ]---\n");
-        assert_eq!(c.title, "BUG: kernel NULL pointer dereference in kvm_gmem_release");
+             ---[ end trace 0000000000000000 ]---\n",
+        );
+        assert_eq!(
+            c.title,
+            "BUG: kernel NULL pointer dereference in kvm_gmem_release"
+        );
     }
 
     #[test]
     fn foreign_lines_are_skipped() {
-        let c = one("[    1.000000] BUG: unable to handle page fault for address: ff11000012345000\n\
+        let c = one(
+            "[    1.000000] BUG: unable to handle page fault for address: ff11000012345000\n\
                      gmemtest: step 2 of 3\n\
                      [    1.000001] RIP: 0010:__access_remote_vm+0x1a2/0x3c0\n\
                      [    1.000002] Call Trace:\n\
@@ -778,11 +849,14 @@ mod tests {
                      probe: pread started\n\
                      [    1.000004]  mem_rw+0x106/0x200\n\
                      [    1.000005]  </TASK>\n\
-                     [    1.000006] ---[ end trace 0000000000000000 ]---\n");
+                     [    1.000006] ---[ end trace 0000000000000000 ]---\n",
+        );
         assert_eq!(c.trace, ["mem_rw"]);
         assert_eq!(c.lines.len(), 7);
         // Untimestamped: only the gmemtest: prefix marks foreign lines.
-        assert!(find_crashes("gmemtest: BUG: unable to handle page fault for address: 0\n").is_empty());
+        assert!(
+            find_crashes("gmemtest: BUG: unable to handle page fault for address: 0\n").is_empty()
+        );
     }
 
     #[test]
@@ -801,13 +875,18 @@ mod tests {
 
     #[test]
     fn sleeping_in_atomic() {
-        let c = one("BUG: sleeping function called from invalid context at kernel/locking/mutex.c:585\n\
+        let c = one(
+            "BUG: sleeping function called from invalid context at kernel/locking/mutex.c:585\n\
              in_atomic(): 1, irqs_disabled(): 0, non_block: 0, pid: 57, name: gmem-probe\n\
              CPU: 0 UID: 0 PID: 57 Comm: gmem-probe Not tainted 7.3.0 #1 PREEMPT(none)\n\
              Call Trace:\n <TASK>\n dump_stack_lvl+0x5d/0x80\n __might_resched+0x151/0x190\n\
-             \x20__mutex_lock+0x46/0x8a0\n kvm_gmem_get_folio+0x31/0xa0\n </TASK>\n");
+             \x20__mutex_lock+0x46/0x8a0\n kvm_gmem_get_folio+0x31/0xa0\n </TASK>\n",
+        );
         assert_eq!(c.kind, CrashKind::Bug);
-        assert_eq!(c.title, "BUG: sleeping function called from invalid context in kvm_gmem_get_folio");
+        assert_eq!(
+            c.title,
+            "BUG: sleeping function called from invalid context in kvm_gmem_get_folio"
+        );
         assert_eq!(c.trace, ["__mutex_lock", "kvm_gmem_get_folio"]);
     }
 
@@ -820,7 +899,10 @@ mod tests {
              Modules linked in:\n\
              Call Trace:\n <TASK>\n dump_stack_lvl+0x5d/0x80\n bad_page+0x6a/0x100\n free_unref_folios+0x2c1/0x6a0\n </TASK>\n\
              Disabling lock debugging due to kernel taint\n");
-        assert_eq!((c.kind, c.title.as_str()), (CrashKind::Bug, "BUG: Bad page state"));
+        assert_eq!(
+            (c.kind, c.title.as_str()),
+            (CrashKind::Bug, "BUG: Bad page state")
+        );
         assert_eq!(c.trace, ["free_unref_folios"]);
     }
 
@@ -835,7 +917,13 @@ mod tests {
              CPU: 0 UID: 0 PID: 57 Comm: gmem-probe Not tainted 7.3.0 #1 PREEMPT(none)\n\
              Call Trace:\n <TASK>\n dump_stack_lvl+0x5d/0x80\n print_circular_bug+0x26a/0x330\n\
              \x20check_noncircular+0x11d/0x140\n kvm_gmem_fallocate+0x4e/0x140\n </TASK>\n");
-        assert_eq!((c.kind, c.title.as_str()), (CrashKind::Warning, "WARNING: possible circular locking dependency detected"));
+        assert_eq!(
+            (c.kind, c.title.as_str()),
+            (
+                CrashKind::Warning,
+                "WARNING: possible circular locking dependency detected"
+            )
+        );
         assert_eq!(c.line_no, 0);
         assert_eq!(c.trace, ["check_noncircular", "kvm_gmem_fallocate"]);
     }
@@ -843,9 +931,18 @@ mod tests {
     #[test]
     fn panic_titles() {
         for (line, title) in [
-            ("Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b", "Kernel panic: Attempted to kill init!"),
-            ("Kernel panic - not syncing: Fatal exception in interrupt", "Kernel panic: Fatal exception in interrupt"),
-            ("Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)", "Kernel panic: VFS: Unable to mount root fs on unknown-block(0,0)"),
+            (
+                "Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b",
+                "Kernel panic: Attempted to kill init!",
+            ),
+            (
+                "Kernel panic - not syncing: Fatal exception in interrupt",
+                "Kernel panic: Fatal exception in interrupt",
+            ),
+            (
+                "Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)",
+                "Kernel panic: VFS: Unable to mount root fs on unknown-block(0,0)",
+            ),
         ] {
             let c = one(line);
             assert_eq!((c.kind, c.title.as_str()), (CrashKind::Panic, title));
@@ -856,21 +953,97 @@ mod tests {
 
     #[test]
     fn first_banner_is_not_a_reboot() {
-        assert!(find_crashes("Linux version 7.3.0 (root@h) (gcc 12) #1 SMP\nRun /init as init process\n").is_empty());
-        let c = find_crashes("Linux version 7.3.0 #1\nfoo\nLinux version 7.3.0 #1\nLinux version 7.3.0 #1\n");
+        assert!(find_crashes(
+            "Linux version 7.3.0 (root@h) (gcc 12) #1 SMP\nRun /init as init process\n"
+        )
+        .is_empty());
+        let c = find_crashes(
+            "Linux version 7.3.0 #1\nfoo\nLinux version 7.3.0 #1\nLinux version 7.3.0 #1\n",
+        );
         assert_eq!(c.len(), 2);
-        assert!(c.iter().all(|c| c.kind == CrashKind::UnexpectedReboot && c.title == "unexpected kernel reboot"));
+        assert!(c.iter().all(
+            |c| c.kind == CrashKind::UnexpectedReboot && c.title == "unexpected kernel reboot"
+        ));
         assert_eq!(c[0].line_no, 2);
     }
 
     #[test]
     fn other_oopses() {
         let c = one("Oops: divide error: 0000 [#1] SMP\nRIP: 0010:kvm_gmem_foo+0x10/0x20\n---[ end trace 0000000000000000 ]---");
-        assert_eq!((c.kind, c.title.as_str()), (CrashKind::Oops, "divide error in kvm_gmem_foo"));
+        assert_eq!(
+            (c.kind, c.title.as_str()),
+            (CrashKind::Oops, "divide error in kvm_gmem_foo")
+        );
         let c = one("Oops: 0002 [#1] PREEMPT SMP NOPTI\nRIP: 0010:kvm_gmem_foo+0x10/0x20\n---[ end trace 0000000000000000 ]---");
-        assert_eq!((c.kind, c.title.as_str()), (CrashKind::Oops, "Oops in kvm_gmem_foo"));
-        let c = one("invalid opcode: 0000 [#1] PREEMPT SMP NOPTI\nRIP: 0010:kvm_gmem_foo+0x10/0x20\n");
-        assert_eq!((c.kind, c.title.as_str()), (CrashKind::InvalidOpcode, "invalid opcode in kvm_gmem_foo"));
+        assert_eq!(
+            (c.kind, c.title.as_str()),
+            (CrashKind::Oops, "Oops in kvm_gmem_foo")
+        );
+        let c =
+            one("invalid opcode: 0000 [#1] PREEMPT SMP NOPTI\nRIP: 0010:kvm_gmem_foo+0x10/0x20\n");
+        assert_eq!(
+            (c.kind, c.title.as_str()),
+            (CrashKind::InvalidOpcode, "invalid opcode in kvm_gmem_foo")
+        );
+    }
+
+    #[test]
+    fn hard_lockup() {
+        let c = one("watchdog: CPU1: Watchdog detected hard LOCKUP on cpu 1
+             Modules linked in:
+             CPU: 1 UID: 0 PID: 66 Comm: gmem-probe Not tainted 7.3.4 #1 PREEMPTLAZY
+             RIP: 0010:native_queued_spin_lock_slowpath+0x6e/0x2c0
+             Call Trace:
+ <NMI>
+ ? watchdog_hardlockup_check+0x1ad/0x2b0
+ </NMI>
+ <TASK>
+              _raw_spin_lock_irqsave+0x3c/0x50
+ kvm_gmem_invalidate_folio+0x2e/0xa0
+ </TASK>
+             Kernel panic - not syncing: Hard LOCKUP
+");
+        assert_eq!(
+            (c.kind, c.title.as_str()),
+            (
+                CrashKind::HardLockup,
+                "BUG: hard lockup in kvm_gmem_invalidate_folio"
+            )
+        );
+        assert_eq!(
+            c.trace,
+            ["_raw_spin_lock_irqsave", "kvm_gmem_invalidate_folio"]
+        );
+    }
+
+    #[test]
+    fn other_bugs_are_caught_by_their_first_words() {
+        let c = one(
+            "BUG: using smp_processor_id() in preemptible [00000000] code: gmem-probe/57
+             caller is kvm_gmem_get_pfn+0x1c/0x120
+             Call Trace:
+ <TASK>
+ dump_stack_lvl+0x5d/0x80
+ check_preemption_disabled+0xd5/0xe0
+ </TASK>
+",
+        );
+        assert_eq!(
+            (c.kind, c.title.as_str()),
+            (CrashKind::Bug, "BUG: using smp_processor_id")
+        );
+        let c = one("BUG: stack guard page was hit at ffa0000000237ff8 (stack is ffa0000000238000..ffa000000023c000)
+             Oops: stack guard page: 0000 [#1] SMP
+             RIP: 0010:kvm_gmem_get_folio+0x11/0xa0
+             Call Trace:
+ <TASK>
+ kvm_gmem_fault_user_mapping+0x3d/0x1b0
+ </TASK>
+");
+        assert_eq!(
+            (c.kind, c.title.as_str()),
+            (CrashKind::Bug, "BUG: stack guard page was hit at")
+        );
     }
 
     #[test]
@@ -891,14 +1064,29 @@ mod tests {
         for (line, func, unreliable) in [
             (" mem_rw.isra.0+0x106/0x200", "mem_rw.isra.0", false),
             (" ? __die+0x23/0x70", "__die", true),
-            (" kvm_gmem_free_folio+0x3c/0x60 [kvm]", "kvm_gmem_free_folio", false),
-            (" kvm_gmem_free_folio+0x3c/0x60 [kvm 0123456789abcdef0123456789abcdef01234567]", "kvm_gmem_free_folio", false),
+            (
+                " kvm_gmem_free_folio+0x3c/0x60 [kvm]",
+                "kvm_gmem_free_folio",
+                false,
+            ),
+            (
+                " kvm_gmem_free_folio+0x3c/0x60 [kvm 0123456789abcdef0123456789abcdef01234567]",
+                "kvm_gmem_free_folio",
+                false,
+            ),
             (" [<ffffffff8100abcd>] foo+0x1/0x2", "foo", false),
         ] {
             let c = t.frame.captures(line).unwrap_or_else(|| panic!("{line}"));
-            assert_eq!((&c["func"], c.name("unreliable").is_some()), (func, unreliable));
+            assert_eq!(
+                (&c["func"], c.name("unreliable").is_some()),
+                (func, unreliable)
+            );
         }
-        for not in ["RIP: 0010:foo+0x1/0x2", "Modules linked in: kvm_amd kvm", "Call Trace:"] {
+        for not in [
+            "RIP: 0010:foo+0x1/0x2",
+            "Modules linked in: kvm_amd kvm",
+            "Call Trace:",
+        ] {
             assert!(!t.frame.is_match(not), "{not}");
         }
     }

@@ -50,9 +50,22 @@ pub fn compare(dir: &Path, outcome: &Outcome, description: &str) -> SnapshotStat
     settings.set_omit_expression(true);
     settings.set_description(description);
     settings.set_input_file(&file);
+    // insta reports a mismatch by printing its diff and then panicking; the
+    // panic is how we learn of it, not news for the user, so the default hook
+    // (message and backtrace) is silenced while it runs. Hooks are global:
+    // comparisons are serialized.
+    static QUIET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = QUIET.lock().unwrap_or_else(|e| e.into_inner());
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         settings.bind(|| insta::assert_yaml_snapshot!(name.as_str(), outcome));
     }));
+    std::panic::set_hook(hook);
+    if blessing() {
+        // An accepted outcome leaves no pending review behind.
+        let _ = std::fs::remove_file(file.with_extension("snap.new"));
+    }
     match (result.is_ok(), existed) {
         (true, _) if blessing() && std::fs::read_to_string(&file).ok() != before => SnapshotStatus::Written,
         (true, true) => SnapshotStatus::Matches,
