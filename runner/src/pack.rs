@@ -140,8 +140,11 @@ mod tests {
     use super::*;
     use std::io::Read;
 
+    /// name, mode, data, (rdev major, minor)
+    type Member = (String, u32, Vec<u8>, (u32, u32));
+
     /// A minimal newc reader, to check the writer's layout.
-    fn read_newc(mut data: &[u8]) -> Vec<(String, u32, Vec<u8>, (u32, u32))> {
+    fn read_newc(mut data: &[u8]) -> Vec<Member> {
         let mut out = vec![];
         loop {
             assert!(data.len() >= 110, "truncated header");

@@ -157,7 +157,7 @@ pub fn mirror_from_deb822(text: &str) -> Option<Mirror> {
                 (k.trim().eq_ignore_ascii_case(name)).then(|| v.trim().to_string())
             })
         };
-        let enabled = field("Enabled").map_or(true, |v| v != "no");
+        let enabled = field("Enabled").is_none_or(|v| v != "no");
         let types = field("Types").unwrap_or_default();
         let (Some(uris), Some(suites)) = (field("URIs"), field("Suites")) else { continue };
         let signed_by = field("Signed-By");
@@ -244,7 +244,7 @@ fn compare_debian_versions(a: &str, b: &str) -> std::cmp::Ordering {
 /// any, otherwise downloaded and unpacked now.
 pub fn ensure_source(paths: &Paths, package: &str, version: Option<&str>) -> Result<SourceTree> {
     let cached = cached_trees(paths, package)?;
-    if let Some(t) = cached.iter().find(|t| version.map_or(true, |v| v == t.version)) {
+    if let Some(t) = cached.iter().find(|t| version.is_none_or(|v| v == t.version)) {
         return Ok(t.clone());
     }
     fetch_source(paths, package, version)

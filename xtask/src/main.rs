@@ -218,3 +218,29 @@ fn print_failures(runs: &[CaseRun]) {
         println!("    reproduce:   {}", r.reproduce());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_needs_a_kernel() {
+        let e = Cli::try_parse_from(["xtask", "run", "gmem_caps"]).err().expect("missing --kernel");
+        assert!(e.to_string().contains("--kernel"), "{e}");
+        let ok = Cli::try_parse_from(["xtask", "run", "gmem_caps", "--kernel", "stock-7.3"]).unwrap();
+        assert!(matches!(ok.cmd, Cmd::Run { ref case, ref kernel } if case == "gmem_caps" && kernel == "stock-7.3"));
+    }
+
+    #[test]
+    fn test_filters_repeat() {
+        let cli = Cli::try_parse_from(["xtask", "test", "-c", "a", "-c", "b", "-k", "stock-7.3"]).unwrap();
+        assert!(matches!(cli.cmd, Cmd::Test { ref cases, ref kernels, stream: false }
+            if cases == &["a", "b"] && kernels == &["stock-7.3"]));
+    }
+}
