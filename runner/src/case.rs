@@ -141,25 +141,25 @@ impl Case {
         let mut steps = Vec::new();
         let mut total = 0;
         for (i, s) in raw.steps.iter().enumerate() {
-            let at = format!("{f}: field `steps[{i}]`");
+            let at = |field: &str| format!("{f}: field `steps[{i}].{field}`");
             if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                bail!("{at}.name: expected letters, digits, `_` or `-`, got `{}`", s.name);
+                bail!("{}: expected letters, digits, `_` or `-`, got `{}`", at("name"), s.name);
             }
             if raw.steps[..i].iter().any(|o| o.name == s.name) {
-                bail!("{at}.name: `{}` is used by an earlier step; step names must be unique", s.name);
+                bail!("{}: `{}` is used by an earlier step; step names must be unique", at("name"), s.name);
             }
             if !PROBES.contains(&s.probe.as_str()) {
-                bail!("{at}.probe: no probe `{}` (known probes: {})", s.probe, PROBES.join(", "));
+                bail!("{}: no probe `{}` (known probes: {})", at("probe"), s.probe, PROBES.join(", "));
             }
             if !(s.args.is_null() || s.args.is_object()) {
-                bail!("{at}.args: expected a map of the probe's arguments");
+                bail!("{}: expected a map of the probe's arguments", at("args"));
             }
             if s.timeout == 0 {
-                bail!("{at}.timeout: expected at least 1 second");
+                bail!("{}: expected at least 1 second", at("timeout"));
             }
             if let Some(cpu) = s.cpu {
                 if cpu >= raw.cpus {
-                    bail!("{at}.cpu: CPU {cpu} does not exist in a guest with {} CPUs", raw.cpus);
+                    bail!("{}: CPU {cpu} does not exist in a guest with {} CPUs", at("cpu"), raw.cpus);
                 }
             }
             total += s.timeout;
@@ -256,7 +256,7 @@ mod tests {
     #[test]
     fn missing_probe_is_named_with_known_ones() {
         let e = err("description: d\nkernels: [stock-7.3]\nsteps:\n  - name: a\n    probe: nope\n");
-        assert!(e.contains("steps[0]`.probe") && e.contains("no probe `nope`") && e.contains("caps"), "{e}");
+        assert!(e.contains("steps[0].probe`") && e.contains("no probe `nope`") && e.contains("caps"), "{e}");
     }
 
     #[test]
@@ -274,9 +274,9 @@ mod tests {
     #[test]
     fn duplicate_step_names_and_bad_cpu_are_refused() {
         let e = err("description: d\nkernels: [stock-7.3]\nsteps:\n  - {name: a, probe: caps}\n  - {name: a, probe: caps}\n");
-        assert!(e.contains("steps[1]`.name") && e.contains("unique"), "{e}");
+        assert!(e.contains("steps[1].name`") && e.contains("unique"), "{e}");
         let e = err("description: d\nkernels: [stock-7.3]\ncpus: 1\nsteps:\n  - {name: a, probe: caps, cpu: 1}\n");
-        assert!(e.contains("steps[0]`.cpu"), "{e}");
+        assert!(e.contains("steps[0].cpu`"), "{e}");
     }
 
     #[test]

@@ -59,6 +59,20 @@ impl Suite {
         Ok(Suite { paths, cases, recipes })
     }
 
+    /// One case on one kernel, whether or not the case lists that kernel: a
+    /// developer runs any case on the kernel they are working on. Without a
+    /// snapshot for the pair, the verdict is "new".
+    pub fn load_one(paths: Paths, case: &str, kernel: &str) -> Result<Suite> {
+        let names = kernel::recipe::list(&paths.kernels())?;
+        if !names.iter().any(|n| n == kernel) {
+            anyhow::bail!("no kernel `{kernel}` in {} (kernels: {})", paths.kernels().display(), names.join(", "));
+        }
+        let mut suite = Suite::load(paths, &[case.to_string()], &[])?;
+        suite.cases[0].kernels = vec![kernel.to_string()];
+        suite.recipes = vec![Recipe::load_named(&suite.paths.kernels(), kernel)?];
+        Ok(suite)
+    }
+
     /// The (case, kernel) pairs, in case order.
     pub fn pairs(&self) -> Vec<(&Case, &str)> {
         self.cases.iter().flat_map(|c| c.kernels.iter().map(move |k| (c, k.as_str()))).collect()

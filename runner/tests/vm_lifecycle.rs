@@ -48,22 +48,27 @@ fn image(paths: &Paths, dir: &std::path::Path) -> std::path::PathBuf {
     p
 }
 
-#[test]
-fn hung_guest_is_killed_at_its_deadline_with_its_console_kept() {
+/// A VM whose guest hangs: no init, and a kernel that waits forever after
+/// panicking.
+fn hanging_vm(dir: &std::path::Path, deadline: Duration) -> VmConfig {
     let paths = Paths::of_this_checkout().unwrap();
     let kernel = stock_kernel(&paths);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = VmConfig {
+    VmConfig {
         kernel: kernel.bzimage.clone(),
-        initramfs: image(&paths, dir.path()),
+        initramfs: image(&paths, dir),
         memory_mb: 512,
         cpus: 1,
-        // No init, and a kernel that waits forever after panicking: a hang.
         extra_cmdline: "rdinit=/no-such-init panic=0".into(),
         accel: Accel::detect().0,
-        deadline: Duration::from_secs(15),
-        result_socket: dir.path().join("r.sock"),
-    };
+        deadline,
+        result_socket: dir.join("r.sock"),
+    }
+}
+
+#[test]
+fn hung_guest_is_killed_at_its_deadline_with_its_console_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = hanging_vm(dir.path(), Duration::from_secs(15));
     let needle = cfg.result_socket.display().to_string();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let res = rt.block_on(boot::boot(&cfg, |_| {})).expect("boot");
@@ -76,19 +81,8 @@ fn hung_guest_is_killed_at_its_deadline_with_its_console_kept() {
 
 #[test]
 fn dropping_a_running_boot_kills_its_qemu() {
-    let paths = Paths::of_this_checkout().unwrap();
-    let kernel = stock_kernel(&paths);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = VmConfig {
-        kernel: kernel.bzimage.clone(),
-        initramfs: image(&paths, dir.path()),
-        memory_mb: 512,
-        cpus: 1,
-        extra_cmdline: "rdinit=/no-such-init panic=0".into(),
-        accel: Accel::detect().0,
-        deadline: Duration::from_secs(120),
-        result_socket: dir.path().join("r.sock"),
-    };
+    let cfg = hanging_vm(dir.path(), Duration::from_secs(120));
     let needle = cfg.result_socket.display().to_string();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {

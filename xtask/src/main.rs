@@ -121,13 +121,13 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             }
             Ok(exit::PASS)
         }
-        Cmd::Test { cases, kernels, stream } => test(paths, &cases, &kernels, stream).await,
-        Cmd::Run { case, kernel } => test(paths, &[case], &[kernel], true).await,
+        Cmd::Test { cases, kernels, stream } => test(Suite::load(paths, &cases, &kernels)?, stream).await,
+        Cmd::Run { case, kernel } => test(Suite::load_one(paths, &case, &kernel)?, true).await,
         Cmd::Bless { cases, kernels } => {
             // insta writes every snapshot; the verdicts then read "pass".
             std::env::set_var("INSTA_UPDATE", "always");
             std::env::set_var("INSTA_FORCE_PASS", "1");
-            test(paths, &cases, &kernels, false).await
+            test(Suite::load(paths, &cases, &kernels)?, false).await
         }
         Cmd::List => {
             let suite = Suite::load(paths, &[], &[])?;
@@ -156,8 +156,7 @@ fn setup(paths: &Paths) -> Result<()> {
     Ok(())
 }
 
-async fn test(paths: Paths, cases: &[String], kernels: &[String], stream: bool) -> Result<u8> {
-    let suite = Suite::load(paths, cases, kernels)?;
+async fn test(suite: Suite, stream: bool) -> Result<u8> {
     if suite.pairs().is_empty() {
         anyhow::bail!("nothing to run: no case runs on the selected kernels");
     }

@@ -142,7 +142,7 @@ fn build_debian(paths: &Paths, recipe: &Recipe, package: &str, version: Option<&
     }
     let obj = src_dir.join("out");
     let log_path = vdir.join("build.log");
-    let took = configure_and_make(paths, recipe, &src_dir, Path::new("out"), &obj, &log_path)?;
+    let (took, steps) = configure_and_make(paths, recipe, &src_dir, Path::new("out"), &obj, &log_path)?;
 
     // Publish the artifacts: copy into a temporary directory, then rename.
     std::fs::create_dir_all(paths.kernel_cache())?;
@@ -161,7 +161,7 @@ fn build_debian(paths: &Paths, recipe: &Recipe, package: &str, version: Option<&
     std::fs::copy(&log_path, tmp.path().join("build.log"))?;
     let meta = serde_json::json!({
         "variant": recipe.name, "source": desc, "key": key, "compiler": compiler,
-        "build_seconds": took.as_secs_f64(),
+        "build_seconds": took.as_secs_f64(), "steps": steps,
     });
     std::fs::write(tmp.path().join("meta.json"), serde_json::to_vec_pretty(&meta)?)?;
     std::fs::write(tmp.path().join(COMPLETE), "")?;
@@ -205,7 +205,7 @@ fn build_tree(paths: &Paths, recipe: &Recipe, tree: &Path) -> Result<BuiltKernel
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     let desc = format!("{}{}", tree.display(), rev.map(|r| format!(" at {r}")).unwrap_or_default());
     let log_path = obj.join("gmemtest-build.log");
-    let took = configure_and_make(paths, recipe, &tree, &obj, &obj, &log_path)?;
+    let (took, _) = configure_and_make(paths, recipe, &tree, &obj, &obj, &log_path)?;
     eprintln!("kernel {}: make done in {:.0?} ({desc})", recipe.name, took);
     Ok(BuiltKernel {
         name: recipe.name.clone(),
@@ -230,7 +230,7 @@ fn configure_and_make(
     obj_arg: &Path,
     obj: &Path,
     log_path: &Path,
-) -> Result<Duration> {
+) -> Result<(Duration, usize)> {
     std::fs::create_dir_all(obj)?;
     let mut log = std::fs::File::create(log_path)
         .with_context(|| format!("cannot create {}", log_path.display()))?;
@@ -328,7 +328,7 @@ fn make(
     obj_arg: &Path,
     log: std::fs::File,
     log_path: &Path,
-) -> Result<Duration> {
+) -> Result<(Duration, usize)> {
     let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let ccache = which("ccache");
     let mut cmd = Command::new("make");
@@ -375,6 +375,7 @@ fn make(
     });
     let mut log = log;
     let mut compiled = 0usize;
+    let expected = previous_full_build_steps(paths);
     let mut last_report = Instant::now();
     for line in BufReader::new(child.stdout.take().expect("piped")).lines().map_while(|l| l.ok()) {
         let _ = writeln!(log, "{line}");
@@ -383,8 +384,12 @@ fn make(
             compiled += 1;
             if last_report.elapsed() > Duration::from_secs(10) {
                 last_report = Instant::now();
+                let of = match expected {
+                    Some(n) if n >= compiled => format!("/~{n} ({}%)", compiled * 100 / n.max(1)),
+                    _ => String::new(),
+                };
                 eprintln!(
-                    "kernel {}: {:>4}s, {compiled} steps done, now {}",
+                    "kernel {}: {:>4}s, {compiled}{of} steps, now {}",
                     recipe.name,
                     started.elapsed().as_secs(),
                     t.split_whitespace().last().unwrap_or_default()
@@ -401,7 +406,20 @@ fn make(
             tail.join("\n")
         );
     }
-    Ok(started.elapsed())
+    Ok((started.elapsed(), compiled))
+}
+
+/// How many steps a full build took last time (from any cached build's
+/// meta.json), to show progress as a share. Incremental builds finish early.
+fn previous_full_build_steps(paths: &Paths) -> Option<usize> {
+    std::fs::read_dir(paths.kernel_cache())
+        .ok()?
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("meta.json")).ok())
+        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .filter_map(|m| m.get("steps")?.as_u64())
+        .max()
+        .map(|n| n as usize)
 }
 
 fn which(cmd: &str) -> bool {
