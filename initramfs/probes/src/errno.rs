@@ -69,6 +69,15 @@ pub fn outcome<T>(result: &io::Result<T>) -> String {
     }
 }
 
+/// Puts `"ok"` or the errno name of `result` in an observation's field and
+/// hands back the value: a probe records each step this way and stops at the
+/// first that fails (`let Some(fd) = record(&mut obs.step, ...) else {
+/// return Ok(obs) }`), so an observation ends where the kernel said no.
+pub fn record<T, F: From<String>>(field: &mut F, result: io::Result<T>) -> Option<T> {
+    *field = F::from(outcome(&result));
+    result.ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +104,16 @@ mod tests {
             outcome::<()>(&Err(io::Error::from_raw_os_error(libc::EIO))),
             "EIO"
         );
+    }
+
+    #[test]
+    fn record_fills_plain_and_optional_fields() {
+        let mut plain = String::new();
+        assert_eq!(record(&mut plain, Ok::<u8, io::Error>(7)), Some(7));
+        assert_eq!(plain, "ok");
+        let mut optional: Option<String> = None;
+        let refused = Err::<u8, _>(io::Error::from_raw_os_error(libc::ENODEV));
+        assert_eq!(record(&mut optional, refused), None);
+        assert_eq!(optional.as_deref(), Some("ENODEV"));
     }
 }

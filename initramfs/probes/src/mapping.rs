@@ -129,33 +129,41 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-fn write_all(fd: RawFd, mut ptr: *const u8, mut len: usize) -> io::Result<()> {
-    while len > 0 {
-        // SAFETY: the kernel reads `len` bytes at `ptr` with a fault-handling
-        // copy; an unmapped or refused page gives EFAULT, not a signal.
-        let n = unsafe { libc::write(fd, ptr.cast(), len) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(io::Error::from_raw_os_error(libc::EFAULT));
-        }
-        // SAFETY: n <= len, so the pointer stays within the range.
-        ptr = unsafe { ptr.add(n as usize) };
-        len -= n as usize;
-    }
-    Ok(())
+/// Writes `len` bytes at `ptr` to `fd`.
+fn write_all(fd: RawFd, ptr: *const u8, len: usize) -> io::Result<()> {
+    // A write that takes nothing could read nothing of the range.
+    let stalled = || io::Error::from_raw_os_error(libc::EFAULT);
+    transfer_all(len, stalled, |done, left| {
+        // SAFETY: `done < len`, so the pointer stays within the range; the
+        // kernel reads `left` bytes there with a fault-handling copy, so an
+        // unmapped or refused page gives EFAULT, not a signal.
+        unsafe { libc::write(fd, ptr.add(done).cast(), left) }
+    })
 }
 
-fn read_exact(fd: RawFd, mut ptr: *mut u8, mut len: usize) -> io::Result<()> {
-    while len > 0 {
-        // SAFETY: the kernel writes at most `len` bytes at `ptr` with a
-        // fault-handling copy; the caller made sure the range is ours.
-        let n = unsafe { libc::read(fd, ptr.cast(), len) };
+/// Fills `len` bytes at `ptr` from `fd`.
+fn read_exact(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<()> {
+    let stalled = || io::Error::from(io::ErrorKind::UnexpectedEof);
+    transfer_all(len, stalled, |done, left| {
+        // SAFETY: `done < len`, so the pointer stays within the range; the
+        // kernel writes at most `left` bytes there with a fault-handling
+        // copy; the caller made sure the range is ours.
+        unsafe { libc::read(fd, ptr.add(done).cast(), left) }
+    })
+}
+
+/// The loop that read(2) and write(2) both need, written once: calls
+/// `call(done, left)` (one syscall over the `left` bytes from offset `done`)
+/// until all `len` bytes have moved, retrying EINTR. A call that moves
+/// nothing gives `stalled()` rather than looping forever.
+fn transfer_all(
+    len: usize,
+    stalled: impl Fn() -> io::Error,
+    mut call: impl FnMut(usize, usize) -> isize,
+) -> io::Result<()> {
+    let mut done = 0;
+    while done < len {
+        let n = call(done, len - done);
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -164,11 +172,9 @@ fn read_exact(fd: RawFd, mut ptr: *mut u8, mut len: usize) -> io::Result<()> {
             return Err(e);
         }
         if n == 0 {
-            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+            return Err(stalled());
         }
-        // SAFETY: n <= len, so the pointer stays within the range.
-        ptr = unsafe { ptr.add(n as usize) };
-        len -= n as usize;
+        done += n as usize;
     }
     Ok(())
 }

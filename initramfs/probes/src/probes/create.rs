@@ -8,10 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{open_kvm, Probe};
+use super::{create_vm, Probe};
 use crate::errno;
 use crate::flags::{gmem_mask, GmemFlag, VmType};
-use crate::{Context, Result};
+use crate::Result;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,10 +47,7 @@ impl Probe for Args {
     type Output = Observation;
 
     fn run(self) -> Result<Observation> {
-        let kvm = open_kvm()?;
-        let vm = kvm
-            .create_vm(self.vm_type.raw())
-            .context(|| format!("KVM_CREATE_VM({:?})", self.vm_type))?;
+        let vm = create_vm(self.vm_type)?;
         let attempts = self
             .attempts
             .into_iter()

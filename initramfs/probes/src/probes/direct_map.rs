@@ -26,9 +26,9 @@ use std::os::unix::fs::FileExt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{open_kvm, pattern_page, Probe, PAGE};
+use super::{create_gmem, create_vm, pattern_page, GmemCreate, Probe, PAGE};
 use crate::errno;
-use crate::flags::{gmem_mask, GmemFlag, VmType};
+use crate::flags::{GmemFlag, VmType};
 use crate::meminfo::{delta, DirectMap};
 use crate::pagemap::Pagemap;
 use crate::{Context, Result};
@@ -96,10 +96,8 @@ pub struct AfterRelease {
 
 #[derive(Debug, Default, Serialize)]
 pub struct Observation {
-    pub flags: Vec<GmemFlag>,
-    pub pages: usize,
-    /// "ok" or the KVM_CREATE_GUEST_MEMFD errno.
-    pub create: String,
+    #[serde(flatten)]
+    pub gmem: GmemCreate,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mmap: Option<String>,
     /// Writing the pattern through the user mapping: "ok" or an errno.
@@ -144,34 +142,21 @@ impl Probe for Args {
     fn run(self) -> Result<Observation> {
         let devmem = File::open("/dev/mem").context(|| "opening /dev/mem".into())?;
         let pagemap = Pagemap::open().context(|| "opening /proc/self/pagemap".into())?;
-        let kvm = open_kvm()?;
-        let vm = kvm
-            .create_vm(self.vm_type.raw())
-            .context(|| format!("KVM_CREATE_VM({:?})", self.vm_type))?;
+        let vm = create_vm(self.vm_type)?;
         let len = self.pages * PAGE;
-        let mut obs = Observation {
-            flags: self.flags.clone(),
-            pages: self.pages,
-            ..Default::default()
-        };
 
         let before = read_direct_map()?;
-        let gmem = match vm.create_guest_memfd(len as u64, gmem_mask(&self.flags)) {
-            Ok(g) => g,
-            Err(e) => {
-                obs.create = errno::of(&e);
-                return Ok(obs);
-            }
+        let (created, gmem) = create_gmem(&vm, &self.flags, self.pages);
+        let mut obs = Observation {
+            gmem: created,
+            ..Default::default()
         };
-        obs.create = "ok".into();
-        let map = match gmem.map(len, libc::MAP_SHARED) {
-            Ok(m) => m,
-            Err(e) => {
-                obs.mmap = Some(errno::of(&e));
-                return Ok(obs);
-            }
+        let Some(gmem) = gmem else {
+            return Ok(obs);
         };
-        obs.mmap = Some("ok".into());
+        let Some(map) = errno::record(&mut obs.mmap, gmem.map(len, libc::MAP_SHARED)) else {
+            return Ok(obs);
+        };
 
         let mut pfns = Vec::new();
         for page in 0..self.pages {
@@ -235,5 +220,36 @@ impl Probe for Args {
             deltas: Deltas::between(before, after),
         });
         Ok(obs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Observations are compared as JSON: the fields keep their order, and
+    /// the steps not reached stay out.
+    #[test]
+    fn observation_fields_keep_their_order() {
+        let mut obs = Observation {
+            gmem: GmemCreate {
+                flags: vec![GmemFlag::MMAP, GmemFlag::INIT_SHARED],
+                pages: 1,
+                create: "EINVAL".into(),
+            },
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&obs).unwrap(),
+            r#"{"flags":["MMAP","INIT_SHARED"],"pages":1,"create":"EINVAL"}"#
+        );
+        obs.gmem.create = "ok".into();
+        obs.mmap = Some("ok".into());
+        count(&mut obs.write, "ok");
+        obs.faulted = Some(Deltas::default());
+        assert_eq!(
+            serde_json::to_string(&obs).unwrap(),
+            r#"{"flags":["MMAP","INIT_SHARED"],"pages":1,"create":"ok","mmap":"ok","write":{"ok":1},"faulted":{}}"#
+        );
     }
 }

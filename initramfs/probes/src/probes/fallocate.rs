@@ -15,7 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{open_kvm, pattern_byte, Probe, PAGE};
+use super::{create_vm, pattern_byte, Probe, PAGE};
 use crate::errno;
 use crate::flags::{gmem_mask, GmemFlag, VmType};
 use crate::kvm::GuestMemfd;
@@ -126,20 +126,16 @@ impl Probe for Args {
     type Output = Observation;
 
     fn run(self) -> Result<Observation> {
-        let kvm = open_kvm()?;
-        let vm = kvm
-            .create_vm(self.vm_type.raw())
-            .context(|| format!("KVM_CREATE_VM({:?})", self.vm_type))?;
+        let vm = create_vm(self.vm_type)?;
         let mask = gmem_mask(&self.flags);
-        let gmem = match vm.create_guest_memfd(self.size, mask) {
-            Ok(g) => g,
-            Err(e) => {
-                return Ok(Observation {
-                    create: errno::of(&e),
-                    initially: None,
-                    ops: vec![],
-                })
-            }
+        let mut obs = Observation {
+            create: String::new(),
+            initially: None,
+            ops: vec![],
+        };
+        let Some(gmem) = errno::record(&mut obs.create, vm.create_guest_memfd(self.size, mask))
+        else {
+            return Ok(obs);
         };
         // mincore on this mapping sees the file's page cache; `write` ops
         // go through it too.
@@ -151,23 +147,37 @@ impl Probe for Args {
         } else {
             None
         };
-        let initially = Some(held(&gmem, view.as_ref())?);
-        let mut ops = Vec::new();
+        obs.initially = Some(held(&gmem, view.as_ref())?);
         for op in self.ops {
             let result = match op.op {
                 OpKind::Write => write(view.as_ref(), &op),
                 _ => errno::outcome(&gmem.fallocate(op.op.mode(), op.offset, op.len)),
             };
-            ops.push(Outcome {
+            obs.ops.push(Outcome {
                 op,
                 result,
                 after: held(&gmem, view.as_ref())?,
             });
         }
-        Ok(Observation {
-            create: "ok".into(),
-            initially,
-            ops,
-        })
+        Ok(obs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A guest_memfd KVM refuses is all the observation holds.
+    #[test]
+    fn refused_create_is_the_whole_observation() {
+        let obs = Observation {
+            create: "EINVAL".into(),
+            initially: None,
+            ops: vec![],
+        };
+        assert_eq!(
+            serde_json::to_string(&obs).unwrap(),
+            r#"{"create":"EINVAL"}"#
+        );
     }
 }

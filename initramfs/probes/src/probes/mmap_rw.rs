@@ -16,10 +16,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{open_kvm, pattern_page, Probe, PAGE};
+use super::{create_gmem, create_vm, pattern_page, GmemCreate, Probe, PAGE};
 use crate::errno;
-use crate::flags::{gmem_mask, GmemFlag, VmType};
-use crate::{Context, Result};
+use crate::flags::{GmemFlag, VmType};
+use crate::Result;
 
 fn default_pages() -> usize {
     4
@@ -38,10 +38,8 @@ pub struct Args {
 
 #[derive(Debug, Default, Serialize)]
 pub struct Observation {
-    pub flags: Vec<GmemFlag>,
-    pub pages: usize,
-    /// "ok" or the KVM_CREATE_GUEST_MEMFD errno.
-    pub create: String,
+    #[serde(flatten)]
+    pub gmem: GmemCreate,
     /// pread(2) of the fd.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pread: Option<String>,
@@ -76,25 +74,16 @@ impl Probe for Args {
     type Output = Observation;
 
     fn run(self) -> Result<Observation> {
-        let kvm = open_kvm()?;
-        let vm = kvm
-            .create_vm(self.vm_type.raw())
-            .context(|| format!("KVM_CREATE_VM({:?})", self.vm_type))?;
-        let mask = gmem_mask(&self.flags);
+        let vm = create_vm(self.vm_type)?;
         let len = self.pages * PAGE;
+        let (created, gmem) = create_gmem(&vm, &self.flags, self.pages);
         let mut obs = Observation {
-            flags: self.flags.clone(),
-            pages: self.pages,
+            gmem: created,
             ..Default::default()
         };
-        let gmem = match vm.create_guest_memfd(len as u64, mask) {
-            Ok(g) => g,
-            Err(e) => {
-                obs.create = errno::of(&e);
-                return Ok(obs);
-            }
+        let Some(gmem) = gmem else {
+            return Ok(obs);
         };
-        obs.create = "ok".into();
 
         let mut buf = [0u8; 16];
         // SAFETY: `buf` is a live 16-byte buffer.
@@ -106,14 +95,9 @@ impl Probe for Args {
         });
 
         obs.mmap_private = Some(errno::outcome(&gmem.map(len, libc::MAP_PRIVATE)));
-        let map = match gmem.map(len, libc::MAP_SHARED) {
-            Ok(m) => m,
-            Err(e) => {
-                obs.mmap_shared = Some(errno::of(&e));
-                return Ok(obs);
-            }
+        let Some(map) = errno::record(&mut obs.mmap_shared, gmem.map(len, libc::MAP_SHARED)) else {
+            return Ok(obs);
         };
-        obs.mmap_shared = Some("ok".into());
 
         let mut written = 0;
         for page in 0..self.pages {
@@ -168,5 +152,31 @@ impl Probe for Args {
             Err(e) => errno::of(&e),
         });
         Ok(obs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Observations are compared as JSON: the fields keep their order, and
+    /// the steps not reached stay out.
+    #[test]
+    fn observation_fields_keep_their_order() {
+        let obs = Observation {
+            gmem: GmemCreate {
+                flags: vec![GmemFlag::MMAP],
+                pages: 2,
+                create: "ok".into(),
+            },
+            pread: Some("ESPIPE".into()),
+            mmap_private: Some("EINVAL".into()),
+            mmap_shared: Some("ENODEV".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&obs).unwrap(),
+            r#"{"flags":["MMAP"],"pages":2,"create":"ok","pread":"ESPIPE","mmap_private":"EINVAL","mmap_shared":"ENODEV"}"#
+        );
     }
 }

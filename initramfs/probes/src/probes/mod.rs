@@ -1,6 +1,11 @@
 //! The probes, one module each. Each takes its own argument struct (parsed
 //! with `deny_unknown_fields`, so a typo in a case is an error naming the
 //! field) and returns its own observation struct.
+//!
+//! The argument structs repeat the fields they share (`vm_type`, `flags`)
+//! instead of flattening a common struct: serde's `flatten` does not go with
+//! `deny_unknown_fields`, and the error for a typo would stop listing the
+//! expected fields.
 
 pub mod caps;
 pub mod create;
@@ -13,7 +18,9 @@ pub mod vcpu_run;
 
 use serde::Serialize;
 
-use crate::kvm::Kvm;
+use crate::errno;
+use crate::flags::{gmem_mask, GmemFlag, VmType};
+use crate::kvm::{GuestMemfd, Kvm, Vm};
 use crate::{Context, Result};
 
 /// A probe: its arguments, run, give its observation.
@@ -25,6 +32,43 @@ pub trait Probe {
 /// Opens /dev/kvm; without it no KVM probe can work (exit 1).
 pub fn open_kvm() -> Result<Kvm> {
     Kvm::open().context(|| "opening /dev/kvm".into())
+}
+
+/// Opens /dev/kvm and creates a VM of `vm_type`, for the probes whose
+/// subject is the guest_memfd on it: without the VM they observe nothing
+/// (exit 1). Only KVM_CREATE_VM needs /dev/kvm, which closes here.
+pub fn create_vm(vm_type: VmType) -> Result<Vm> {
+    open_kvm()?
+        .create_vm(vm_type.raw())
+        .context(|| format!("KVM_CREATE_VM({vm_type:?})"))
+}
+
+/// How the observation of a guest_memfd of whole pages starts: the flags
+/// and the size the case asked for, and whether KVM created it. Probes
+/// flatten it first into their own observation, so these stay its first
+/// fields.
+#[derive(Debug, Default, Serialize)]
+pub struct GmemCreate {
+    pub flags: Vec<GmemFlag>,
+    pub pages: usize,
+    /// "ok" or the KVM_CREATE_GUEST_MEMFD errno.
+    pub create: String,
+}
+
+/// Creates a guest_memfd of `pages` pages with `flags` on `vm`: the start
+/// of the observation, and the fd unless KVM refused it (a refusal is an
+/// observation, its errno in `create`, not a failure).
+pub fn create_gmem(vm: &Vm, flags: &[GmemFlag], pages: usize) -> (GmemCreate, Option<GuestMemfd>) {
+    let mut create = GmemCreate {
+        flags: flags.to_vec(),
+        pages,
+        create: String::new(),
+    };
+    let gmem = errno::record(
+        &mut create.create,
+        vm.create_guest_memfd((pages * PAGE) as u64, gmem_mask(flags)),
+    );
+    (create, gmem)
 }
 
 /// The page size the probes lay memory out with.

@@ -314,39 +314,28 @@ impl Probe for Args {
         let s = &mut obs.setup;
 
         let kvm = open_kvm()?;
-        let vm = match kvm.create_vm(self.vm_type.raw()) {
-            Ok(vm) => vm,
-            Err(e) => {
-                s.create_vm = Some(errno::of(&e));
-                return Ok(obs);
-            }
+        let Some(vm) = errno::record(&mut s.create_vm, kvm.create_vm(self.vm_type.raw())) else {
+            return Ok(obs);
         };
-        s.create_vm = Some("ok".into());
         // Needed by VMX without unrestricted guest; harmless elsewhere.
         vm.set_tss_addr(0xfffb_d000)
             .context(|| "KVM_SET_TSS_ADDR".into())?;
 
-        let gmem = match vm.create_guest_memfd(SLOT_SIZE as u64, mask) {
-            Ok(g) => g,
-            Err(e) => {
-                s.create_guest_memfd = Some(errno::of(&e));
-                return Ok(obs);
-            }
+        let gmem = vm.create_guest_memfd(SLOT_SIZE as u64, mask);
+        let Some(gmem) = errno::record(&mut s.create_guest_memfd, gmem) else {
+            return Ok(obs);
         };
-        s.create_guest_memfd = Some("ok".into());
 
-        let memory: Mapping = if gmem_mapped {
-            match gmem.map(SLOT_SIZE, libc::MAP_SHARED) {
-                Ok(m) => m,
-                Err(e) => {
-                    s.mmap = Some(errno::of(&e));
-                    return Ok(obs);
-                }
-            }
+        let memory = if gmem_mapped {
+            gmem.map(SLOT_SIZE, libc::MAP_SHARED)
         } else {
-            Mapping::anonymous(SLOT_SIZE).context(|| "anonymous mmap".into())?
+            // Anonymous memory is not what the probe observes: without it
+            // the probe fails (exit 1) rather than records an errno.
+            Ok(Mapping::anonymous(SLOT_SIZE).context(|| "anonymous mmap".into())?)
         };
-        s.mmap = Some("ok".into());
+        let Some(memory) = errno::record(&mut s.mmap, memory) else {
+            return Ok(obs);
+        };
 
         let load = memory
             .copy_in(
@@ -357,8 +346,7 @@ impl Probe for Args {
                 },
             )
             .and_then(|_| memory.copy_in(DATA_GPA as usize, &INITIAL.to_le_bytes()));
-        s.load = Some(errno::outcome(&load));
-        if load.is_err() {
+        if errno::record(&mut s.load, load).is_none() {
             return Ok(obs);
         }
 
@@ -377,8 +365,7 @@ impl Probe for Args {
         // references), and unmapped only after the vCPU and the VM are gone
         // (the explicit drops at the end; on the early returns no vCPU ran).
         let r = unsafe { vm.set_user_memory_region2(&region) };
-        s.set_memory_region = Some(errno::outcome(&r));
-        if r.is_err() {
+        if errno::record(&mut s.set_memory_region, r).is_none() {
             return Ok(obs);
         }
 
@@ -389,20 +376,14 @@ impl Probe for Args {
         };
         if let Some((gpa, size)) = private_range {
             let r = vm.set_memory_attributes(gpa, size, MEMORY_ATTRIBUTE_PRIVATE);
-            s.set_memory_attributes = Some(errno::outcome(&r));
-            if r.is_err() {
+            if errno::record(&mut s.set_memory_attributes, r).is_none() {
                 return Ok(obs);
             }
         }
 
-        let mut vcpu = match vm.create_vcpu(0) {
-            Ok(v) => v,
-            Err(e) => {
-                s.create_vcpu = Some(errno::of(&e));
-                return Ok(obs);
-            }
+        let Some(mut vcpu) = errno::record(&mut s.create_vcpu, vm.create_vcpu(0)) else {
+            return Ok(obs);
         };
-        s.create_vcpu = Some("ok".into());
         set_real_mode(&vcpu)?;
 
         if self.pre_fault {
