@@ -43,7 +43,11 @@ impl Accel {
             .lines()
             .filter(|l| l.starts_with("flags"))
             .any(|l| l.split_whitespace().any(|f| f == "svm" || f == "vmx"));
-        let kvm = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+        let kvm = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_ok();
         match (kvm, hw) {
             (true, true) => (Accel::Kvm, "/dev/kvm usable and the CPU has svm/vmx".into()),
             (true, false) => (
@@ -93,8 +97,15 @@ pub fn accel_args(accel: Accel) -> Vec<String> {
 /// A bare machine: no default devices, no display, no network, no reboot.
 pub fn machine_args(memory_mb: u32, cpus: u32) -> Vec<String> {
     [
-        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-        "-m", &memory_mb.to_string(), "-smp", &cpus.to_string(),
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-m",
+        &memory_mb.to_string(),
+        "-smp",
+        &cpus.to_string(),
     ]
     .iter()
     .map(|s| s.to_string())
@@ -133,7 +144,11 @@ pub fn serial_args(result_socket: &Path) -> Vec<String> {
 pub fn qemu_args(cfg: &VmConfig) -> Vec<String> {
     let mut a = machine_args(cfg.memory_mb, cfg.cpus);
     a.extend(accel_args(cfg.accel));
-    a.extend(kernel_args(&cfg.kernel, &cfg.initramfs, &kernel_cmdline(&cfg.extra_cmdline)));
+    a.extend(kernel_args(
+        &cfg.kernel,
+        &cfg.initramfs,
+        &kernel_cmdline(&cfg.extra_cmdline),
+    ));
     a.extend(serial_args(&cfg.result_socket));
     a
 }
@@ -167,7 +182,9 @@ pub struct BootResult {
 pub fn shell_line(args: &[String]) -> String {
     std::iter::once(QEMU.to_string())
         .chain(args.iter().map(|a| {
-            if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_=,./:+".contains(c)) {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_=,./:+".contains(c))
+            {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', r"'\''"))
@@ -214,7 +231,9 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
     let results_task = tokio::spawn(async move {
         let mut records = Vec::new();
         let mut bad = Vec::new();
-        let Ok((stream, _)) = listener.accept().await else { return (records, bad) };
+        let Ok((stream, _)) = listener.accept().await else {
+            return (records, bad);
+        };
         let mut lines = BufReader::new(stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             let line = line.trim_matches(|c| c == '\r' || c == '\0' || c == ' ');
@@ -270,17 +289,25 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
     };
     let _ = child.wait().await;
     let qemu_stderr = stderr_task.await.unwrap_or_default();
-    let (records, bad_lines) = match tokio::time::timeout(Duration::from_secs(2), results_task).await {
-        Ok(Ok(r)) => r,
-        _ => (Vec::new(), Vec::new()),
-    };
+    let (records, bad_lines) =
+        match tokio::time::timeout(Duration::from_secs(2), results_task).await {
+            Ok(Ok(r)) => r,
+            _ => (Vec::new(), Vec::new()),
+        };
     let _ = std::fs::remove_file(&cfg.result_socket);
     if let BootEnd::Exited { code: Some(c) } = end {
         if c != 0 && console.is_empty() {
             bail!("{QEMU} failed to start (exit {c}):\n{}", qemu_stderr.trim());
         }
     }
-    Ok(BootResult { console, records, bad_lines, end, elapsed: started.elapsed(), qemu_stderr })
+    Ok(BootResult {
+        console,
+        records,
+        bad_lines,
+        end,
+        elapsed: started.elapsed(),
+        qemu_stderr,
+    })
 }
 
 #[cfg(test)]
@@ -307,12 +334,18 @@ mod tests {
         assert!(s.contains("-accel tcg -cpu max"), "{s}");
         assert!(s.contains("-no-reboot"), "{s}");
         assert!(s.contains("-m 1024 -smp 2"), "{s}");
-        assert!(s.contains("-kernel /k/bzImage -initrd /i/initramfs.cpio.gz"), "{s}");
+        assert!(
+            s.contains("-kernel /k/bzImage -initrd /i/initramfs.cpio.gz"),
+            "{s}"
+        );
     }
 
     #[test]
     fn kvm_uses_host_cpu() {
-        assert_eq!(accel_args(Accel::Kvm), vec!["-accel", "kvm", "-cpu", "host"]);
+        assert_eq!(
+            accel_args(Accel::Kvm),
+            vec!["-accel", "kvm", "-cpu", "host"]
+        );
     }
 
     #[test]
@@ -327,7 +360,11 @@ mod tests {
     #[test]
     fn two_serial_ports_console_first() {
         let a = serial_args(Path::new("/tmp/r.sock"));
-        let serials: Vec<&String> = a.iter().skip_while(|x| *x != "-serial").step_by(1).collect();
+        let serials: Vec<&String> = a
+            .iter()
+            .skip_while(|x| *x != "-serial")
+            .step_by(1)
+            .collect();
         assert_eq!(a[3], "chardev:console");
         assert_eq!(a[7], "chardev:results");
         assert!(a[5].starts_with("socket,id=results,path=/tmp/r.sock"));

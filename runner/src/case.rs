@@ -99,11 +99,17 @@ impl Case {
             .and_then(|s| s.to_str())
             .with_context(|| format!("{f}: not a valid file name"))?
             .to_string();
-        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
             bail!("{f}: the case name `{name}` (the file name) may only hold letters, digits, `_` and `-`");
         }
         if raw.kernels.is_empty() {
-            bail!("{f}: field `kernels`: expected at least one kernel (known: {})", known_kernels.join(", "));
+            bail!(
+                "{f}: field `kernels`: expected at least one kernel (known: {})",
+                known_kernels.join(", ")
+            );
         }
         for k in &raw.kernels {
             if !known_kernels.contains(k) {
@@ -119,7 +125,10 @@ impl Case {
             }
         }
         if !(128..=16384).contains(&raw.memory_mb) {
-            bail!("{f}: field `memory_mb`: expected 128 to 16384, got {}", raw.memory_mb);
+            bail!(
+                "{f}: field `memory_mb`: expected 128 to 16384, got {}",
+                raw.memory_mb
+            );
         }
         if !(1..=8).contains(&raw.cpus) {
             bail!("{f}: field `cpus`: expected 1 to 8, got {}", raw.cpus);
@@ -132,7 +141,9 @@ impl Case {
             .iter()
             .enumerate()
             .map(|(i, re)| {
-                Regex::new(re).map_err(|e| anyhow::anyhow!("{f}: field `keep_dmesg[{i}]`: not a valid regex: {e}"))
+                Regex::new(re).map_err(|e| {
+                    anyhow::anyhow!("{f}: field `keep_dmesg[{i}]`: not a valid regex: {e}")
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         if raw.steps.is_empty() {
@@ -142,14 +153,32 @@ impl Case {
         let mut total = 0;
         for (i, s) in raw.steps.iter().enumerate() {
             let at = |field: &str| format!("{f}: field `steps[{i}].{field}`");
-            if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                bail!("{}: expected letters, digits, `_` or `-`, got `{}`", at("name"), s.name);
+            if s.name.is_empty()
+                || !s
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                bail!(
+                    "{}: expected letters, digits, `_` or `-`, got `{}`",
+                    at("name"),
+                    s.name
+                );
             }
             if raw.steps[..i].iter().any(|o| o.name == s.name) {
-                bail!("{}: `{}` is used by an earlier step; step names must be unique", at("name"), s.name);
+                bail!(
+                    "{}: `{}` is used by an earlier step; step names must be unique",
+                    at("name"),
+                    s.name
+                );
             }
             if !PROBES.contains(&s.probe.as_str()) {
-                bail!("{}: no probe `{}` (known probes: {})", at("probe"), s.probe, PROBES.join(", "));
+                bail!(
+                    "{}: no probe `{}` (known probes: {})",
+                    at("probe"),
+                    s.probe,
+                    PROBES.join(", ")
+                );
             }
             if !(s.args.is_null() || s.args.is_object()) {
                 bail!("{}: expected a map of the probe's arguments", at("args"));
@@ -159,14 +188,22 @@ impl Case {
             }
             if let Some(cpu) = s.cpu {
                 if cpu >= raw.cpus {
-                    bail!("{}: CPU {cpu} does not exist in a guest with {} CPUs", at("cpu"), raw.cpus);
+                    bail!(
+                        "{}: CPU {cpu} does not exist in a guest with {} CPUs",
+                        at("cpu"),
+                        raw.cpus
+                    );
                 }
             }
             total += s.timeout;
             steps.push(PlanStep {
                 name: s.name.clone(),
                 probe: s.probe.clone(),
-                args: if s.args.is_null() { serde_json::json!({}) } else { s.args.clone() },
+                args: if s.args.is_null() {
+                    serde_json::json!({})
+                } else {
+                    s.args.clone()
+                },
                 timeout_ms: s.timeout * 1000,
                 cpu: s.cpu,
             });
@@ -178,7 +215,11 @@ impl Case {
             );
         }
         Ok(Case {
-            plan: Plan { protocol: PROTOCOL_VERSION, case: name.clone(), steps },
+            plan: Plan {
+                protocol: PROTOCOL_VERSION,
+                case: name.clone(),
+                steps,
+            },
             name,
             file: file.to_path_buf(),
             description: raw.description,
@@ -225,7 +266,8 @@ mod tests {
         format!("{:#}", load(text).unwrap_err())
     }
 
-    const GOOD: &str = "description: d\nkernels: [stock-7.3]\nsteps:\n  - name: a\n    probe: caps\n";
+    const GOOD: &str =
+        "description: d\nkernels: [stock-7.3]\nsteps:\n  - name: a\n    probe: caps\n";
 
     #[test]
     fn a_good_case_becomes_a_plan() {
@@ -248,7 +290,10 @@ mod tests {
     #[test]
     fn wrong_type_is_named() {
         let e = err("description: d\nkernels: stock-7.3\nsteps: []\n");
-        assert!(e.contains("kernels") && e.contains("expected a sequence"), "{e}");
+        assert!(
+            e.contains("kernels") && e.contains("expected a sequence"),
+            "{e}"
+        );
         let e = err("description: d\nkernels: [stock-7.3]\ntimeout: soon\nsteps: []\n");
         assert!(e.contains("timeout") && e.contains("expected u64"), "{e}");
     }
@@ -256,13 +301,19 @@ mod tests {
     #[test]
     fn missing_probe_is_named_with_known_ones() {
         let e = err("description: d\nkernels: [stock-7.3]\nsteps:\n  - name: a\n    probe: nope\n");
-        assert!(e.contains("steps[0].probe`") && e.contains("no probe `nope`") && e.contains("caps"), "{e}");
+        assert!(
+            e.contains("steps[0].probe`") && e.contains("no probe `nope`") && e.contains("caps"),
+            "{e}"
+        );
     }
 
     #[test]
     fn missing_kernel_is_named() {
         let e = err("description: d\nkernels: [nope-1.0]\nsteps:\n  - name: a\n    probe: caps\n");
-        assert!(e.contains("field `kernels`") && e.contains("nope-1.0") && e.contains("stock-7.3"), "{e}");
+        assert!(
+            e.contains("field `kernels`") && e.contains("nope-1.0") && e.contains("stock-7.3"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -282,7 +333,10 @@ mod tests {
     #[test]
     fn step_timeouts_must_fit_the_case_timeout() {
         let e = err("description: d\nkernels: [stock-7.3]\ntimeout: 30\nsteps:\n  - {name: a, probe: caps, timeout: 30}\n");
-        assert!(e.contains("field `timeout`") && e.contains("add up to 30"), "{e}");
+        assert!(
+            e.contains("field `timeout`") && e.contains("add up to 30"),
+            "{e}"
+        );
     }
 
     #[test]

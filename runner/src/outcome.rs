@@ -85,14 +85,25 @@ pub fn build(case: &Case, kernel: &str, boot: &BootResult, crashes: &[Crash]) ->
         match r {
             Record::Hello { .. } => hello = true,
             Record::StepStart { step, .. } => started = Some(step.clone()),
-            Record::StepEnd { step, exit, observation, bad_output, .. } => {
+            Record::StepEnd {
+                step,
+                exit,
+                observation,
+                bad_output,
+                ..
+            } => {
                 started = None;
                 let probe = probe_of(case, step);
                 let mut observation = observation.clone();
                 if let Some(text) = bad_output {
                     observation = Some(serde_json::json!({ "unparsed_output": text }));
                 }
-                steps.push(StepOutcome { name: step.clone(), probe, result: describe_exit(exit), observation });
+                steps.push(StepOutcome {
+                    name: step.clone(),
+                    probe,
+                    result: describe_exit(exit),
+                    observation,
+                });
             }
             Record::InitError { message } => guest_errors.push(format!("init: {message}")),
             Record::Done => done = true,
@@ -104,8 +115,17 @@ pub fn build(case: &Case, kernel: &str, boot: &BootResult, crashes: &[Crash]) ->
         if steps.iter().any(|o| o.name == s.name) {
             continue;
         }
-        let result = if started.as_deref() == Some(s.name.as_str()) { "interrupted" } else { "not run" };
-        steps.push(StepOutcome { name: s.name.clone(), probe: s.probe.clone(), result: result.into(), observation: None });
+        let result = if started.as_deref() == Some(s.name.as_str()) {
+            "interrupted"
+        } else {
+            "not run"
+        };
+        steps.push(StepOutcome {
+            name: s.name.clone(),
+            probe: s.probe.clone(),
+            result: result.into(),
+            observation: None,
+        });
     }
     let end = match (&boot.end, done) {
         (_, true) => End::Completed,
@@ -127,7 +147,11 @@ pub fn build(case: &Case, kernel: &str, boot: &BootResult, crashes: &[Crash]) ->
         steps,
         crashes: crashes
             .iter()
-            .map(|c| CrashSummary { kind: c.kind, title: c.title.clone(), trace: c.trace.clone() })
+            .map(|c| CrashSummary {
+                kind: c.kind,
+                title: c.title.clone(),
+                trace: c.trace.clone(),
+            })
             .collect(),
         dmesg,
         guest_errors,
@@ -135,5 +159,10 @@ pub fn build(case: &Case, kernel: &str, boot: &BootResult, crashes: &[Crash]) ->
 }
 
 fn probe_of(case: &Case, step: &str) -> String {
-    case.plan.steps.iter().find(|s| s.name == step).map(|s| s.probe.clone()).unwrap_or_default()
+    case.plan
+        .steps
+        .iter()
+        .find(|s| s.name == step)
+        .map(|s| s.probe.clone())
+        .unwrap_or_default()
 }

@@ -30,7 +30,17 @@ pub fn build_guest_binaries(paths: &Paths) -> Result<GuestBinaries> {
     eprintln!("initramfs: building the guest binaries (init, gmem-probe)");
     let out = Command::new(cargo)
         .current_dir(&paths.root)
-        .args(["build", "--release", "--quiet", "-p", "gmem-init", "-p", "gmem-probes", "--target", triple])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "gmem-init",
+            "-p",
+            "gmem-probes",
+            "--target",
+            triple,
+        ])
         .env("CARGO_TARGET_DIR", &target_dir)
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -44,7 +54,10 @@ pub fn build_guest_binaries(paths: &Paths) -> Result<GuestBinaries> {
         );
     }
     let bin = target_dir.join(triple).join("release");
-    let b = GuestBinaries { init: bin.join("init"), probe: bin.join("gmem-probe") };
+    let b = GuestBinaries {
+        init: bin.join("init"),
+        probe: bin.join("gmem-probe"),
+    };
     for p in [&b.init, &b.probe] {
         if !p.is_file() {
             bail!("cargo build succeeded but {} is missing", p.display());
@@ -56,9 +69,21 @@ pub fn build_guest_binaries(paths: &Paths) -> Result<GuestBinaries> {
 /// A file-system entry of a newc archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
-    Dir { path: String, mode: u32 },
-    File { path: String, mode: u32, data: Vec<u8> },
-    CharDev { path: String, mode: u32, major: u32, minor: u32 },
+    Dir {
+        path: String,
+        mode: u32,
+    },
+    File {
+        path: String,
+        mode: u32,
+        data: Vec<u8>,
+    },
+    CharDev {
+        path: String,
+        mode: u32,
+        major: u32,
+        minor: u32,
+    },
 }
 
 /// Writes a newc ("070701") cpio archive, trailer included.
@@ -93,9 +118,12 @@ pub fn write_newc(entries: &[Entry], out: &mut impl Write) -> std::io::Result<()
                 out.write_all(data)?;
                 pad(out, data.len())?;
             }
-            Entry::CharDev { path, mode, major, minor } => {
-                header(out, ino, 0o020000 | mode, 0, (*major, *minor), path)?
-            }
+            Entry::CharDev {
+                path,
+                mode,
+                major,
+                minor,
+            } => header(out, ino, 0o020000 | mode, 0, (*major, *minor), path)?,
         }
     }
     header(out, 0, 0, 0, (0, 0), "TRAILER!!!")
@@ -113,12 +141,28 @@ pub fn base_image(bins: &GuestBinaries) -> Result<Vec<u8>> {
     let probe_path = PROBE_BIN.trim_start_matches('/');
     let mut entries = vec![];
     for d in ["dev", "proc", "sys", "tmp", "gmemtest", "gmemtest/bin"] {
-        entries.push(Entry::Dir { path: d.into(), mode: 0o755 });
+        entries.push(Entry::Dir {
+            path: d.into(),
+            mode: 0o755,
+        });
     }
     // The kernel opens /dev/console for init before devtmpfs is mounted.
-    entries.push(Entry::CharDev { path: "dev/console".into(), mode: 0o600, major: 5, minor: 1 });
-    entries.push(Entry::File { path: "init".into(), mode: 0o755, data: read(&bins.init)? });
-    entries.push(Entry::File { path: probe_path.into(), mode: 0o755, data: read(&bins.probe)? });
+    entries.push(Entry::CharDev {
+        path: "dev/console".into(),
+        mode: 0o600,
+        major: 5,
+        minor: 1,
+    });
+    entries.push(Entry::File {
+        path: "init".into(),
+        mode: 0o755,
+        data: read(&bins.init)?,
+    });
+    entries.push(Entry::File {
+        path: probe_path.into(),
+        mode: 0o755,
+        data: read(&bins.probe)?,
+    });
     gzip(&entries, 1)
 }
 
@@ -126,7 +170,11 @@ pub fn base_image(bins: &GuestBinaries) -> Result<Vec<u8>> {
 pub fn image(base: &[u8], plan: &Plan) -> Result<Vec<u8>> {
     let plan_json = serde_json::to_vec_pretty(plan)?;
     let tail = gzip(
-        &[Entry::File { path: PLAN_PATH.trim_start_matches('/').into(), mode: 0o644, data: plan_json }],
+        &[Entry::File {
+            path: PLAN_PATH.trim_start_matches('/').into(),
+            mode: 0o644,
+            data: plan_json,
+        }],
         6,
     )?;
     let mut img = Vec::with_capacity(base.len() + tail.len());
@@ -151,8 +199,16 @@ mod tests {
             let h = std::str::from_utf8(&data[..110]).unwrap();
             assert_eq!(&h[..6], "070701");
             let field = |i: usize| u32::from_str_radix(&h[6 + i * 8..14 + i * 8], 16).unwrap();
-            let (mode, size, rmaj, rmin, namesize) = (field(1), field(6) as usize, field(9), field(10), field(11) as usize);
-            let name = std::str::from_utf8(&data[110..110 + namesize - 1]).unwrap().to_string();
+            let (mode, size, rmaj, rmin, namesize) = (
+                field(1),
+                field(6) as usize,
+                field(9),
+                field(10),
+                field(11) as usize,
+            );
+            let name = std::str::from_utf8(&data[110..110 + namesize - 1])
+                .unwrap()
+                .to_string();
             assert_eq!(data[110 + namesize - 1], 0, "name not NUL-terminated");
             let hdr_end = (110 + namesize + 3) & !3;
             let body = data[hdr_end..hdr_end + size].to_vec();
@@ -168,10 +224,26 @@ mod tests {
     #[test]
     fn newc_layout_is_aligned_and_complete() {
         let entries = vec![
-            Entry::Dir { path: "dev".into(), mode: 0o755 },
-            Entry::CharDev { path: "dev/console".into(), mode: 0o600, major: 5, minor: 1 },
-            Entry::File { path: "init".into(), mode: 0o755, data: b"abcde".to_vec() },
-            Entry::File { path: "x/yz".into(), mode: 0o644, data: vec![] },
+            Entry::Dir {
+                path: "dev".into(),
+                mode: 0o755,
+            },
+            Entry::CharDev {
+                path: "dev/console".into(),
+                mode: 0o600,
+                major: 5,
+                minor: 1,
+            },
+            Entry::File {
+                path: "init".into(),
+                mode: 0o755,
+                data: b"abcde".to_vec(),
+            },
+            Entry::File {
+                path: "x/yz".into(),
+                mode: 0o644,
+                data: vec![],
+            },
         ];
         let mut buf = vec![];
         write_newc(&entries, &mut buf).unwrap();
@@ -188,12 +260,26 @@ mod tests {
 
     #[test]
     fn image_is_base_then_plan_member() {
-        let base = gzip(&[Entry::File { path: "init".into(), mode: 0o755, data: b"x".to_vec() }], 1).unwrap();
-        let plan = Plan { protocol: 1, case: "c".into(), steps: vec![] };
+        let base = gzip(
+            &[Entry::File {
+                path: "init".into(),
+                mode: 0o755,
+                data: b"x".to_vec(),
+            }],
+            1,
+        )
+        .unwrap();
+        let plan = Plan {
+            protocol: 1,
+            case: "c".into(),
+            steps: vec![],
+        };
         let img = image(&base, &plan).unwrap();
         assert!(img.starts_with(&base));
         let mut tail = vec![];
-        flate2::read::GzDecoder::new(&img[base.len()..]).read_to_end(&mut tail).unwrap();
+        flate2::read::GzDecoder::new(&img[base.len()..])
+            .read_to_end(&mut tail)
+            .unwrap();
         let got = read_newc(&tail);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0, "gmemtest/plan.json");

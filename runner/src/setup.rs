@@ -25,7 +25,10 @@ pub const HOST_PACKAGES: &[(&str, &str)] = &[
     ("libelf-dev", "kernel build dependency (objtool)"),
     ("libssl-dev", "kernel build dependency"),
     ("ccache", "fast kernel rebuilds"),
-    ("cpio", "kernel build (kheaders) and debugging initramfs images"),
+    (
+        "cpio",
+        "kernel build (kheaders) and debugging initramfs images",
+    ),
     ("xz-utils", "unpacks the kernel source package"),
     ("udev", "needed by virtme-ng"),
 ];
@@ -75,7 +78,10 @@ pub fn ensure_host_packages() -> Result<()> {
         );
     }
     eprintln!("setup: installing {}", missing.join(" "));
-    run_checked(Command::new("apt-get").arg("update").arg("-q"), "apt-get update")?;
+    run_checked(
+        Command::new("apt-get").arg("update").arg("-q"),
+        "apt-get update",
+    )?;
     run_checked(
         Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
@@ -87,9 +93,7 @@ pub fn ensure_host_packages() -> Result<()> {
 }
 
 fn run_checked(cmd: &mut Command, what: &str) -> Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {what}"))?;
+    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
     if !out.status.success() {
         bail!(
             "{what} failed ({}):\n{}{}",
@@ -119,7 +123,9 @@ pub fn configured_mirror() -> Result<Mirror> {
         files.extend(more);
     }
     for f in &files {
-        let Ok(text) = std::fs::read_to_string(f) else { continue };
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
         let found = match f.extension().and_then(|e| e.to_str()) {
             Some("sources") => mirror_from_deb822(&text),
             Some("list") => mirror_from_one_line(&text),
@@ -136,8 +142,18 @@ pub fn configured_mirror() -> Result<Mirror> {
 /// Debian release names, so that a third-party repository (its own suite
 /// names) is never taken for the Debian archive.
 const DEBIAN_SUITES: &[&str] = &[
-    "buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid", "oldstable", "stable",
-    "testing", "unstable", "experimental",
+    "buster",
+    "bullseye",
+    "bookworm",
+    "trixie",
+    "forky",
+    "duke",
+    "sid",
+    "oldstable",
+    "stable",
+    "testing",
+    "unstable",
+    "experimental",
 ];
 
 fn serves_debian_archive(uri: &str, suites: &[&str]) -> bool {
@@ -159,10 +175,16 @@ pub fn mirror_from_deb822(text: &str) -> Option<Mirror> {
         };
         let enabled = field("Enabled").is_none_or(|v| v != "no");
         let types = field("Types").unwrap_or_default();
-        let (Some(uris), Some(suites)) = (field("URIs"), field("Suites")) else { continue };
+        let (Some(uris), Some(suites)) = (field("URIs"), field("Suites")) else {
+            continue;
+        };
         let signed_by = field("Signed-By");
         let suites: Vec<&str> = suites.split_whitespace().collect();
-        let uri = uris.split_whitespace().next().unwrap_or_default().to_string();
+        let uri = uris
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
         if enabled
             && types.split_whitespace().any(|t| t == "deb")
             && serves_debian_archive(&uri, &suites)
@@ -176,7 +198,9 @@ pub fn mirror_from_deb822(text: &str) -> Option<Mirror> {
 /// Parses one-line entries (`deb [options] URI suite components`).
 pub fn mirror_from_one_line(text: &str) -> Option<Mirror> {
     for line in text.lines().map(str::trim) {
-        let Some(rest) = line.strip_prefix("deb ") else { continue };
+        let Some(rest) = line.strip_prefix("deb ") else {
+            continue;
+        };
         let mut rest = rest.trim();
         let mut signed_by = None;
         if let Some(opts) = rest.strip_prefix('[') {
@@ -187,9 +211,14 @@ pub fn mirror_from_one_line(text: &str) -> Option<Mirror> {
             rest = r.trim();
         }
         let mut words = rest.split_whitespace();
-        let (Some(uri), Some(suite)) = (words.next(), words.next()) else { continue };
+        let (Some(uri), Some(suite)) = (words.next(), words.next()) else {
+            continue;
+        };
         if serves_debian_archive(uri, &[suite]) {
-            return Some(Mirror { uri: uri.to_string(), signed_by });
+            return Some(Mirror {
+                uri: uri.to_string(),
+                signed_by,
+            });
         }
     }
     None
@@ -210,7 +239,9 @@ const COMPLETE_MARKER: &str = ".gmemtest-complete";
 fn cached_trees(paths: &Paths, package: &str) -> Result<Vec<SourceTree>> {
     let dir = paths.sources().join(package);
     let mut trees = Vec::new();
-    let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(trees) };
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return Ok(trees);
+    };
     for e in rd.flatten() {
         let path = e.path();
         let Some(version) = path.file_name().and_then(|n| n.to_str()).map(String::from) else {
@@ -219,7 +250,11 @@ fn cached_trees(paths: &Paths, package: &str) -> Result<Vec<SourceTree>> {
         if version.starts_with('.') || !path.join(COMPLETE_MARKER).exists() {
             continue;
         }
-        trees.push(SourceTree { package: package.to_string(), version, path });
+        trees.push(SourceTree {
+            package: package.to_string(),
+            version,
+            path,
+        });
     }
     trees.sort_by(|a, b| compare_debian_versions(&b.version, &a.version));
     Ok(trees)
@@ -244,7 +279,10 @@ fn compare_debian_versions(a: &str, b: &str) -> std::cmp::Ordering {
 /// any, otherwise downloaded and unpacked now.
 pub fn ensure_source(paths: &Paths, package: &str, version: Option<&str>) -> Result<SourceTree> {
     let cached = cached_trees(paths, package)?;
-    if let Some(t) = cached.iter().find(|t| version.is_none_or(|v| v == t.version)) {
+    if let Some(t) = cached
+        .iter()
+        .find(|t| version.is_none_or(|v| v == t.version))
+    {
         return Ok(t.clone());
     }
     fetch_source(paths, package, version)
@@ -291,14 +329,23 @@ fn fetch_source(paths: &Paths, package: &str, version: Option<&str>) -> Result<S
         "setup: looking up {package} in {} through the machine's configured mirror",
         SOURCE_SUITES.join(", ")
     );
-    run_checked(Command::new("apt-get").args(&apt).args(["update", "-q"]), "apt-get update (private)")?;
+    run_checked(
+        Command::new("apt-get").args(&apt).args(["update", "-q"]),
+        "apt-get update (private)",
+    )?;
     let policy = run_checked(
-        Command::new("apt-cache").args(&apt).args(["policy", package]),
+        Command::new("apt-cache")
+            .args(&apt)
+            .args(["policy", package]),
         "apt-cache policy",
     )?;
     let candidate = policy
         .lines()
-        .find_map(|l| l.trim().strip_prefix("Candidate:").map(|v| v.trim().to_string()))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Candidate:")
+                .map(|v| v.trim().to_string())
+        })
         .filter(|v| v != "(none)");
     let version = match (version, candidate) {
         (Some(v), _) => v.to_string(),
@@ -312,10 +359,11 @@ fn fetch_source(paths: &Paths, package: &str, version: Option<&str>) -> Result<S
     std::fs::create_dir_all(&dl)?;
     eprintln!("setup: downloading {package} {version}");
     run_checked(
-        Command::new("apt-get")
-            .current_dir(&dl)
-            .args(&apt)
-            .args(["download", "-q", &format!("{package}={version}")]),
+        Command::new("apt-get").current_dir(&dl).args(&apt).args([
+            "download",
+            "-q",
+            &format!("{package}={version}"),
+        ]),
         "apt-get download",
     )?;
     let deb = std::fs::read_dir(&dl)?
@@ -326,7 +374,12 @@ fn fetch_source(paths: &Paths, package: &str, version: Option<&str>) -> Result<S
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with(&format!("{package}_")) && n.ends_with(".deb"))
         })
-        .with_context(|| format!("apt-get download left no {package} .deb in {}", dl.display()))?;
+        .with_context(|| {
+            format!(
+                "apt-get download left no {package} .deb in {}",
+                dl.display()
+            )
+        })?;
     let tree = unpack_source_deb(paths, package, &version, &deb)?;
     let _ = std::fs::remove_file(&deb);
     Ok(tree)
@@ -334,7 +387,12 @@ fn fetch_source(paths: &Paths, package: &str, version: Option<&str>) -> Result<S
 
 /// Unpacks the kernel tarball inside a `linux-source-X.Y` package into
 /// `sources/PACKAGE/VERSION`, atomically (unpack beside, then rename).
-fn unpack_source_deb(paths: &Paths, package: &str, version: &str, deb: &Path) -> Result<SourceTree> {
+fn unpack_source_deb(
+    paths: &Paths,
+    package: &str,
+    version: &str,
+    deb: &Path,
+) -> Result<SourceTree> {
     let parent = paths.sources().join(package);
     std::fs::create_dir_all(&parent)?;
     let tmp = tempfile::Builder::new()
@@ -349,7 +407,10 @@ fn unpack_source_deb(paths: &Paths, package: &str, version: &str, deb: &Path) ->
         "set -o pipefail; dpkg-deb --fsys-tarfile \"$1\" | tar -xO '{tarball}' | tar -xJ -C \"$2\""
     );
     run_checked(
-        Command::new("bash").args(["-c", &script, "unpack"]).arg(deb).arg(tmp.path()),
+        Command::new("bash")
+            .args(["-c", &script, "unpack"])
+            .arg(deb)
+            .arg(tmp.path()),
         "unpacking the kernel source",
     )?;
     let inner = tmp.path().join(format!("linux-source-{series}"));
@@ -363,8 +424,15 @@ fn unpack_source_deb(paths: &Paths, package: &str, version: &str, deb: &Path) ->
     }
     std::fs::rename(&inner, &dest)
         .with_context(|| format!("cannot move the unpacked tree to {}", dest.display()))?;
-    eprintln!("setup: {package} {version} unpacked in {:.0?}", started.elapsed());
-    Ok(SourceTree { package: package.into(), version: version.into(), path: dest })
+    eprintln!(
+        "setup: {package} {version} unpacked in {:.0?}",
+        started.elapsed()
+    );
+    Ok(SourceTree {
+        package: package.into(),
+        version: version.into(),
+        path: dest,
+    })
 }
 
 #[cfg(test)]
@@ -376,7 +444,10 @@ mod tests {
         let text = "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n";
         let m = mirror_from_deb822(text).unwrap();
         assert_eq!(m.uri, "http://mirror.example/debian");
-        assert_eq!(m.signed_by.as_deref(), Some("/usr/share/keyrings/debian-archive-keyring.gpg"));
+        assert_eq!(
+            m.signed_by.as_deref(),
+            Some("/usr/share/keyrings/debian-archive-keyring.gpg")
+        );
     }
 
     #[test]

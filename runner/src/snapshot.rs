@@ -34,7 +34,10 @@ pub fn snapshot_name(case: &str, kernel: &str) -> String {
 
 /// Whether insta will write snapshots in this process (blessing).
 fn blessing() -> bool {
-    matches!(std::env::var("INSTA_UPDATE").as_deref(), Ok("always") | Ok("1"))
+    matches!(
+        std::env::var("INSTA_UPDATE").as_deref(),
+        Ok("always") | Ok("1")
+    )
 }
 
 /// Compares `outcome` with its snapshot in `dir`. insta prints the diff of a
@@ -67,7 +70,9 @@ pub fn compare(dir: &Path, outcome: &Outcome, description: &str) -> SnapshotStat
         let _ = std::fs::remove_file(file.with_extension("snap.new"));
     }
     match (result.is_ok(), existed) {
-        (true, _) if blessing() && std::fs::read_to_string(&file).ok() != before => SnapshotStatus::Written,
+        (true, _) if blessing() && std::fs::read_to_string(&file).ok() != before => {
+            SnapshotStatus::Written
+        }
         (true, true) => SnapshotStatus::Matches,
         (true, false) => SnapshotStatus::Written,
         (false, false) => SnapshotStatus::New,

@@ -37,13 +37,21 @@ impl Suite {
                 anyhow::bail!(
                     "no case `{c}` in {} (cases: {})",
                     paths.cases().display(),
-                    cases.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+                    cases
+                        .iter()
+                        .map(|x| x.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
             }
         }
         for k in kernel_filter {
             if !names.contains(k) {
-                anyhow::bail!("no kernel `{k}` in {} (kernels: {})", paths.kernels().display(), names.join(", "));
+                anyhow::bail!(
+                    "no kernel `{k}` in {} (kernels: {})",
+                    paths.kernels().display(),
+                    names.join(", ")
+                );
             }
         }
         if !case_filter.is_empty() {
@@ -56,7 +64,11 @@ impl Suite {
         }
         // Only the kernels some selected case needs.
         recipes.retain(|r| cases.iter().any(|c| c.kernels.contains(&r.name)));
-        Ok(Suite { paths, cases, recipes })
+        Ok(Suite {
+            paths,
+            cases,
+            recipes,
+        })
     }
 
     /// One case on one kernel, whether or not the case lists that kernel: a
@@ -65,7 +77,11 @@ impl Suite {
     pub fn load_one(paths: Paths, case: &str, kernel: &str) -> Result<Suite> {
         let names = kernel::recipe::list(&paths.kernels())?;
         if !names.iter().any(|n| n == kernel) {
-            anyhow::bail!("no kernel `{kernel}` in {} (kernels: {})", paths.kernels().display(), names.join(", "));
+            anyhow::bail!(
+                "no kernel `{kernel}` in {} (kernels: {})",
+                paths.kernels().display(),
+                names.join(", ")
+            );
         }
         let mut suite = Suite::load(paths, &[case.to_string()], &[])?;
         suite.cases[0].kernels = vec![kernel.to_string()];
@@ -75,7 +91,10 @@ impl Suite {
 
     /// The (case, kernel) pairs, in case order.
     pub fn pairs(&self) -> Vec<(&Case, &str)> {
-        self.cases.iter().flat_map(|c| c.kernels.iter().map(move |k| (c, k.as_str()))).collect()
+        self.cases
+            .iter()
+            .flat_map(|c| c.kernels.iter().map(move |k| (c, k.as_str())))
+            .collect()
     }
 }
 
@@ -156,11 +175,18 @@ pub fn prepare(suite: &Suite) -> Result<Prepared> {
     let bins = pack::build_guest_binaries(&suite.paths)?;
     let base_image = pack::base_image(&bins)?;
     let (accel, why) = Accel::detect();
-    eprintln!("vm: using {} ({why})", match accel {
-        Accel::Kvm => "KVM acceleration",
-        Accel::Tcg => "TCG (software emulation, -cpu max: nested SVM for the guest)",
-    });
-    Ok(Prepared { kernels, base_image, accel })
+    eprintln!(
+        "vm: using {} ({why})",
+        match accel {
+            Accel::Kvm => "KVM acceleration",
+            Accel::Tcg => "TCG (software emulation, -cpu max: nested SVM for the guest)",
+        }
+    );
+    Ok(Prepared {
+        kernels,
+        base_image,
+        accel,
+    })
 }
 
 /// Runs one case on one built kernel, start to verdict. `stream` prints the
@@ -190,7 +216,10 @@ pub async fn run_pair(
         deadline: Duration::from_secs(case.timeout_s),
         result_socket: sock_dir.path().join("results.sock"),
     };
-    std::fs::write(dir.join("qemu.cmdline"), boot::shell_line(&boot::qemu_args(&cfg)) + "\n")?;
+    std::fs::write(
+        dir.join("qemu.cmdline"),
+        boot::shell_line(&boot::qemu_args(&cfg)) + "\n",
+    )?;
     let prefix = format!("[{}@{}] ", case.name, kernel.name);
     let boot_res = boot::boot(&cfg, |line| {
         if stream {
@@ -200,7 +229,11 @@ pub async fn run_pair(
     .await
     .with_context(|| format!("case {} on kernel {}: boot failed", case.name, kernel.name))?;
     std::fs::write(dir.join("console.log"), &boot_res.console)?;
-    let results: String = boot_res.records.iter().map(|r| r.to_line() + "\n").collect();
+    let results: String = boot_res
+        .records
+        .iter()
+        .map(|r| r.to_line() + "\n")
+        .collect();
     std::fs::write(dir.join("results.jsonl"), results)?;
     if !boot_res.qemu_stderr.trim().is_empty() {
         std::fs::write(dir.join("qemu.stderr"), &boot_res.qemu_stderr)?;
@@ -227,7 +260,12 @@ pub async fn run_pair(
 
 /// The verdict: crash expectations first (an unexpected crash is the news,
 /// whatever the snapshot says), then the snapshot.
-fn judge(case: &Case, o: &Outcome, end: &BootEnd, snap: SnapshotStatus) -> (Verdict, Option<String>) {
+fn judge(
+    case: &Case,
+    o: &Outcome,
+    end: &BootEnd,
+    snap: SnapshotStatus,
+) -> (Verdict, Option<String>) {
     let crashed = !o.crashes.is_empty() || matches!(o.end, End::KernelPanic | End::TimedOut);
     if o.end == End::NoInit && o.crashes.is_empty() {
         let why = match end {
@@ -245,12 +283,21 @@ fn judge(case: &Case, o: &Outcome, end: &BootEnd, snap: SnapshotStatus) -> (Verd
         return (Verdict::Crash, Some(format!("unexpected: {what}")));
     }
     if !crashed && case.expect_crash {
-        return (Verdict::Crash, Some("the case expects a crash; the kernel did not crash".into()));
+        return (
+            Verdict::Crash,
+            Some("the case expects a crash; the kernel did not crash".into()),
+        );
     }
     match snap {
         SnapshotStatus::Matches | SnapshotStatus::Written => (Verdict::Pass, None),
-        SnapshotStatus::New => (Verdict::New, Some("no snapshot yet: review the .snap.new, then `cargo xtask bless`".into())),
-        SnapshotStatus::Differs => (Verdict::Mismatch, Some("the outcome differs from the snapshot".into())),
+        SnapshotStatus::New => (
+            Verdict::New,
+            Some("no snapshot yet: review the .snap.new, then `cargo xtask bless`".into()),
+        ),
+        SnapshotStatus::Differs => (
+            Verdict::Mismatch,
+            Some("the outcome differs from the snapshot".into()),
+        ),
     }
 }
 
@@ -298,7 +345,9 @@ pub fn summary_table(runs: &[CaseRun]) -> String {
                 .iter()
                 .find(|r| r.case == *c && r.kernel == *k)
                 .map(|r| match r.boot_time {
-                    Some(t) if r.verdict == Verdict::Pass => format!("pass {:.1}s", t.as_secs_f64()),
+                    Some(t) if r.verdict == Verdict::Pass => {
+                        format!("pass {:.1}s", t.as_secs_f64())
+                    }
                     _ => r.verdict.label().to_string(),
                 })
                 .unwrap_or_else(|| "-".into());

@@ -13,7 +13,8 @@ pub const MAX_YAML_BYTES: u64 = 256 * 1024;
 /// type: string, expected a sequence") and where (line, column); the file is
 /// added in front.
 pub fn load_yaml<T: DeserializeOwned>(file: &Path) -> Result<T> {
-    let meta = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let meta =
+        std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
     if meta.len() > MAX_YAML_BYTES {
         bail!(
             "{}: {} bytes; expected at most {MAX_YAML_BYTES} bytes for a case or recipe",
@@ -21,6 +22,7 @@ pub fn load_yaml<T: DeserializeOwned>(file: &Path) -> Result<T> {
             meta.len()
         );
     }
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
 }

@@ -25,29 +25,42 @@ fn main() {
     for (case, kernel) in suite.pairs() {
         let (suite, prepared, runs) = (suite.clone(), prepared.clone(), runs.clone());
         let (case_name, kernel_name) = (case.name.clone(), kernel.to_string());
-        trials.push(Trial::test(format!("{case_name}@{kernel_name}"), move || {
-            let prepared = prepared
-                .get_or_init(|| {
-                    runner::setup::ensure_host_packages()
-                        .and_then(|_| suite::prepare(&suite))
-                        .map_err(|e| format!("{e:#}"))
-                })
-                .as_ref()
-                .map_err(|e| Failed::from(format!("preparing the suite failed: {e}")))?;
-            let case = suite.cases.iter().find(|c| c.name == case_name).expect("case");
-            let kernel = prepared.kernels.iter().find(|k| k.name == kernel_name).expect("kernel");
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let run = rt
-                .block_on(suite::run_pair(&suite.paths, case, kernel, prepared, false))
-                .unwrap_or_else(|e| suite::errored(&suite.paths, &case_name, &kernel_name, &e));
-            let verdict = run.verdict;
-            let msg = failure_message(&run);
-            runs.lock().unwrap().push(run);
-            match verdict {
-                Verdict::Pass => Ok(()),
-                _ => Err(msg.into()),
-            }
-        }));
+        trials.push(Trial::test(
+            format!("{case_name}@{kernel_name}"),
+            move || {
+                let prepared = prepared
+                    .get_or_init(|| {
+                        runner::setup::ensure_host_packages()
+                            .and_then(|_| suite::prepare(&suite))
+                            .map_err(|e| format!("{e:#}"))
+                    })
+                    .as_ref()
+                    .map_err(|e| Failed::from(format!("preparing the suite failed: {e}")))?;
+                let case = suite
+                    .cases
+                    .iter()
+                    .find(|c| c.name == case_name)
+                    .expect("case");
+                let kernel = prepared
+                    .kernels
+                    .iter()
+                    .find(|k| k.name == kernel_name)
+                    .expect("kernel");
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let run = rt
+                    .block_on(suite::run_pair(&suite.paths, case, kernel, prepared, false))
+                    .unwrap_or_else(|e| suite::errored(&suite.paths, &case_name, &kernel_name, &e));
+                let verdict = run.verdict;
+                let msg = failure_message(&run);
+                runs.lock().unwrap().push(run);
+                match verdict {
+                    Verdict::Pass => Ok(()),
+                    _ => Err(msg.into()),
+                }
+            },
+        ));
     }
     let listing = args.list;
     let conclusion = libtest_mimic::run(&args, trials);
@@ -67,13 +80,21 @@ fn main() {
 }
 
 fn failure_message(r: &CaseRun) -> String {
-    let mut m = format!("{}: {}", r.verdict.label(), r.reason.as_deref().unwrap_or(""));
+    let mut m = format!(
+        "{}: {}",
+        r.verdict.label(),
+        r.reason.as_deref().unwrap_or("")
+    );
     for c in &r.crashes {
         m += &format!("\ncrash: {:?}: {}", c.kind, c.title);
         for l in c.lines.iter().take(20) {
             m += &format!("\n  | {l}");
         }
     }
-    m += &format!("\nconsole log: {}\nreproduce:   {}", r.console_log().display(), r.reproduce());
+    m += &format!(
+        "\nconsole log: {}\nreproduce:   {}",
+        r.console_log().display(),
+        r.reproduce()
+    );
     m
 }

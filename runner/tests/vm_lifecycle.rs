@@ -13,8 +13,12 @@ use runner::paths::Paths;
 fn qemu_processes_with(needle: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
         let cmd = String::from_utf8_lossy(&cmd);
         if cmd.starts_with(boot::QEMU) && cmd.contains(needle) {
             pids.push(pid);
@@ -70,13 +74,27 @@ fn hung_guest_is_killed_at_its_deadline_with_its_console_kept() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = hanging_vm(dir.path(), Duration::from_secs(15));
     let needle = cfg.result_socket.display().to_string();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let res = rt.block_on(boot::boot(&cfg, |_| {})).expect("boot");
     assert!(matches!(res.end, BootEnd::TimedOut { .. }), "{:?}", res.end);
-    assert!(res.elapsed < Duration::from_secs(25), "took {:?}", res.elapsed);
-    assert!(res.console.contains("Kernel panic - not syncing"), "console kept:\n{}", res.console);
+    assert!(
+        res.elapsed < Duration::from_secs(25),
+        "took {:?}",
+        res.elapsed
+    );
+    assert!(
+        res.console.contains("Kernel panic - not syncing"),
+        "console kept:\n{}",
+        res.console
+    );
     assert!(res.records.is_empty());
-    assert!(qemu_processes_with(&needle).is_empty(), "a QEMU outlived its run");
+    assert!(
+        qemu_processes_with(&needle).is_empty(),
+        "a QEMU outlived its run"
+    );
 }
 
 #[test]
@@ -84,7 +102,10 @@ fn dropping_a_running_boot_kills_its_qemu() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = hanging_vm(dir.path(), Duration::from_secs(120));
     let needle = cfg.result_socket.display().to_string();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         // What Ctrl-C does in xtask: the running boot future is dropped.
         let r = tokio::time::timeout(Duration::from_secs(3), boot::boot(&cfg, |_| {})).await;
@@ -97,5 +118,8 @@ fn dropping_a_running_boot_kills_its_qemu() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("QEMU still running after its boot was dropped: {:?}", qemu_processes_with(&needle));
+    panic!(
+        "QEMU still running after its boot was dropped: {:?}",
+        qemu_processes_with(&needle)
+    );
 }

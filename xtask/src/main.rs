@@ -22,7 +22,10 @@ mod exit {
 }
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "gmemtest: guest_memfd direct-map tests in QEMU-booted kernels")]
+#[command(
+    name = "cargo xtask",
+    about = "gmemtest: guest_memfd direct-map tests in QEMU-booted kernels"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -113,7 +116,11 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
         }
         Cmd::Build { kernels } => {
             runner::setup::ensure_host_packages()?;
-            let names = if kernels.is_empty() { runner::kernel::recipe::list(&paths.kernels())? } else { kernels };
+            let names = if kernels.is_empty() {
+                runner::kernel::recipe::list(&paths.kernels())?
+            } else {
+                kernels
+            };
             for n in names {
                 let r = runner::kernel::Recipe::load_named(&paths.kernels(), &n)?;
                 let k = runner::kernel::build(&paths, &r)?;
@@ -121,7 +128,11 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             }
             Ok(exit::PASS)
         }
-        Cmd::Test { cases, kernels, stream } => test(Suite::load(paths, &cases, &kernels)?, stream).await,
+        Cmd::Test {
+            cases,
+            kernels,
+            stream,
+        } => test(Suite::load(paths, &cases, &kernels)?, stream).await,
         Cmd::Run { case, kernel } => test(Suite::load_one(paths, &case, &kernel)?, true).await,
         Cmd::Bless { cases, kernels } => {
             // insta writes every snapshot; the verdicts then read "pass".
@@ -137,7 +148,12 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             }
             println!("cases:");
             for c in &suite.cases {
-                println!("  {:<24} [{}] {}", c.name, c.kernels.join(", "), c.description);
+                println!(
+                    "  {:<24} [{}] {}",
+                    c.name,
+                    c.kernels.join(", "),
+                    c.description
+                );
             }
             Ok(exit::PASS)
         }
@@ -150,7 +166,12 @@ fn setup(paths: &Paths) -> Result<()> {
         let r = runner::kernel::Recipe::load_named(&paths.kernels(), &n)?;
         if let runner::kernel::recipe::SourceSpec::Debian { package, version } = &r.source {
             let t = runner::setup::ensure_source(paths, package, version.as_deref())?;
-            eprintln!("setup: kernel {n}: {} {} in {}", t.package, t.version, t.path.display());
+            eprintln!(
+                "setup: kernel {n}: {} {} in {}",
+                t.package,
+                t.version,
+                t.path.display()
+            );
         }
     }
     Ok(())
@@ -167,7 +188,11 @@ async fn test(suite: Suite, stream: bool) -> Result<u8> {
     let pairs = suite.pairs();
     let total = pairs.len();
     for (i, (case, kname)) in pairs.into_iter().enumerate() {
-        let kernel = prepared.kernels.iter().find(|k| k.name == kname).context("kernel not built")?;
+        let kernel = prepared
+            .kernels
+            .iter()
+            .find(|k| k.name == kname)
+            .context("kernel not built")?;
         eprintln!("[{}/{total}] {} on {} ...", i + 1, case.name, kname);
         let run = match suite::run_pair(&suite.paths, case, kernel, &prepared, stream).await {
             Ok(r) => r,
@@ -179,7 +204,10 @@ async fn test(suite: Suite, stream: bool) -> Result<u8> {
             case.name,
             kname,
             run.verdict.label(),
-            run.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default(),
+            run.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default(),
             run.elapsed.as_secs_f64()
         );
         runs.push(run);
@@ -230,16 +258,24 @@ mod tests {
 
     #[test]
     fn run_needs_a_kernel() {
-        let e = Cli::try_parse_from(["xtask", "run", "gmem_caps"]).err().expect("missing --kernel");
+        let e = Cli::try_parse_from(["xtask", "run", "gmem_caps"])
+            .err()
+            .expect("missing --kernel");
         assert!(e.to_string().contains("--kernel"), "{e}");
-        let ok = Cli::try_parse_from(["xtask", "run", "gmem_caps", "--kernel", "stock-7.3"]).unwrap();
-        assert!(matches!(ok.cmd, Cmd::Run { ref case, ref kernel } if case == "gmem_caps" && kernel == "stock-7.3"));
+        let ok =
+            Cli::try_parse_from(["xtask", "run", "gmem_caps", "--kernel", "stock-7.3"]).unwrap();
+        assert!(
+            matches!(ok.cmd, Cmd::Run { ref case, ref kernel } if case == "gmem_caps" && kernel == "stock-7.3")
+        );
     }
 
     #[test]
     fn test_filters_repeat() {
-        let cli = Cli::try_parse_from(["xtask", "test", "-c", "a", "-c", "b", "-k", "stock-7.3"]).unwrap();
-        assert!(matches!(cli.cmd, Cmd::Test { ref cases, ref kernels, stream: false }
-            if cases == &["a", "b"] && kernels == &["stock-7.3"]));
+        let cli = Cli::try_parse_from(["xtask", "test", "-c", "a", "-c", "b", "-k", "stock-7.3"])
+            .unwrap();
+        assert!(
+            matches!(cli.cmd, Cmd::Test { ref cases, ref kernels, stream: false }
+            if cases == &["a", "b"] && kernels == &["stock-7.3"])
+        );
     }
 }

@@ -89,7 +89,10 @@ pub enum Record {
         kernel_release: String,
         cpus: u32,
     },
-    StepStart { step: String, probe: String },
+    StepStart {
+        step: String,
+        probe: String,
+    },
     StepEnd {
         step: String,
         exit: StepExit,
@@ -102,7 +105,9 @@ pub enum Record {
         duration_ms: u64,
     },
     /// init itself hit a problem (mount failed, plan unreadable, ...).
-    InitError { message: String },
+    InitError {
+        message: String,
+    },
     /// Every step has run; the guest powers off next.
     Done,
 }

@@ -48,7 +48,11 @@ fn compiler_version() -> Result<String> {
         .arg("--version")
         .output()
         .context("cannot run gcc --version (run `cargo xtask setup`)")?;
-    Ok(String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_string())
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string())
 }
 
 fn hash_file(h: &mut Sha256, p: &Path) -> Result<()> {
@@ -65,13 +69,26 @@ fn hex(bytes: &[u8]) -> String {
 /// Builds `recipe` (or finds it in the cache). Progress goes to stderr.
 pub fn build(paths: &Paths, recipe: &Recipe) -> Result<BuiltKernel> {
     match &recipe.source {
-        SourceSpec::Debian { package, version } => build_debian(paths, recipe, package, version.as_deref()),
+        SourceSpec::Debian { package, version } => {
+            build_debian(paths, recipe, package, version.as_deref())
+        }
         SourceSpec::Tree { tree } => build_tree(paths, recipe, &expand_home(tree)),
     }
-    .with_context(|| format!("kernel {}: build failed ({})", recipe.name, recipe.file.display()))
+    .with_context(|| {
+        format!(
+            "kernel {}: build failed ({})",
+            recipe.name,
+            recipe.file.display()
+        )
+    })
 }
 
-fn build_debian(paths: &Paths, recipe: &Recipe, package: &str, version: Option<&str>) -> Result<BuiltKernel> {
+fn build_debian(
+    paths: &Paths,
+    recipe: &Recipe,
+    package: &str,
+    version: Option<&str>,
+) -> Result<BuiltKernel> {
     let src = setup::ensure_source(paths, package, version)?;
     let compiler = compiler_version()?;
 
@@ -102,10 +119,16 @@ fn build_debian(paths: &Paths, recipe: &Recipe, package: &str, version: Option<&
         }
     );
 
-    let entry = paths.kernel_cache().join(format!("{}-{}", recipe.name, &key[..16]));
+    let entry = paths
+        .kernel_cache()
+        .join(format!("{}-{}", recipe.name, &key[..16]));
     let _lock = lock(&paths.kernel_cache().join(format!(".{}.lock", recipe.name)))?;
     if entry.join(COMPLETE).exists() {
-        eprintln!("kernel {}: cached ({desc}, key {})", recipe.name, &key[..16]);
+        eprintln!(
+            "kernel {}: cached ({desc}, key {})",
+            recipe.name,
+            &key[..16]
+        );
         return Ok(artifacts_in(&entry, recipe, &desc, &key, None));
     }
 
@@ -117,11 +140,15 @@ fn build_debian(paths: &Paths, recipe: &Recipe, package: &str, version: Option<&
     let marker = vdir.join("tree-key");
     if std::fs::read_to_string(&marker).ok().as_deref() != Some(tree_key.as_str()) {
         if vdir.exists() {
-            std::fs::remove_dir_all(&vdir).with_context(|| format!("cannot remove {}", vdir.display()))?;
+            std::fs::remove_dir_all(&vdir)
+                .with_context(|| format!("cannot remove {}", vdir.display()))?;
         }
         std::fs::create_dir_all(&vdir)?;
         eprintln!("kernel {}: preparing the source tree ({desc})", recipe.name);
-        run(Command::new("cp").arg("-al").arg(&src.path).arg(&src_dir), "cp -al (source tree)")?;
+        run(
+            Command::new("cp").arg("-al").arg(&src.path).arg(&src_dir),
+            "cp -al (source tree)",
+        )?;
         for p in &recipe.patches {
             let out = Command::new("patch")
                 .args(["-p1", "--forward", "--batch", "-i"])
@@ -142,7 +169,8 @@ fn build_debian(paths: &Paths, recipe: &Recipe, package: &str, version: Option<&
     }
     let obj = src_dir.join("out");
     let log_path = vdir.join("build.log");
-    let (took, steps) = configure_and_make(paths, recipe, &src_dir, Path::new("out"), &obj, &log_path)?;
+    let (took, steps) =
+        configure_and_make(paths, recipe, &src_dir, Path::new("out"), &obj, &log_path)?;
 
     // Publish the artifacts: copy into a temporary directory, then rename.
     std::fs::create_dir_all(paths.kernel_cache())?;
@@ -163,7 +191,10 @@ fn build_debian(paths: &Paths, recipe: &Recipe, package: &str, version: Option<&
         "variant": recipe.name, "source": desc, "key": key, "compiler": compiler,
         "build_seconds": took.as_secs_f64(), "steps": steps,
     });
-    std::fs::write(tmp.path().join("meta.json"), serde_json::to_vec_pretty(&meta)?)?;
+    std::fs::write(
+        tmp.path().join("meta.json"),
+        serde_json::to_vec_pretty(&meta)?,
+    )?;
     std::fs::write(tmp.path().join(COMPLETE), "")?;
     if entry.exists() {
         std::fs::remove_dir_all(&entry)?;
@@ -174,7 +205,13 @@ fn build_debian(paths: &Paths, recipe: &Recipe, package: &str, version: Option<&
     Ok(artifacts_in(&entry, recipe, &desc, &key, Some(took)))
 }
 
-fn artifacts_in(dir: &Path, recipe: &Recipe, desc: &str, key: &str, took: Option<Duration>) -> BuiltKernel {
+fn artifacts_in(
+    dir: &Path,
+    recipe: &Recipe,
+    desc: &str,
+    key: &str,
+    took: Option<Duration>,
+) -> BuiltKernel {
     BuiltKernel {
         name: recipe.name.clone(),
         source: desc.to_string(),
@@ -189,11 +226,15 @@ fn artifacts_in(dir: &Path, recipe: &Recipe, desc: &str, key: &str, took: Option
 }
 
 fn build_tree(paths: &Paths, recipe: &Recipe, tree: &Path) -> Result<BuiltKernel> {
-    let tree = tree.canonicalize().with_context(|| format!("cannot resolve {}", tree.display()))?;
+    let tree = tree
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", tree.display()))?;
     let mut h = Sha256::new();
     h.update(tree.as_os_str().as_encoded_bytes());
     let id = &hex(&h.finalize())[..12];
-    let obj = paths.build_dirs().join(format!("tree-{}-{id}", recipe.name));
+    let obj = paths
+        .build_dirs()
+        .join(format!("tree-{}-{id}", recipe.name));
     std::fs::create_dir_all(&obj)?;
     let _lock = lock(&obj.join(".lock"))?;
     let rev = Command::new("git")
@@ -203,7 +244,11 @@ fn build_tree(paths: &Paths, recipe: &Recipe, tree: &Path) -> Result<BuiltKernel
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    let desc = format!("{}{}", tree.display(), rev.map(|r| format!(" at {r}")).unwrap_or_default());
+    let desc = format!(
+        "{}{}",
+        tree.display(),
+        rev.map(|r| format!(" at {r}")).unwrap_or_default()
+    );
     let log_path = obj.join("gmemtest-build.log");
     let (took, _) = configure_and_make(paths, recipe, &tree, &obj, &obj, &log_path)?;
     eprintln!("kernel {}: make done in {:.0?} ({desc})", recipe.name, took);
@@ -302,10 +347,16 @@ pub fn config_requests(fragment: &str) -> Vec<ConfigRequest> {
             let l = l.trim();
             if let Some(rest) = l.strip_prefix("# CONFIG_") {
                 let sym = rest.strip_suffix(" is not set")?;
-                return Some(ConfigRequest { symbol: sym.to_string(), value: None });
+                return Some(ConfigRequest {
+                    symbol: sym.to_string(),
+                    value: None,
+                });
             }
             let (k, v) = l.strip_prefix("CONFIG_")?.split_once('=')?;
-            Some(ConfigRequest { symbol: k.to_string(), value: Some(v.to_string()) })
+            Some(ConfigRequest {
+                symbol: k.to_string(),
+                value: Some(v.to_string()),
+            })
         })
         .collect()
 }
@@ -329,7 +380,9 @@ fn make(
     log: std::fs::File,
     log_path: &Path,
 ) -> Result<(Duration, usize)> {
-    let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let jobs = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let ccache = which("ccache");
     let mut cmd = Command::new("make");
     cmd.current_dir(src)
@@ -377,10 +430,17 @@ fn make(
     let mut compiled = 0usize;
     let expected = previous_full_build_steps(paths);
     let mut last_report = Instant::now();
-    for line in BufReader::new(child.stdout.take().expect("piped")).lines().map_while(|l| l.ok()) {
+    for line in BufReader::new(child.stdout.take().expect("piped"))
+        .lines()
+        .map_while(|l| l.ok())
+    {
         let _ = writeln!(log, "{line}");
         let t = line.trim_start();
-        if t.starts_with("CC ") || t.starts_with("AS ") || t.starts_with("LD ") || t.starts_with("AR ") {
+        if t.starts_with("CC ")
+            || t.starts_with("AS ")
+            || t.starts_with("LD ")
+            || t.starts_with("AR ")
+        {
             compiled += 1;
             if last_report.elapsed() > Duration::from_secs(10) {
                 last_report = Instant::now();
@@ -431,7 +491,11 @@ fn which(cmd: &str) -> bool {
 fn run(cmd: &mut Command, what: &str) -> Result<()> {
     let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
     if !out.status.success() {
-        bail!("{what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
@@ -453,7 +517,10 @@ pub fn lock(path: &Path) -> Result<FileLock> {
     use std::os::fd::AsRawFd;
     // SAFETY: flock on an fd we own; blocks until the lock is free.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        eprintln!("waiting for another gmemtest run holding {}", path.display());
+        eprintln!(
+            "waiting for another gmemtest run holding {}",
+            path.display()
+        );
         // SAFETY: as above.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(std::io::Error::last_os_error()).context("flock");
@@ -468,13 +535,24 @@ mod tests {
 
     #[test]
     fn fragment_requests_are_parsed() {
-        let r = config_requests("# a comment\nCONFIG_64BIT=y\n# CONFIG_STRICT_DEVMEM is not set\nCONFIG_NR_CPUS=4\n\n");
+        let r = config_requests(
+            "# a comment\nCONFIG_64BIT=y\n# CONFIG_STRICT_DEVMEM is not set\nCONFIG_NR_CPUS=4\n\n",
+        );
         assert_eq!(
             r,
             vec![
-                ConfigRequest { symbol: "64BIT".into(), value: Some("y".into()) },
-                ConfigRequest { symbol: "STRICT_DEVMEM".into(), value: None },
-                ConfigRequest { symbol: "NR_CPUS".into(), value: Some("4".into()) },
+                ConfigRequest {
+                    symbol: "64BIT".into(),
+                    value: Some("y".into())
+                },
+                ConfigRequest {
+                    symbol: "STRICT_DEVMEM".into(),
+                    value: None
+                },
+                ConfigRequest {
+                    symbol: "NR_CPUS".into(),
+                    value: Some("4".into())
+                },
             ]
         );
     }
@@ -482,13 +560,21 @@ mod tests {
     #[test]
     fn dropped_symbols_are_detected() {
         let config = "CONFIG_64BIT=y\n# CONFIG_STRICT_DEVMEM is not set\nCONFIG_NR_CPUS=8\n";
-        let reqs = config_requests("CONFIG_64BIT=y\nCONFIG_KVM=y\n# CONFIG_STRICT_DEVMEM is not set\nCONFIG_NR_CPUS=4\n");
-        let failed: Vec<String> =
-            reqs.iter().filter(|r| !config_satisfies(config, r)).map(|r| r.describe()).collect();
+        let reqs = config_requests(
+            "CONFIG_64BIT=y\nCONFIG_KVM=y\n# CONFIG_STRICT_DEVMEM is not set\nCONFIG_NR_CPUS=4\n",
+        );
+        let failed: Vec<String> = reqs
+            .iter()
+            .filter(|r| !config_satisfies(config, r))
+            .map(|r| r.describe())
+            .collect();
         assert_eq!(failed, vec!["CONFIG_KVM=y", "CONFIG_NR_CPUS=4"]);
         assert!(!config_satisfies(
             "CONFIG_STRICT_DEVMEM=y\n",
-            &ConfigRequest { symbol: "STRICT_DEVMEM".into(), value: None }
+            &ConfigRequest {
+                symbol: "STRICT_DEVMEM".into(),
+                value: None
+            }
         ));
     }
 }

@@ -22,7 +22,10 @@ use crate::yaml::load_yaml;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceSpec {
     /// A Debian kernel source package (`linux-source-X.Y`).
-    Debian { package: String, version: Option<String> },
+    Debian {
+        package: String,
+        version: Option<String>,
+    },
     /// The user's own kernel tree.
     Tree { tree: String },
 }
@@ -38,7 +41,9 @@ impl<'de> Deserialize<'de> for SourceSpecHelper {
         }
         let raw = Raw::deserialize(d)?;
         match (raw.debian, raw.tree, raw.version) {
-            (Some(package), None, version) => Ok(SourceSpecHelper(SourceSpec::Debian { package, version })),
+            (Some(package), None, version) => {
+                Ok(SourceSpecHelper(SourceSpec::Debian { package, version }))
+            }
             (None, Some(tree), None) => Ok(SourceSpecHelper(SourceSpec::Tree { tree })),
             (None, Some(_), Some(_)) => Err(serde::de::Error::custom(
                 "`version` applies to a `debian` source only, not to a `tree`",
@@ -80,7 +85,11 @@ impl Recipe {
             bail!(
                 "no kernel recipe {} (known kernels: {})",
                 file.display(),
-                if known.is_empty() { "none".into() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
             );
         }
         Recipe::load(&file)
@@ -119,7 +128,11 @@ impl Recipe {
             }
             let abs = dir.join(p);
             if !abs.is_file() {
-                bail!("{}: field `{field}`: file `{rel}` does not exist in {}", file.display(), dir.display());
+                bail!(
+                    "{}: field `{field}`: file `{rel}` does not exist in {}",
+                    file.display(),
+                    dir.display()
+                );
             }
             Ok(abs)
         };
@@ -129,7 +142,10 @@ impl Recipe {
             .map(|p| resolve("patches", p))
             .collect::<Result<Vec<_>>>()?;
         if shape.fragments.is_empty() {
-            bail!("{}: field `fragments`: expected at least one config fragment", file.display());
+            bail!(
+                "{}: field `fragments`: expected at least one config fragment",
+                file.display()
+            );
         }
         let fragments = shape
             .fragments
@@ -221,7 +237,13 @@ mod tests {
         );
         let r = Recipe::load(&f).unwrap();
         assert_eq!(r.name, "stock");
-        assert_eq!(r.source, SourceSpec::Debian { package: "linux-source-7.3".into(), version: None });
+        assert_eq!(
+            r.source,
+            SourceSpec::Debian {
+                package: "linux-source-7.3".into(),
+                version: None
+            }
+        );
         assert_eq!(r.fragments, vec![d.path().join("fragments/base.config")]);
     }
 
@@ -236,32 +258,48 @@ mod tests {
     #[test]
     fn missing_fragment_file_is_named() {
         let e = err_of("description: x\nsource: {debian: linux-source-7.3}\nfragments: [fragments/nope.config]\n");
-        assert!(e.contains("field `fragments`") && e.contains("fragments/nope.config"), "{e}");
+        assert!(
+            e.contains("field `fragments`") && e.contains("fragments/nope.config"),
+            "{e}"
+        );
     }
 
     #[test]
     fn path_escaping_kernels_dir_is_refused() {
-        let e = err_of("description: x\nsource: {debian: linux-source-7.3}\nfragments: [../etc/passwd]\n");
+        let e = err_of(
+            "description: x\nsource: {debian: linux-source-7.3}\nfragments: [../etc/passwd]\n",
+        );
         assert!(e.contains("must be a path inside kernels/"), "{e}");
     }
 
     #[test]
     fn source_needs_one_of_debian_or_tree() {
         let e = err_of("description: x\nsource: {}\nfragments: [fragments/base.config]\n");
-        assert!(e.contains("field `source`") && e.contains("expected `debian"), "{e}");
+        assert!(
+            e.contains("field `source`") && e.contains("expected `debian"),
+            "{e}"
+        );
         let e = err_of("description: x\nsource: {debian: linux-source-7.3, tree: /x}\nfragments: [fragments/base.config]\n");
         assert!(e.contains("not both"), "{e}");
     }
 
     #[test]
     fn tree_must_be_a_kernel_tree() {
-        let e = err_of("description: x\nsource: {tree: /nonexistent}\nfragments: [fragments/base.config]\n");
-        assert!(e.contains("field `source.tree`") && e.contains("not a kernel source tree"), "{e}");
+        let e = err_of(
+            "description: x\nsource: {tree: /nonexistent}\nfragments: [fragments/base.config]\n",
+        );
+        assert!(
+            e.contains("field `source.tree`") && e.contains("not a kernel source tree"),
+            "{e}"
+        );
     }
 
     #[test]
     fn wrong_type_is_reported_with_expectation() {
         let e = err_of("description: x\nsource: {debian: linux-source-7.3}\nfragments: fragments/base.config\n");
-        assert!(e.contains("fragments") && e.contains("expected a sequence"), "{e}");
+        assert!(
+            e.contains("fragments") && e.contains("expected a sequence"),
+            "{e}"
+        );
     }
 }
