@@ -137,35 +137,10 @@ fn build_debian(
     // Kbuild uses a relative srctree and ccache hits across variants).
     let vdir = paths.build_dirs().join(&recipe.name);
     let src_dir = vdir.join("src");
-    let marker = vdir.join("tree-key");
-    if std::fs::read_to_string(&marker).ok().as_deref() != Some(tree_key.as_str()) {
-        if vdir.exists() {
-            std::fs::remove_dir_all(&vdir)
-                .with_context(|| format!("cannot remove {}", vdir.display()))?;
-        }
-        std::fs::create_dir_all(&vdir)?;
+    if std::fs::read_to_string(vdir.join("tree-key")).ok().as_deref() != Some(tree_key.as_str()) {
         eprintln!("kernel {}: preparing the source tree ({desc})", recipe.name);
-        run(
-            Command::new("cp").arg("-al").arg(&src.path).arg(&src_dir),
-            "cp -al (source tree)",
-        )?;
-        for p in &recipe.patches {
-            let out = Command::new("patch")
-                .args(["-p1", "--forward", "--batch", "-i"])
-                .arg(p)
-                .current_dir(&src_dir)
-                .output()
-                .context("cannot run patch")?;
-            if !out.status.success() {
-                bail!(
-                    "patch {} does not apply to {desc}:\n{}{}",
-                    p.display(),
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-        }
-        std::fs::write(&marker, &tree_key)?;
+        prepare_tree(&vdir, &src.path, &recipe.patches, &tree_key)
+            .with_context(|| format!("preparing the source tree of {desc}"))?;
     }
     let obj = src_dir.join("out");
     let log_path = vdir.join("build.log");
@@ -203,6 +178,83 @@ fn build_debian(
         .with_context(|| format!("cannot move the build into {}", entry.display()))?;
     eprintln!("kernel {}: built in {:.0?} ({desc})", recipe.name, took);
     Ok(artifacts_in(&entry, recipe, &desc, &key, Some(took)))
+}
+
+/// Makes `vdir/src` the pristine tree with `patches` applied: a hard-linked
+/// copy (patch replaces the files it changes, so the pristine tree is never
+/// written). The object directory `src/out` of the previous tree is kept, so
+/// a changed series rebuilds incrementally; every file that the old or the
+/// new series touches gets a fresh copy, so make sees it as changed (a file
+/// going back to pristine would otherwise keep its old, older-than-object
+/// mtime).
+fn prepare_tree(vdir: &Path, pristine: &Path, patches: &[PathBuf], tree_key: &str) -> Result<()> {
+    let src_dir = vdir.join("src");
+    let kept_out = vdir.join("out.kept");
+    let old_files: Vec<String> = std::fs::read_to_string(vdir.join("patched-files"))
+        .map(|t| t.lines().map(String::from).collect())
+        .unwrap_or_default();
+    // Objects built from another pristine tree (another package version)
+    // cannot be reused: its files' mtimes say nothing about ours.
+    let same_base = std::fs::read_to_string(vdir.join("pristine")).ok().as_deref()
+        == Some(&*pristine.to_string_lossy());
+    let _ = std::fs::remove_file(vdir.join("tree-key"));
+    let _ = std::fs::remove_dir_all(&kept_out);
+    if src_dir.join("out").is_dir() && same_base {
+        std::fs::rename(src_dir.join("out"), &kept_out)?;
+    }
+    if src_dir.exists() {
+        std::fs::remove_dir_all(&src_dir).with_context(|| format!("cannot remove {}", src_dir.display()))?;
+    }
+    std::fs::create_dir_all(vdir)?;
+    run(Command::new("cp").arg("-al").arg(pristine).arg(&src_dir), "cp -al (source tree)")?;
+    let mut new_files = Vec::new();
+    for p in patches {
+        let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+        new_files.extend(files_of_patch(&text));
+        let out = Command::new("patch")
+            .args(["-p1", "--forward", "--batch", "-i"])
+            .arg(p)
+            .current_dir(&src_dir)
+            .output()
+            .context("cannot run patch")?;
+        if !out.status.success() {
+            bail!(
+                "patch {} does not apply:\n{}{}",
+                p.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    if kept_out.is_dir() {
+        std::fs::rename(&kept_out, src_dir.join("out"))?;
+        for f in old_files.iter().filter(|f| !new_files.contains(f)) {
+            // Back to pristine: a copy of its own, with a new mtime.
+            let path = src_dir.join(f);
+            if let Ok(data) = std::fs::read(&path) {
+                std::fs::remove_file(&path)?;
+                std::fs::write(&path, data)?;
+            }
+        }
+    }
+    new_files.sort();
+    new_files.dedup();
+    std::fs::write(vdir.join("patched-files"), new_files.join("\n"))?;
+    std::fs::write(vdir.join("pristine"), pristine.to_string_lossy().as_bytes())?;
+    std::fs::write(vdir.join("tree-key"), tree_key)?;
+    Ok(())
+}
+
+/// The files a unified diff changes (its `+++ b/...` and `--- a/...` lines).
+pub fn files_of_patch(text: &str) -> Vec<String> {
+    let mut files: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("+++ b/").or_else(|| l.strip_prefix("--- a/")))
+        .map(|f| f.split('\t').next().unwrap_or(f).trim().to_string())
+        .collect();
+    files.sort();
+    files.dedup();
+    files
 }
 
 fn artifacts_in(
@@ -532,6 +584,12 @@ pub fn lock(path: &Path) -> Result<FileLock> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_of_a_patch() {
+        let p = "From x\n---\n a | 1\n\ndiff --git a/mm/gup.c b/mm/gup.c\n--- a/mm/gup.c\n+++ b/mm/gup.c\n@@ -1 +1 @@\n--- a/x\n+++ b/new.c\t2024\n";
+        assert_eq!(files_of_patch(p), vec!["mm/gup.c", "new.c", "x"]);
+    }
 
     #[test]
     fn fragment_requests_are_parsed() {
