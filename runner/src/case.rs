@@ -8,7 +8,8 @@
 //! memory_mb: 1024               # guest memory (default 1024)
 //! cpus: 2                       # guest CPUs (default 2)
 //! cmdline: ""                   # extra kernel command line
-//! expect_crash: false           # the case expects the kernel to crash
+//! expect_crash: false           # true, or the kernels on which the case expects a crash:
+//!                               # expect_crash: [nodirectmap-rfc]
 //! keep_dmesg: ["kvm_amd: .*"]   # regexes: matching kernel log lines go in the outcome
 //! steps:
 //!   - name: discover
@@ -53,7 +54,7 @@ struct CaseFile {
     #[serde(default)]
     cmdline: String,
     #[serde(default)]
-    expect_crash: bool,
+    expect_crash: Option<serde_yaml::Value>,
     #[serde(default)]
     keep_dmesg: Vec<String>,
     steps: Vec<StepFile>,
@@ -84,12 +85,18 @@ pub struct Case {
     pub memory_mb: u32,
     pub cpus: u32,
     pub cmdline: String,
-    pub expect_crash: bool,
+    /// The kernels on which the case expects the kernel to crash (or hang).
+    pub expect_crash_on: Vec<String>,
     pub keep_dmesg: Vec<Regex>,
     pub plan: Plan,
 }
 
 impl Case {
+    /// Whether the case expects a crash on `kernel`.
+    pub fn expects_crash(&self, kernel: &str) -> bool {
+        self.expect_crash_on.iter().any(|k| k == kernel)
+    }
+
     /// Loads and validates `file`; `known_kernels` are the recipe names.
     pub fn load(file: &Path, known_kernels: &[String]) -> Result<Case> {
         let raw: CaseFile = load_yaml(file)?;
@@ -136,6 +143,25 @@ impl Case {
         if raw.cmdline.contains('\n') {
             bail!("{f}: field `cmdline`: expected one line");
         }
+        let expect_crash_on = match &raw.expect_crash {
+            None | Some(serde_yaml::Value::Bool(false)) => vec![],
+            Some(serde_yaml::Value::Bool(true)) => raw.kernels.clone(),
+            Some(serde_yaml::Value::Sequence(seq)) => {
+                let mut on = Vec::new();
+                for v in seq {
+                    match v.as_str() {
+                        Some(k) if raw.kernels.iter().any(|x| x == k) => on.push(k.to_string()),
+                        _ => bail!(
+                            "{f}: field `expect_crash`: `{}` is not one of the case's kernels ({})",
+                            serde_yaml::to_string(v).unwrap_or_default().trim(),
+                            raw.kernels.join(", ")
+                        ),
+                    }
+                }
+                on
+            }
+            Some(_) => bail!("{f}: field `expect_crash`: expected true, false or a list of the case's kernels"),
+        };
         let keep_dmesg = raw
             .keep_dmesg
             .iter()
@@ -228,7 +254,7 @@ impl Case {
             memory_mb: raw.memory_mb,
             cpus: raw.cpus,
             cmdline: raw.cmdline,
-            expect_crash: raw.expect_crash,
+            expect_crash_on,
             keep_dmesg,
         })
     }
@@ -343,6 +369,20 @@ mod tests {
     fn bad_regex_is_named() {
         let e = err("description: d\nkernels: [stock-7.3]\nkeep_dmesg: ['(']\nsteps:\n  - {name: a, probe: caps}\n");
         assert!(e.contains("keep_dmesg[0]"), "{e}");
+    }
+
+    #[test]
+    fn expect_crash_is_a_bool_or_kernels() {
+        let c = load("description: d\nkernels: [stock-7.3]\nexpect_crash: true\nsteps:\n  - {name: a, probe: caps}\n").unwrap();
+        assert!(c.expects_crash("stock-7.3"));
+        let c = load("description: d\nkernels: [stock-7.3]\nexpect_crash: [stock-7.3]\nsteps:\n  - {name: a, probe: caps}\n").unwrap();
+        assert!(c.expects_crash("stock-7.3"));
+        let c = load(GOOD).unwrap();
+        assert!(!c.expects_crash("stock-7.3"));
+        let e = err("description: d\nkernels: [stock-7.3]\nexpect_crash: [other]\nsteps:\n  - {name: a, probe: caps}\n");
+        assert!(e.contains("field `expect_crash`") && e.contains("`other` is not one of the case's kernels"), "{e}");
+        let e = err("description: d\nkernels: [stock-7.3]\nexpect_crash: maybe\nsteps:\n  - {name: a, probe: caps}\n");
+        assert!(e.contains("expected true, false or a list"), "{e}");
     }
 
     #[test]

@@ -274,7 +274,8 @@ fn judge(
         };
         return (Verdict::Error, Some(why));
     }
-    if crashed && !case.expect_crash {
+    let expected = case.expects_crash(&o.kernel);
+    if crashed && !expected {
         let what = o
             .crashes
             .first()
@@ -282,7 +283,7 @@ fn judge(
             .unwrap_or_else(|| format!("{:?}", o.end).to_lowercase());
         return (Verdict::Crash, Some(format!("unexpected: {what}")));
     }
-    if !crashed && case.expect_crash {
+    if !crashed && expected {
         return (
             Verdict::Crash,
             Some("the case expects a crash; the kernel did not crash".into()),
