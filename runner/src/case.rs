@@ -160,7 +160,9 @@ impl Case {
                 }
                 on
             }
-            Some(_) => bail!("{f}: field `expect_crash`: expected true, false or a list of the case's kernels"),
+            Some(_) => bail!(
+                "{f}: field `expect_crash`: expected true, false or a list of the case's kernels"
+            ),
         };
         let keep_dmesg = raw
             .keep_dmesg
@@ -380,7 +382,11 @@ mod tests {
         let c = load(GOOD).unwrap();
         assert!(!c.expects_crash("stock-7.3"));
         let e = err("description: d\nkernels: [stock-7.3]\nexpect_crash: [other]\nsteps:\n  - {name: a, probe: caps}\n");
-        assert!(e.contains("field `expect_crash`") && e.contains("`other` is not one of the case's kernels"), "{e}");
+        assert!(
+            e.contains("field `expect_crash`")
+                && e.contains("`other` is not one of the case's kernels"),
+            "{e}"
+        );
         let e = err("description: d\nkernels: [stock-7.3]\nexpect_crash: maybe\nsteps:\n  - {name: a, probe: caps}\n");
         assert!(e.contains("expected true, false or a list"), "{e}");
     }

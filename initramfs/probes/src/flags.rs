@@ -31,6 +31,16 @@ pub fn mappable() -> Vec<GmemFlag> {
     vec![GmemFlag::MMAP, GmemFlag::INIT_SHARED]
 }
 
+/// The flags of the probes about direct-map removal: a mappable guest_memfd
+/// whose pages leave the direct map.
+pub fn mappable_no_direct_map() -> Vec<GmemFlag> {
+    vec![
+        GmemFlag::MMAP,
+        GmemFlag::INIT_SHARED,
+        GmemFlag::NO_DIRECT_MAP,
+    ]
+}
+
 impl TryFrom<String> for GmemFlag {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
@@ -52,6 +62,25 @@ impl From<GmemFlag> for String {
 /// The mask of a list of flags.
 pub fn gmem_mask(flags: &[GmemFlag]) -> u64 {
     flags.iter().fold(0, |m, f| m | f.mask())
+}
+
+/// What a probe does with flags the kernel does not advertise in
+/// `KVM_CAP_GUEST_MEMFD_FLAGS`: `keep` them (KVM_CREATE_GUEST_MEMFD then
+/// says EINVAL, an observation of its own) or `drop` them, so that one case
+/// runs on kernels with and without a flag and shows, on those without it,
+/// what a guest_memfd without the flag does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IfUnsupported {
+    #[default]
+    Keep,
+    Drop,
+}
+
+/// Splits `flags` (in their order) into those set in the `supported` mask
+/// and those not.
+pub fn split_supported(flags: &[GmemFlag], supported: u64) -> (Vec<GmemFlag>, Vec<GmemFlag>) {
+    flags.iter().partition(|f| supported & f.mask() != 0)
 }
 
 /// The names of the bits set in a guest_memfd flags mask.
@@ -159,6 +188,29 @@ mod tests {
             "{err}"
         );
         assert!(serde_json::from_str::<Vec<GmemFlag>>(r#"["bit 64"]"#).is_err());
+    }
+
+    #[test]
+    fn splits_supported_flags_in_order() {
+        let asked = [
+            GmemFlag::MMAP,
+            GmemFlag::NO_DIRECT_MAP,
+            GmemFlag::INIT_SHARED,
+        ];
+        let (kept, dropped) = split_supported(&asked, 0x3);
+        assert_eq!(kept, [GmemFlag::MMAP, GmemFlag::INIT_SHARED]);
+        assert_eq!(dropped, [GmemFlag::NO_DIRECT_MAP]);
+        let (kept, dropped) = split_supported(&asked, 0x7);
+        assert_eq!(kept, asked);
+        assert!(dropped.is_empty());
+        let (kept, dropped) = split_supported(&asked, 0);
+        assert!(kept.is_empty());
+        assert_eq!(dropped, asked);
+        assert_eq!(
+            serde_json::from_str::<IfUnsupported>(r#""drop""#).unwrap(),
+            IfUnsupported::Drop
+        );
+        assert_eq!(IfUnsupported::default(), IfUnsupported::Keep);
     }
 
     #[test]

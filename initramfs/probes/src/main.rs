@@ -7,6 +7,7 @@
 //! stable across runs and machines: booleans, errno and flag names, sizes the
 //! case chose, counts, signs of deltas. Never addresses, PFNs or timings.
 
+mod cpu;
 mod errno;
 mod flags;
 mod kvm;
@@ -78,6 +79,26 @@ const PROBES: &[(&str, &str, Runner)] = &[
         "direct_map",
         "guest_memfd pages in the kernel direct map (/dev/mem at their PFN), DirectMap deltas",
         run::<probes::direct_map::Args, _>,
+    ),
+    (
+        "gup_read",
+        "read mmapped guest_memfd pages through GUP paths (/proc/self/mem, process_vm_readv, vmsplice)",
+        run::<probes::gup_read::Args, _>,
+    ),
+    (
+        "stale_tlb",
+        "pages readable through /dev/mem right after their direct-map removal, and after a TLB flush",
+        run::<probes::stale_tlb::Args, _>,
+    ),
+    (
+        "sweep",
+        "make the kernel write most free memory through the direct map (anonymous memory, tmpfs)",
+        run::<probes::sweep::Args, _>,
+    ),
+    (
+        "fault_inject",
+        "failed page allocations (fail_page_alloc) in the direct-map removal and restore",
+        run::<probes::fault_inject::Args, _>,
     ),
     (
         "meminfo",

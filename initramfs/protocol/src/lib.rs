@@ -31,6 +31,10 @@ pub const PROBES: &[&str] = &[
     "mmap_rw",
     "vcpu_run",
     "direct_map",
+    "gup_read",
+    "stale_tlb",
+    "sweep",
+    "fault_inject",
     "meminfo",
     "selftest",
 ];

@@ -137,7 +137,11 @@ fn build_debian(
     // Kbuild uses a relative srctree and ccache hits across variants).
     let vdir = paths.build_dirs().join(&recipe.name);
     let src_dir = vdir.join("src");
-    if std::fs::read_to_string(vdir.join("tree-key")).ok().as_deref() != Some(tree_key.as_str()) {
+    if std::fs::read_to_string(vdir.join("tree-key"))
+        .ok()
+        .as_deref()
+        != Some(tree_key.as_str())
+    {
         eprintln!("kernel {}: preparing the source tree ({desc})", recipe.name);
         prepare_tree(&vdir, &src.path, &recipe.patches, &tree_key)
             .with_context(|| format!("preparing the source tree of {desc}"))?;
@@ -195,7 +199,9 @@ fn prepare_tree(vdir: &Path, pristine: &Path, patches: &[PathBuf], tree_key: &st
         .unwrap_or_default();
     // Objects built from another pristine tree (another package version)
     // cannot be reused: its files' mtimes say nothing about ours.
-    let same_base = std::fs::read_to_string(vdir.join("pristine")).ok().as_deref()
+    let same_base = std::fs::read_to_string(vdir.join("pristine"))
+        .ok()
+        .as_deref()
         == Some(&*pristine.to_string_lossy());
     let _ = std::fs::remove_file(vdir.join("tree-key"));
     let _ = std::fs::remove_dir_all(&kept_out);
@@ -203,13 +209,18 @@ fn prepare_tree(vdir: &Path, pristine: &Path, patches: &[PathBuf], tree_key: &st
         std::fs::rename(src_dir.join("out"), &kept_out)?;
     }
     if src_dir.exists() {
-        std::fs::remove_dir_all(&src_dir).with_context(|| format!("cannot remove {}", src_dir.display()))?;
+        std::fs::remove_dir_all(&src_dir)
+            .with_context(|| format!("cannot remove {}", src_dir.display()))?;
     }
     std::fs::create_dir_all(vdir)?;
-    run(Command::new("cp").arg("-al").arg(pristine).arg(&src_dir), "cp -al (source tree)")?;
+    run(
+        Command::new("cp").arg("-al").arg(pristine).arg(&src_dir),
+        "cp -al (source tree)",
+    )?;
     let mut new_files = Vec::new();
     for p in patches {
-        let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
         new_files.extend(files_of_patch(&text));
         let out = Command::new("patch")
             .args(["-p1", "--forward", "--batch", "-i"])
@@ -249,7 +260,10 @@ fn prepare_tree(vdir: &Path, pristine: &Path, patches: &[PathBuf], tree_key: &st
 pub fn files_of_patch(text: &str) -> Vec<String> {
     let mut files: Vec<String> = text
         .lines()
-        .filter_map(|l| l.strip_prefix("+++ b/").or_else(|| l.strip_prefix("--- a/")))
+        .filter_map(|l| {
+            l.strip_prefix("+++ b/")
+                .or_else(|| l.strip_prefix("--- a/"))
+        })
         .map(|f| f.split('\t').next().unwrap_or(f).trim().to_string())
         .collect();
     files.sort();

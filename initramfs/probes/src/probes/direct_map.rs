@@ -1,7 +1,8 @@
 //! `direct_map`: are guest_memfd pages in the kernel's direct map?
 //!
 //! Creates a guest_memfd of `pages` pages (flags, default MMAP|INIT_SHARED;
-//! add NO_DIRECT_MAP on a kernel carrying the removal series), mmaps it and
+//! add NO_DIRECT_MAP on a kernel carrying the removal series, with
+//! `if_unsupported: "drop"` to run the same case on one without it), mmaps it and
 //! faults every page in by writing a per-page pattern. For each page it finds
 //! the PFN in /proc/self/pagemap and reads the page through /dev/mem, which
 //! copies from the direct map with a no-fault copy: a page missing from the
@@ -27,8 +28,9 @@ use std::os::unix::fs::FileExt;
 use serde::{Deserialize, Serialize};
 
 use super::{create_gmem, create_vm, pattern_page, GmemCreate, Probe, PAGE};
+use crate::cpu;
 use crate::errno;
-use crate::flags::{GmemFlag, VmType};
+use crate::flags::{GmemFlag, IfUnsupported, VmType};
 use crate::meminfo::{delta, DirectMap};
 use crate::pagemap::Pagemap;
 use crate::{Context, Result};
@@ -54,10 +56,23 @@ pub struct Args {
     pub vm_type: VmType,
     #[serde(default = "crate::flags::mappable")]
     pub flags: Vec<GmemFlag>,
+    /// `drop`: leave out the flags the kernel does not advertise.
+    #[serde(default)]
+    pub if_unsupported: IfUnsupported,
     #[serde(default = "default_pages")]
     pub pages: usize,
     #[serde(default)]
     pub release: Release,
+    /// Report the signs of the DirectMap4k/2M/1G changes. Whether faulting
+    /// a zapped page splits a large direct-map page depends on what earlier
+    /// steps of the same boot split already: a case asks for them only where
+    /// the answer is certain (the first zap of a boot).
+    #[serde(default = "yes")]
+    pub direct_map_deltas: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// How many pages are in each state.
@@ -140,13 +155,17 @@ impl Probe for Args {
     type Output = Observation;
 
     fn run(self) -> Result<Observation> {
+        // /dev/mem is read after a TLB flush on this same CPU, so that what
+        // it sees is the direct map's state, not a stale translation left by
+        // a `noflush` zap (that is the stale_tlb probe's subject).
+        cpu::pin_here().context(|| "pinning to the current CPU".into())?;
         let devmem = File::open("/dev/mem").context(|| "opening /dev/mem".into())?;
         let pagemap = Pagemap::open().context(|| "opening /proc/self/pagemap".into())?;
         let vm = create_vm(self.vm_type)?;
         let len = self.pages * PAGE;
 
         let before = read_direct_map()?;
-        let (created, gmem) = create_gmem(&vm, &self.flags, self.pages);
+        let (created, gmem) = create_gmem(&vm, &self.flags, self.if_unsupported, self.pages)?;
         let mut obs = Observation {
             gmem: created,
             ..Default::default()
@@ -169,20 +188,24 @@ impl Probe for Args {
             let entry = pagemap
                 .entry(map.as_ptr() as usize + page * PAGE)
                 .context(|| "reading /proc/self/pagemap".into())?;
-            let Some(pfn) = entry.pfn else {
-                count(&mut obs.devmem, "no_pfn");
-                continue;
-            };
-            pfns.push(pfn);
-            let state = match devmem_page(&devmem, pfn) {
-                Ok(bytes) if bytes == pattern_page(page) => "present_matching".to_string(),
+            match entry.pfn {
+                Some(pfn) => pfns.push((page, pfn)),
+                None => count(&mut obs.devmem, "no_pfn"),
+            }
+        }
+        let after_fault = read_direct_map()?;
+        cpu::switch_to_another_process().context(|| "flushing the TLB".into())?;
+        for (page, pfn) in &pfns {
+            let state = match devmem_page(&devmem, *pfn) {
+                Ok(bytes) if bytes == pattern_page(*page) => "present_matching".to_string(),
                 Ok(_) => "present_mismatch".to_string(),
                 Err(e) => errno::of(&e),
             };
             count(&mut obs.devmem, state);
         }
-        let after_fault = read_direct_map()?;
-        obs.faulted = Some(Deltas::between(before, after_fault));
+        if self.direct_map_deltas {
+            obs.faulted = Some(Deltas::between(before, after_fault));
+        }
 
         for page in 0..self.pages {
             let state = match map.copy_out(page * PAGE, PAGE) {
@@ -205,7 +228,8 @@ impl Probe for Args {
         drop(gmem);
         drop(vm);
         let mut after_devmem = Counts::new();
-        for pfn in &pfns {
+        cpu::switch_to_another_process().context(|| "flushing the TLB".into())?;
+        for (_, pfn) in &pfns {
             let state = match devmem_page(&devmem, *pfn) {
                 Ok(_) => "present".to_string(),
                 Err(e) => errno::of(&e),
@@ -217,7 +241,11 @@ impl Probe for Args {
         obs.after_release = Some(AfterRelease {
             result,
             devmem: after_devmem,
-            deltas: Deltas::between(before, after),
+            deltas: if self.direct_map_deltas {
+                Deltas::between(before, after)
+            } else {
+                Deltas::default()
+            },
         });
         Ok(obs)
     }
@@ -234,6 +262,7 @@ mod tests {
         let mut obs = Observation {
             gmem: GmemCreate {
                 flags: vec![GmemFlag::MMAP, GmemFlag::INIT_SHARED],
+                dropped_flags: vec![],
                 pages: 1,
                 create: "EINVAL".into(),
             },
@@ -251,5 +280,10 @@ mod tests {
             serde_json::to_string(&obs).unwrap(),
             r#"{"flags":["MMAP","INIT_SHARED"],"pages":1,"create":"ok","mmap":"ok","write":{"ok":1},"faulted":{}}"#
         );
+        obs.gmem.flags.push(GmemFlag::NO_DIRECT_MAP);
+        obs.gmem.dropped_flags = vec![GmemFlag::NO_DIRECT_MAP];
+        assert!(serde_json::to_string(&obs).unwrap().starts_with(
+            r#"{"flags":["MMAP","INIT_SHARED","NO_DIRECT_MAP"],"dropped_flags":["NO_DIRECT_MAP"],"pages":1,"#
+        ));
     }
 }

@@ -1,6 +1,7 @@
 //! `mmap_rw`: a guest_memfd as plain shared memory for its owner.
 //!
-//! Creates a guest_memfd of `pages` pages (flags, default MMAP|INIT_SHARED),
+//! Creates a guest_memfd of `pages` pages (flags, default MMAP|INIT_SHARED;
+//! `if_unsupported: "drop"` leaves out those the kernel does not advertise),
 //! tries MAP_PRIVATE (guest_memfd only allows MAP_SHARED: EINVAL) and
 //! MAP_SHARED (ENODEV without the MMAP flag), writes a per-page pattern
 //! through the shared mapping, reads it back through that mapping and through
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{create_gmem, create_vm, pattern_page, GmemCreate, Probe, PAGE};
 use crate::errno;
-use crate::flags::{GmemFlag, VmType};
+use crate::flags::{GmemFlag, IfUnsupported, VmType};
 use crate::Result;
 
 fn default_pages() -> usize {
@@ -32,6 +33,9 @@ pub struct Args {
     pub vm_type: VmType,
     #[serde(default = "crate::flags::mappable")]
     pub flags: Vec<GmemFlag>,
+    /// `drop`: leave out the flags the kernel does not advertise.
+    #[serde(default)]
+    pub if_unsupported: IfUnsupported,
     #[serde(default = "default_pages")]
     pub pages: usize,
 }
@@ -76,7 +80,7 @@ impl Probe for Args {
     fn run(self) -> Result<Observation> {
         let vm = create_vm(self.vm_type)?;
         let len = self.pages * PAGE;
-        let (created, gmem) = create_gmem(&vm, &self.flags, self.pages);
+        let (created, gmem) = create_gmem(&vm, &self.flags, self.if_unsupported, self.pages)?;
         let mut obs = Observation {
             gmem: created,
             ..Default::default()
@@ -166,6 +170,7 @@ mod tests {
         let obs = Observation {
             gmem: GmemCreate {
                 flags: vec![GmemFlag::MMAP],
+                dropped_flags: vec![],
                 pages: 2,
                 create: "ok".into(),
             },

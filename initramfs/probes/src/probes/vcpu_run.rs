@@ -1,7 +1,8 @@
 //! `vcpu_run`: a real guest runs from guest_memfd memory.
 //!
 //! Creates a VM (vm_type) and a guest_memfd (flags, default
-//! MMAP|INIT_SHARED) of 4 pages bound at guest physical 0 with
+//! MMAP|INIT_SHARED; `if_unsupported: "drop"` leaves out those the VM does
+//! not advertise, listed in `dropped_flags`) of 4 pages bound at guest physical 0 with
 //! KVM_SET_USER_MEMORY_REGION2 (KVM_MEM_GUEST_MEMFD, offset 0). The memslot's
 //! userspace memory is the guest_memfd's own mapping when it has the MMAP
 //! flag (the memslot is then "guest_memfd only"), otherwise anonymous memory
@@ -26,9 +27,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{open_kvm, Probe, PAGE};
+use super::{open_kvm, usable_flags, Probe, PAGE};
 use crate::errno;
-use crate::flags::{gmem_mask, GmemFlag, VmType, MEMORY_ATTRIBUTE_PRIVATE};
+use crate::flags::{gmem_mask, GmemFlag, IfUnsupported, VmType, MEMORY_ATTRIBUTE_PRIVATE};
 use crate::kvm::{sys, Vcpu, VcpuExit};
 use crate::mapping::Mapping;
 use crate::{Context, Result};
@@ -87,6 +88,9 @@ pub struct Args {
     pub vm_type: VmType,
     #[serde(default = "crate::flags::mappable")]
     pub flags: Vec<GmemFlag>,
+    /// `drop`: leave out the flags the kernel does not advertise.
+    #[serde(default)]
+    pub if_unsupported: IfUnsupported,
     #[serde(default)]
     pub private: Private,
     /// KVM_PRE_FAULT_MEMORY over the whole slot before running.
@@ -125,6 +129,10 @@ pub struct Setup {
 pub struct Observation {
     pub vm_type: VmType,
     pub flags: Vec<GmemFlag>,
+    /// Flags left out as unsupported (`if_unsupported: drop`); absent when
+    /// none were.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped_flags: Vec<GmemFlag>,
     pub private: Private,
     #[serde(skip_serializing_if = "is_default_program")]
     pub program: Program,
@@ -153,6 +161,15 @@ pub struct Observation {
     pub memory_value: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_value_ok: Option<bool>,
+}
+
+/// Where the memslot's userspace memory comes from with these flags.
+fn userspace_memory(flags: &[GmemFlag]) -> &'static str {
+    if flags.contains(&GmemFlag::MMAP) {
+        "guest_memfd_mmap"
+    } else {
+        "anonymous"
+    }
 }
 
 fn is_default_program(p: &Program) -> bool {
@@ -296,27 +313,26 @@ impl Probe for Args {
     type Output = Observation;
 
     fn run(self) -> Result<Observation> {
-        let mask = gmem_mask(&self.flags);
-        let gmem_mapped = mask & GmemFlag::MMAP.mask() != 0;
         let mut obs = Observation {
             vm_type: self.vm_type,
             flags: self.flags.clone(),
             private: self.private,
             program: self.program,
-            userspace_memory: if gmem_mapped {
-                "guest_memfd_mmap"
-            } else {
-                "anonymous"
-            }
-            .into(),
+            userspace_memory: userspace_memory(&self.flags).into(),
             ..Default::default()
         };
-        let s = &mut obs.setup;
 
         let kvm = open_kvm()?;
-        let Some(vm) = errno::record(&mut s.create_vm, kvm.create_vm(self.vm_type.raw())) else {
+        let vm = kvm.create_vm(self.vm_type.raw());
+        let Some(vm) = errno::record(&mut obs.setup.create_vm, vm) else {
             return Ok(obs);
         };
+        let (flags, dropped) = usable_flags(&vm, &self.flags, self.if_unsupported)?;
+        obs.dropped_flags = dropped;
+        obs.userspace_memory = userspace_memory(&flags).into();
+        let mask = gmem_mask(&flags);
+        let gmem_mapped = mask & GmemFlag::MMAP.mask() != 0;
+        let s = &mut obs.setup;
         // Needed by VMX without unrestricted guest; harmless elsewhere.
         vm.set_tss_addr(0xfffb_d000)
             .context(|| "KVM_SET_TSS_ADDR".into())?;
