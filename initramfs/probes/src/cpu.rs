@@ -62,12 +62,18 @@ pub fn switch_to_another_process() -> io::Result<()> {
         // destructors or flushing its buffers twice.
         unsafe { libc::_exit(0) };
     }
+    wait_child(pid).map(drop)
+}
+
+/// Waits for the child `pid` to end, retrying EINTR, and gives its wait
+/// status (decode it with `libc::WIFEXITED` and friends).
+pub fn wait_child(pid: libc::pid_t) -> io::Result<libc::c_int> {
     let mut status = 0;
     loop {
         // SAFETY: waits for our own child; `status` is a live int.
         let r = unsafe { libc::waitpid(pid, &mut status, 0) };
         if r == pid {
-            return Ok(());
+            return Ok(status);
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {

@@ -651,6 +651,16 @@ impl GuestMemfd {
         }
     }
 
+    /// fallocate(PUNCH_HOLE | KEEP_SIZE) over `len` bytes at `offset`: frees
+    /// the pages there (zapping their user mappings) and keeps the size.
+    pub fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.fallocate(
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            offset,
+            len,
+        )
+    }
+
     pub fn stat(&self) -> io::Result<libc::stat> {
         // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };

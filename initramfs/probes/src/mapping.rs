@@ -121,7 +121,7 @@ impl Mapping {
     /// mapping refuses gives EFAULT rather than a signal.
     pub fn copy_in(&self, offset: usize, bytes: &[u8]) -> io::Result<()> {
         self.check(offset, bytes.len())?;
-        let (rd, wr) = pipe()?;
+        let (rd, wr) = pipe(0)?;
         for (i, chunk) in bytes.chunks(4096).enumerate() {
             write_all(wr.as_raw_fd(), chunk.as_ptr(), chunk.len())?;
             // SAFETY: the destination lies inside this mapping (checked
@@ -136,7 +136,7 @@ impl Mapping {
     /// the mapping refuses gives EFAULT rather than a signal.
     pub fn copy_out(&self, offset: usize, len: usize) -> io::Result<Vec<u8>> {
         self.check(offset, len)?;
-        let (rd, wr) = pipe()?;
+        let (rd, wr) = pipe(0)?;
         let mut out = vec![0u8; len];
         let mut done = 0;
         while done < len {
@@ -173,10 +173,13 @@ impl Drop for Mapping {
     }
 }
 
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+/// A new pipe, read end first, created with O_CLOEXEC and `flags` (e.g.
+/// O_NONBLOCK): the uaccess copies here move bytes through one, and so do
+/// the probes that have the kernel copy into or out of their mappings.
+pub fn pipe(flags: i32) -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | flags) } < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: pipe2 just returned two new descriptors that nothing else owns.

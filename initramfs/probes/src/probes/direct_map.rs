@@ -21,18 +21,16 @@
 //! `noflush` removal, stale TLB entries can leave a removed page readable for
 //! a while: such counts can legitimately vary (see DESIGN.md).
 
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-
 use serde::{Deserialize, Serialize};
 
-use super::{create_gmem, create_vm, pattern_page, GmemCreate, Probe, PAGE};
+use super::pages::{read_pattern_page, write_pattern_page, PhysMem};
+use super::{
+    count, create_mapped_gmem, create_vm, read_direct_map, Counts, GmemMapped, Probe, PAGE,
+};
 use crate::cpu;
 use crate::errno;
 use crate::flags::{GmemFlag, IfUnsupported, VmType};
 use crate::meminfo::{delta, DirectMap};
-use crate::pagemap::Pagemap;
 use crate::{Context, Result};
 
 fn default_pages() -> usize {
@@ -75,9 +73,6 @@ fn yes() -> bool {
     true
 }
 
-/// How many pages are in each state.
-pub type Counts = BTreeMap<String, usize>;
-
 /// Signs of the DirectMap changes since the start of the probe.
 #[derive(Debug, Default, Serialize)]
 pub struct Deltas {
@@ -112,9 +107,7 @@ pub struct AfterRelease {
 #[derive(Debug, Default, Serialize)]
 pub struct Observation {
     #[serde(flatten)]
-    pub gmem: GmemCreate,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mmap: Option<String>,
+    pub mapped: GmemMapped,
     /// Writing the pattern through the user mapping: "ok" or an errno.
     #[serde(skip_serializing_if = "Counts::is_empty")]
     pub write: Counts,
@@ -136,21 +129,6 @@ pub struct Observation {
     pub after_release: Option<AfterRelease>,
 }
 
-fn count(counts: &mut Counts, state: impl Into<String>) {
-    *counts.entry(state.into()).or_default() += 1;
-}
-
-/// Reads one page of physical memory through /dev/mem.
-fn devmem_page(devmem: &File, pfn: u64) -> std::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; PAGE];
-    devmem.read_exact_at(&mut buf, pfn * PAGE as u64)?;
-    Ok(buf)
-}
-
-fn read_direct_map() -> Result<DirectMap> {
-    DirectMap::read().context(|| "reading /proc/meminfo".into())
-}
-
 impl Probe for Args {
     type Output = Observation;
 
@@ -159,36 +137,29 @@ impl Probe for Args {
         // it sees is the direct map's state, not a stale translation left by
         // a `noflush` zap (that is the stale_tlb probe's subject).
         cpu::pin_here().context(|| "pinning to the current CPU".into())?;
-        let devmem = File::open("/dev/mem").context(|| "opening /dev/mem".into())?;
-        let pagemap = Pagemap::open().context(|| "opening /proc/self/pagemap".into())?;
+        let phys = PhysMem::open()?;
         let vm = create_vm(self.vm_type)?;
-        let len = self.pages * PAGE;
 
         let before = read_direct_map()?;
-        let (created, gmem) = create_gmem(&vm, &self.flags, self.if_unsupported, self.pages)?;
+        let (mapped, gmem_map) =
+            create_mapped_gmem(&vm, &self.flags, self.if_unsupported, self.pages)?;
         let mut obs = Observation {
-            gmem: created,
+            mapped,
             ..Default::default()
         };
-        let Some(gmem) = gmem else {
-            return Ok(obs);
-        };
-        let Some(map) = errno::record(&mut obs.mmap, gmem.map(len, libc::MAP_SHARED)) else {
+        let Some((gmem, map)) = gmem_map else {
             return Ok(obs);
         };
 
         let mut pfns = Vec::new();
         for page in 0..self.pages {
-            if let Err(e) = map.copy_in(page * PAGE, &pattern_page(page)) {
+            if let Err(e) = write_pattern_page(&map, page) {
                 count(&mut obs.write, errno::of(&e));
                 count(&mut obs.devmem, "not_faulted");
                 continue;
             }
             count(&mut obs.write, "ok");
-            let entry = pagemap
-                .entry(map.as_ptr() as usize + page * PAGE)
-                .context(|| "reading /proc/self/pagemap".into())?;
-            match entry.pfn {
+            match phys.pfn(&map, page)? {
                 Some(pfn) => pfns.push((page, pfn)),
                 None => count(&mut obs.devmem, "no_pfn"),
             }
@@ -196,46 +167,30 @@ impl Probe for Args {
         let after_fault = read_direct_map()?;
         cpu::switch_to_another_process().context(|| "flushing the TLB".into())?;
         for (page, pfn) in &pfns {
-            let state = match devmem_page(&devmem, *pfn) {
-                Ok(bytes) if bytes == pattern_page(*page) => "present_matching".to_string(),
-                Ok(_) => "present_mismatch".to_string(),
-                Err(e) => errno::of(&e),
-            };
-            count(&mut obs.devmem, state);
+            let read = phys.read_pattern(*pfn, *page);
+            count(
+                &mut obs.devmem,
+                read.named("present_matching", "present_mismatch"),
+            );
         }
         if self.direct_map_deltas {
             obs.faulted = Some(Deltas::between(before, after_fault));
         }
 
         for page in 0..self.pages {
-            let state = match map.copy_out(page * PAGE, PAGE) {
-                Ok(bytes) if bytes == pattern_page(page) => "matching".to_string(),
-                Ok(_) => "mismatch".to_string(),
-                Err(e) => errno::of(&e),
-            };
-            count(&mut obs.user_mapping, state);
+            let read = read_pattern_page(&map, page);
+            count(&mut obs.user_mapping, read.named("matching", "mismatch"));
         }
 
         let result = match self.release {
             Release::Close => "ok".to_string(),
-            Release::PunchHole => errno::outcome(&gmem.fallocate(
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                0,
-                len as u64,
-            )),
+            Release::PunchHole => errno::outcome(&gmem.punch_hole(0, (self.pages * PAGE) as u64)),
         };
         drop(map);
         drop(gmem);
         drop(vm);
-        let mut after_devmem = Counts::new();
         cpu::switch_to_another_process().context(|| "flushing the TLB".into())?;
-        for (_, pfn) in &pfns {
-            let state = match devmem_page(&devmem, *pfn) {
-                Ok(_) => "present".to_string(),
-                Err(e) => errno::of(&e),
-            };
-            count(&mut after_devmem, state);
-        }
+        let after_devmem = phys.presence_counts(pfns.iter().map(|(_, pfn)| *pfn));
         let after = read_direct_map()?;
         obs.release = Some(self.release);
         obs.after_release = Some(AfterRelease {
@@ -254,17 +209,21 @@ impl Probe for Args {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probes::GmemCreate;
 
     /// Observations are compared as JSON: the fields keep their order, and
     /// the steps not reached stay out.
     #[test]
     fn observation_fields_keep_their_order() {
         let mut obs = Observation {
-            gmem: GmemCreate {
-                flags: vec![GmemFlag::MMAP, GmemFlag::INIT_SHARED],
-                dropped_flags: vec![],
-                pages: 1,
-                create: "EINVAL".into(),
+            mapped: GmemMapped {
+                gmem: GmemCreate {
+                    flags: vec![GmemFlag::MMAP, GmemFlag::INIT_SHARED],
+                    dropped_flags: vec![],
+                    pages: 1,
+                    create: "EINVAL".into(),
+                },
+                mmap: None,
             },
             ..Default::default()
         };
@@ -272,16 +231,16 @@ mod tests {
             serde_json::to_string(&obs).unwrap(),
             r#"{"flags":["MMAP","INIT_SHARED"],"pages":1,"create":"EINVAL"}"#
         );
-        obs.gmem.create = "ok".into();
-        obs.mmap = Some("ok".into());
+        obs.mapped.gmem.create = "ok".into();
+        obs.mapped.mmap = Some("ok".into());
         count(&mut obs.write, "ok");
         obs.faulted = Some(Deltas::default());
         assert_eq!(
             serde_json::to_string(&obs).unwrap(),
             r#"{"flags":["MMAP","INIT_SHARED"],"pages":1,"create":"ok","mmap":"ok","write":{"ok":1},"faulted":{}}"#
         );
-        obs.gmem.flags.push(GmemFlag::NO_DIRECT_MAP);
-        obs.gmem.dropped_flags = vec![GmemFlag::NO_DIRECT_MAP];
+        obs.mapped.gmem.flags.push(GmemFlag::NO_DIRECT_MAP);
+        obs.mapped.gmem.dropped_flags = vec![GmemFlag::NO_DIRECT_MAP];
         assert!(serde_json::to_string(&obs).unwrap().starts_with(
             r#"{"flags":["MMAP","INIT_SHARED","NO_DIRECT_MAP"],"dropped_flags":["NO_DIRECT_MAP"],"pages":1,"#
         ));

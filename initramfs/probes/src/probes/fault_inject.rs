@@ -60,21 +60,24 @@
 //! else is observed. The knobs are set back to the kernel's defaults at the
 //! end.
 
-use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read as _};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 
 use serde::{Deserialize, Serialize};
 
-use super::{create_gmem, create_vm, pattern_page, GmemCreate, Probe, PAGE};
+use super::pages::{write_pattern_page, PhysMem};
+use super::{
+    create_mapped_gmem, create_mapped_gmem_with, create_vm, pattern, pattern_page, read_direct_map,
+    Counts, GmemMapped, Probe, PAGE,
+};
 use crate::errno;
 use crate::flags::{GmemFlag, IfUnsupported, VmType};
-use crate::mapping::Mapping;
-use crate::meminfo::{delta, DirectMap};
-use crate::pagemap::Pagemap;
+use crate::kvm::GuestMemfd;
+use crate::mapping::{pipe, Mapping};
+use crate::meminfo::delta;
 use crate::{cpu, Context, Failure, Result};
 
 const FAIL_DIR: &str = "/sys/kernel/debug/fail_page_alloc";
@@ -133,17 +136,14 @@ pub struct FaultPhase {
     pub direct_map_after: Option<String>,
 }
 
-/// /dev/mem reads of some pages: how many gave what.
-pub type Counts = BTreeMap<String, usize>;
-
 #[derive(Debug, Default, Serialize)]
 pub struct Restore {
     #[serde(flatten)]
-    pub gmem: GmemCreate,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mmap: Option<String>,
+    pub mapped: GmemMapped,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub write: Option<String>,
+    /// /dev/mem at the pages' PFNs: how many read ("present") and how many
+    /// gave each errno.
     #[serde(skip_serializing_if = "Counts::is_empty")]
     pub before: Counts,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -161,10 +161,10 @@ pub struct Restore {
 #[derive(Debug, Default, Serialize)]
 pub struct Observation {
     pub fail_page_alloc: String,
+    /// The guest_memfd and its 2 MiB aligned mapping; absent when injection
+    /// could not be set up.
     #[serde(flatten)]
-    pub gmem: Option<GmemCreate>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mmap: Option<String>,
+    pub mapped: Option<GmemMapped>,
     /// fallocate(KEEP_SIZE) of every page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allocate: Option<String>,
@@ -347,19 +347,20 @@ fn wait_status(status: libc::c_int) -> String {
 }
 
 fn direct_map_4k() -> Result<Option<u64>> {
-    Ok(DirectMap::read()
-        .context(|| "reading /proc/meminfo".into())?
-        .k4)
+    Ok(read_direct_map()?.k4)
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error()).context(|| "pipe2".into());
-    }
-    // SAFETY: pipe2 just returned two new descriptors that nothing else owns.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+/// mmap(MAP_SHARED) of `len` bytes of `gmem` at a 2 MiB aligned address, so
+/// that the pages of each [`WINDOW`] share one page table: faulting in the
+/// first page of a window creates the table the others need.
+fn map_windows(gmem: &GuestMemfd, len: usize) -> io::Result<Mapping> {
+    Mapping::map_aligned(
+        Some(gmem.raw_fd()),
+        len,
+        WINDOW * PAGE,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_SHARED,
+    )
 }
 
 /// What the probe works with during the fault phases.
@@ -368,8 +369,7 @@ struct Bench<'a> {
     arm: &'a MakeItFail,
     kmsg: Kmsg,
     verbose: u32,
-    devmem: File,
-    pagemap: Pagemap,
+    phys: PhysMem,
     map: Mapping,
 }
 
@@ -389,47 +389,24 @@ impl Bench<'_> {
     /// /dev/mem at the PFN behind `page` (mapped by now): "present" or the
     /// errno.
     fn devmem_state(&self, page: usize) -> Result<String> {
-        let entry = self
-            .pagemap
-            .entry(self.page_ptr(page) as usize)
-            .context(|| "reading /proc/self/pagemap".into())?;
-        let Some(pfn) = entry.pfn else {
-            return Ok("no_pfn".into());
-        };
-        let mut buf = vec![0u8; PAGE];
-        Ok(
-            match self.devmem.read_exact_at(&mut buf, pfn * PAGE as u64) {
-                Ok(()) => "present".into(),
-                Err(e) => errno::of(&e),
-            },
-        )
+        Ok(match self.phys.pfn(&self.map, page)? {
+            Some(pfn) => self.phys.presence(pfn),
+            None => "no_pfn".into(),
+        })
     }
 
-    /// Faults `page` in by read(2) from a pipe with one failure armed.
-    /// `None` when no allocation was failed (the page was removed without
-    /// one, or nothing is removed).
-    fn try_uaccess(&mut self, page: usize) -> Result<Option<FaultPhase>> {
-        let (rd, wr) = pipe()?;
-        let data = pattern_page(page);
-        // SAFETY: `data` is PAGE live bytes.
-        if unsafe { libc::write(wr.as_raw_fd(), data.as_ptr().cast(), PAGE) } != PAGE as isize {
-            return Err(io::Error::last_os_error()).context(|| "filling a pipe".into());
-        }
+    /// Arms one failure, has `fault` fault a page in (it gives the phase's
+    /// `result`), and tells whether the failure was consumed: `None` when no
+    /// allocation was failed (the page was removed without one, or nothing
+    /// is removed), else the phase as observed across the fault.
+    fn inject_one(
+        &mut self,
+        fault: impl FnOnce(&Self) -> Result<String>,
+    ) -> Result<Option<FaultPhase>> {
         self.fail.set_times(1)?;
         let before = direct_map_4k()?;
         self.kmsg.skip()?;
-        self.arm.set(true)?;
-        // SAFETY: the destination is one page inside our mapping, written by
-        // the kernel with a fault-handling copy.
-        let r = unsafe { libc::read(rd.as_raw_fd(), self.page_ptr(page).cast(), PAGE) };
-        let result = if r < 0 {
-            errno::of(&io::Error::last_os_error())
-        } else if r as usize == PAGE {
-            "ok".into()
-        } else {
-            "partial".into()
-        };
-        self.arm.set(false)?;
+        let result = fault(self)?;
         if self.fail.times()? != 0 {
             return Ok(None);
         }
@@ -442,55 +419,80 @@ impl Bench<'_> {
         }))
     }
 
+    /// Faults `page` in by read(2) from a pipe with one failure armed.
+    /// `None` when no allocation was failed.
+    fn try_uaccess(&mut self, page: usize) -> Result<Option<FaultPhase>> {
+        let (rd, wr) = pipe(0).context(|| "pipe2".into())?;
+        let data = pattern_page(page);
+        // SAFETY: `data` is PAGE live bytes.
+        if unsafe { libc::write(wr.as_raw_fd(), data.as_ptr().cast(), PAGE) } != PAGE as isize {
+            return Err(io::Error::last_os_error()).context(|| "filling a pipe".into());
+        }
+        self.inject_one(|bench| {
+            bench.arm.set(true)?;
+            // SAFETY: the destination is one page inside our mapping, written
+            // by the kernel with a fault-handling copy.
+            let r = unsafe { libc::read(rd.as_raw_fd(), bench.page_ptr(page).cast(), PAGE) };
+            let result = if r < 0 {
+                errno::of(&io::Error::last_os_error())
+            } else if r as usize == PAGE {
+                "ok".into()
+            } else {
+                "partial".into()
+            };
+            bench.arm.set(false)?;
+            Ok(result)
+        })
+    }
+
     /// Faults `page` in with a store from user mode, in a child that arms
     /// one failure for itself. `None` when no allocation was failed.
     fn try_user_store(&mut self, page: usize) -> Result<Option<FaultPhase>> {
         let neighbour = self.page_ptr(page - page % WINDOW);
         let target = self.page_ptr(page);
         let path = CString::new("/proc/self/make-it-fail").expect("no NUL");
-        self.fail.set_times(1)?;
-        let before = direct_map_4k()?;
-        self.kmsg.skip()?;
-        // SAFETY: single-threaded; the child only makes syscalls, volatile
-        // accesses inside our mapping, and _exits.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(io::Error::last_os_error()).context(|| "fork".into());
-        }
-        if pid == 0 {
-            // SAFETY: the child's own make-it-fail (its /proc/self); both
-            // pages lie in the shared mapping it inherited; the neighbour,
-            // already faulted in by the parent, builds the child's page
-            // tables (fork copies none for a shared file mapping) before
-            // the failure is armed.
-            unsafe {
-                let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
-                std::ptr::read_volatile(neighbour);
-                libc::write(fd, b"1".as_ptr().cast(), 1);
-                std::ptr::write_volatile(target, 0x5a);
-                libc::write(fd, b"0".as_ptr().cast(), 1);
-                libc::_exit(0);
+        self.inject_one(|_| {
+            // SAFETY: single-threaded; the child only makes syscalls,
+            // volatile accesses inside our mapping, and _exits.
+            let pid = unsafe { libc::fork() };
+            if pid < 0 {
+                return Err(io::Error::last_os_error()).context(|| "fork".into());
             }
-        }
-        let mut status = 0;
-        // SAFETY: waits for our own child.
-        while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e).context(|| "waitpid".into());
+            if pid == 0 {
+                // SAFETY: the child's own make-it-fail (its /proc/self); both
+                // pages lie in the shared mapping it inherited; the
+                // neighbour, already faulted in by the parent, builds the
+                // child's page tables (fork copies none for a shared file
+                // mapping) before the failure is armed.
+                unsafe {
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
+                    std::ptr::read_volatile(neighbour);
+                    libc::write(fd, b"1".as_ptr().cast(), 1);
+                    std::ptr::write_volatile(target, 0x5a);
+                    libc::write(fd, b"0".as_ptr().cast(), 1);
+                    libc::_exit(0);
+                }
             }
-        }
-        if self.fail.times()? != 0 {
-            return Ok(None);
-        }
-        Ok(Some(FaultPhase {
-            injected: true,
-            failed_in_set_direct_map: self.traced_in_set_direct_map(),
-            result: Some(wait_status(status)),
-            direct_map_4k: delta(before, direct_map_4k()?),
-            ..Default::default()
-        }))
+            let status = cpu::wait_child(pid).context(|| "waitpid".into())?;
+            Ok(wait_status(status))
+        })
     }
+}
+
+/// Tries `try_page` on the pages `candidates` yields, in turn, until one
+/// consumes the armed failure: that page and its phase, or `None` when none
+/// did. Takes only the candidates it tries, so the next phase goes on with
+/// the pages after it.
+fn first_injected(
+    candidates: &mut impl Iterator<Item = usize>,
+    mut try_page: impl FnMut(usize) -> Result<Option<FaultPhase>>,
+) -> Result<Option<(usize, FaultPhase)>> {
+    for page in candidates {
+        if let Some(phase) = try_page(page)? {
+            return Ok(Some((page, phase)));
+        }
+    }
+    Ok(None)
 }
 
 /// The restore phase, on a guest_memfd of its own.
@@ -499,59 +501,37 @@ fn restore_phase(
     args: &Args,
     fail: &FailPageAlloc,
     arm: &MakeItFail,
-    devmem: &File,
-    pagemap: &Pagemap,
+    phys: &PhysMem,
 ) -> Result<Restore> {
     let n = args.restore_pages;
-    let (created, gmem) = create_gmem(vm, &args.flags, args.if_unsupported, n)?;
+    let (mapped, gmem_map) = create_mapped_gmem(vm, &args.flags, args.if_unsupported, n)?;
     let mut obs = Restore {
-        gmem: created,
+        mapped,
         ..Default::default()
     };
-    let Some(gmem) = gmem else {
+    let Some((gmem, map)) = gmem_map else {
         return Ok(obs);
     };
-    let Some(map) = errno::record(&mut obs.mmap, gmem.map(n * PAGE, libc::MAP_SHARED)) else {
-        return Ok(obs);
-    };
-    let pattern: Vec<u8> = (0..n).flat_map(pattern_page).collect();
-    if errno::record(&mut obs.write, map.copy_in(0, &pattern)).is_none() {
+    if errno::record(&mut obs.write, map.copy_in(0, &pattern(n))).is_none() {
         return Ok(obs);
     }
     let mut pfns = Vec::new();
     for page in 0..n {
-        let entry = pagemap
-            .entry(map.addr() as usize + page * PAGE)
-            .context(|| "reading /proc/self/pagemap".into())?;
         pfns.push(
-            entry
-                .pfn
+            phys.pfn(&map, page)?
                 .ok_or_else(|| Failure::Work(format!("no PFN for page {page}")))?,
         );
     }
     let read_all = || -> Result<Counts> {
         cpu::switch_to_another_process().context(|| "forcing a context switch".into())?;
-        let mut counts = Counts::new();
-        let mut buf = vec![0u8; PAGE];
-        for pfn in &pfns {
-            let state = match devmem.read_exact_at(&mut buf, pfn * PAGE as u64) {
-                Ok(()) => "present".into(),
-                Err(e) => errno::of(&e),
-            };
-            *counts.entry(state).or_default() += 1;
-        }
-        Ok(counts)
+        Ok(phys.presence_counts(pfns.iter().copied()))
     };
     obs.before = read_all()?;
 
     let punched = (n / 2 * PAGE) as u64;
     fail.set_times(MANY)?;
     arm.set(true)?;
-    let punch = gmem.fallocate(
-        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-        0,
-        punched,
-    );
+    let punch = gmem.punch_hole(0, punched);
     arm.set(false)?;
     obs.punch_hole = Some(errno::outcome(&punch));
     obs.punch_hole_failed_allocations = Some(MANY - fail.times()?);
@@ -588,35 +568,29 @@ impl Probe for Args {
         };
         obs.fail_page_alloc = "ok".into();
         let arm = MakeItFail::open()?;
-        let devmem = File::open("/dev/mem").context(|| "opening /dev/mem".into())?;
-        let pagemap = Pagemap::open().context(|| "opening /proc/self/pagemap".into())?;
+        let phys = PhysMem::open()?;
         let kmsg = Kmsg::open()?;
         cpu::pin_here().context(|| "pinning to the current CPU".into())?;
 
         let vm = create_vm(self.vm_type)?;
-        let len = self.pages * PAGE;
-        let (created, gmem) = create_gmem(&vm, &self.flags, self.if_unsupported, self.pages)?;
-        obs.gmem = Some(created);
-        let Some(gmem) = gmem else {
+        let (mapped, gmem_map) = create_mapped_gmem_with(
+            &vm,
+            &self.flags,
+            self.if_unsupported,
+            self.pages,
+            map_windows,
+        )?;
+        obs.mapped = Some(mapped);
+        let Some((gmem, map)) = gmem_map else {
             return Ok(obs);
         };
-        let map = Mapping::map_aligned(
-            Some(gmem.raw_fd()),
-            len,
-            WINDOW * PAGE,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-        );
-        let Some(map) = errno::record(&mut obs.mmap, map) else {
-            return Ok(obs);
-        };
-        let allocate = gmem.fallocate(libc::FALLOC_FL_KEEP_SIZE, 0, len as u64);
+        let allocate = gmem.fallocate(libc::FALLOC_FL_KEEP_SIZE, 0, (self.pages * PAGE) as u64);
         if errno::record(&mut obs.allocate, allocate).is_none() {
             return Ok(obs);
         }
         let prefault = (0..self.pages)
             .step_by(WINDOW)
-            .try_for_each(|page| map.copy_in(page * PAGE, &pattern_page(page)));
+            .try_for_each(|page| write_pattern_page(&map, page));
         if errno::record(&mut obs.prefault, prefault).is_none() {
             return Ok(obs);
         }
@@ -626,35 +600,18 @@ impl Probe for Args {
             arm: &arm,
             kmsg,
             verbose: self.verbose,
-            devmem,
-            pagemap,
+            phys,
             map,
         };
         let mut candidates = (0..self.pages).filter(|p| !p.is_multiple_of(WINDOW));
-        let mut uaccess = FaultPhase::default();
-        let mut uaccess_page = None;
-        for page in candidates.by_ref() {
-            if let Some(phase) = bench.try_uaccess(page)? {
-                uaccess = phase;
-                uaccess_page = Some(page);
-                break;
-            }
-        }
-        let mut user = FaultPhase::default();
-        let mut user_page = None;
-        for page in candidates.by_ref() {
-            if let Some(phase) = bench.try_user_store(page)? {
-                user = phase;
-                user_page = Some(page);
-                break;
-            }
-        }
+        let mut uaccess = first_injected(&mut candidates, |page| bench.try_uaccess(page))?;
+        let mut user = first_injected(&mut candidates, |page| bench.try_user_store(page))?;
         fail.set_times(0)?;
-        if let Some(page) = uaccess_page {
-            let retry = bench.map.copy_in(page * PAGE, &pattern_page(page));
-            uaccess.retry = Some(errno::outcome(&retry));
+        if let Some((page, phase)) = &mut uaccess {
+            let retry = write_pattern_page(&bench.map, *page);
+            phase.retry = Some(errno::outcome(&retry));
         }
-        if let Some(page) = user_page {
+        if let Some((page, _)) = &user {
             // Maps the page in the probe too, for its PFN.
             bench
                 .map
@@ -662,23 +619,17 @@ impl Probe for Args {
                 .context(|| "reading the user-faulted page".into())?;
         }
         cpu::switch_to_another_process().context(|| "forcing a context switch".into())?;
-        for (page, phase) in [(uaccess_page, &mut uaccess), (user_page, &mut user)] {
-            if let Some(page) = page {
-                phase.direct_map_after = Some(bench.devmem_state(page)?);
-            }
+        for (page, phase) in uaccess.iter_mut().chain(user.iter_mut()) {
+            phase.direct_map_after = Some(bench.devmem_state(*page)?);
         }
-        obs.uaccess_fault = Some(uaccess);
-        obs.user_fault = Some(user);
+        // A phase where no fault consumed the failure reads `injected: false`.
+        obs.uaccess_fault = Some(uaccess.map(|(_, phase)| phase).unwrap_or_default());
+        obs.user_fault = Some(user.map(|(_, phase)| phase).unwrap_or_default());
 
-        let Bench {
-            devmem,
-            pagemap,
-            map,
-            ..
-        } = bench;
+        let Bench { phys, map, .. } = bench;
         drop(map);
         drop(gmem);
-        obs.restore = Some(restore_phase(&vm, &self, &fail, &arm, &devmem, &pagemap)?);
+        obs.restore = Some(restore_phase(&vm, &self, &fail, &arm, &phys)?);
         drop(vm);
         Ok(obs)
     }

@@ -34,16 +34,16 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::{create_gmem, create_vm, pattern_page, GmemCreate, Probe, PAGE};
+use super::{create_mapped_gmem, create_vm, pattern, GmemMapped, Probe, PAGE};
 use crate::errno;
 use crate::flags::{GmemFlag, IfUnsupported, VmType};
-use crate::mapping::Mapping;
+use crate::mapping::{pipe, Mapping};
 use crate::{cpu, Context, Result};
 
 /// A way the kernel reads user memory with GUP.
@@ -102,9 +102,7 @@ impl Serialize for Ordered {
 #[derive(Debug, Default, Serialize)]
 pub struct Observation {
     #[serde(flatten)]
-    pub gmem: GmemCreate,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mmap: Option<String>,
+    pub mapped: GmemMapped,
     /// Writing the pattern through the mapping: "ok" or the first errno.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub write: Option<String>,
@@ -126,11 +124,6 @@ fn compare(got: &[u8], expected: &[u8]) -> String {
     } else {
         "mismatch".into()
     }
-}
-
-/// The pattern over `pages` pages.
-fn pattern(pages: usize) -> Vec<u8> {
-    (0..pages).flat_map(pattern_page).collect()
 }
 
 /// The result of a read(2)-like call that returns a count or -1.
@@ -173,13 +166,7 @@ fn read_process_vm_readv(map: &Mapping) -> io::Result<Vec<u8>> {
 /// vmsplice(2) each page of the mapping into a pipe and read it out.
 /// Errors say which of the two calls failed.
 fn read_vmsplice(map: &Mapping) -> std::result::Result<Vec<u8>, String> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
-        return Err(format!("pipe {}", errno::of(&io::Error::last_os_error())));
-    }
-    // SAFETY: pipe2 just returned two new descriptors that nothing else owns.
-    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (rd, wr) = pipe(libc::O_NONBLOCK).map_err(|e| format!("pipe {}", errno::of(&e)))?;
     let mut out = Vec::with_capacity(map.len());
     for page in 0..map.len() / PAGE {
         let iov = libc::iovec {
@@ -226,16 +213,13 @@ impl Probe for Args {
     fn run(self) -> Result<Observation> {
         cpu::pin_here().context(|| "pinning to the current CPU".into())?;
         let vm = create_vm(self.vm_type)?;
-        let len = self.pages * PAGE;
-        let (created, gmem) = create_gmem(&vm, &self.flags, self.if_unsupported, self.pages)?;
+        let (mapped, gmem_map) =
+            create_mapped_gmem(&vm, &self.flags, self.if_unsupported, self.pages)?;
         let mut obs = Observation {
-            gmem: created,
+            mapped,
             ..Default::default()
         };
-        let Some(gmem) = gmem else {
-            return Ok(obs);
-        };
-        let Some(map) = errno::record(&mut obs.mmap, gmem.map(len, libc::MAP_SHARED)) else {
+        let Some((gmem, map)) = gmem_map else {
             return Ok(obs);
         };
         let expected = pattern(self.pages);
@@ -243,7 +227,7 @@ impl Probe for Args {
             return Ok(obs);
         }
         cpu::switch_to_another_process().context(|| "forcing a context switch".into())?;
-        obs.user_mapping = Some(match map.copy_out(0, len) {
+        obs.user_mapping = Some(match map.copy_out(0, map.len()) {
             Ok(got) => compare(&got, &expected),
             Err(e) => errno::of(&e),
         });
@@ -266,6 +250,7 @@ impl Probe for Args {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probes::GmemCreate;
 
     #[test]
     fn compares_data() {
@@ -277,13 +262,15 @@ mod tests {
     #[test]
     fn paths_keep_the_order_tried() {
         let obs = Observation {
-            gmem: GmemCreate {
-                flags: crate::flags::mappable_no_direct_map(),
-                dropped_flags: vec![GmemFlag::NO_DIRECT_MAP],
-                pages: 1,
-                create: "ok".into(),
+            mapped: GmemMapped {
+                gmem: GmemCreate {
+                    flags: crate::flags::mappable_no_direct_map(),
+                    dropped_flags: vec![GmemFlag::NO_DIRECT_MAP],
+                    pages: 1,
+                    create: "ok".into(),
+                },
+                mmap: Some("ok".into()),
             },
-            mmap: Some("ok".into()),
             write: Some("ok".into()),
             user_mapping: Some("data".into()),
             paths: Some(Ordered(vec![

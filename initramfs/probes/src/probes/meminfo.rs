@@ -4,9 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Probe;
-use crate::meminfo::DirectMap;
-use crate::{Context, Result};
+use super::{read_direct_map, Probe};
+use crate::Result;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,7 +22,7 @@ impl Probe for Args {
     type Output = Observation;
 
     fn run(self) -> Result<Observation> {
-        let dm = DirectMap::read().context(|| "reading /proc/meminfo".into())?;
+        let dm = read_direct_map()?;
         Ok(Observation {
             direct_map_4k: dm.k4.is_some(),
             direct_map_2m: dm.m2.is_some(),

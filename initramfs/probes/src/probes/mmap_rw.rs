@@ -17,9 +17,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::pages::{read_pattern_page, write_pattern_page, PageRead};
 use super::{create_gmem, create_vm, pattern_page, GmemCreate, Probe, PAGE};
 use crate::errno;
 use crate::flags::{GmemFlag, IfUnsupported, VmType};
+use crate::mapping::Mapping;
 use crate::Result;
 
 fn default_pages() -> usize {
@@ -105,7 +107,7 @@ impl Probe for Args {
 
         let mut written = 0;
         for page in 0..self.pages {
-            if let Err(e) = map.copy_in(page * PAGE, &pattern_page(page)) {
+            if let Err(e) = write_pattern_page(&map, page) {
                 obs.write_error = Some(errno::of(&e));
                 break;
             }
@@ -116,11 +118,15 @@ impl Probe for Args {
             return Ok(obs);
         }
 
-        let count_mismatches = |m: &crate::mapping::Mapping| -> std::io::Result<usize> {
+        // The pages that read back as something else, or the first read's
+        // errno.
+        let count_mismatches = |m: &Mapping| -> std::result::Result<usize, String> {
             let mut bad = 0;
             for page in 0..written {
-                if m.copy_out(page * PAGE, PAGE)? != pattern_page(page) {
-                    bad += 1;
+                match read_pattern_page(m, page) {
+                    PageRead::Data => {}
+                    PageRead::Mismatch => bad += 1,
+                    PageRead::Errno(e) => return Err(e),
                 }
             }
             Ok(bad)
@@ -128,7 +134,7 @@ impl Probe for Args {
         match count_mismatches(&map) {
             Ok(n) => obs.mismatches = Some(n),
             Err(e) => {
-                obs.read_error = Some(errno::of(&e));
+                obs.read_error = Some(e);
                 return Ok(obs);
             }
         }
@@ -137,17 +143,13 @@ impl Probe for Args {
                 obs.second_mmap = Some("ok".into());
                 match count_mismatches(&second) {
                     Ok(n) => obs.second_mismatches = Some(n),
-                    Err(e) => obs.read_error = Some(errno::of(&e)),
+                    Err(e) => obs.read_error = Some(e),
                 }
             }
             Err(e) => obs.second_mmap = Some(errno::of(&e)),
         }
 
-        let punch = gmem.fallocate(
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            0,
-            PAGE as u64,
-        );
+        let punch = gmem.punch_hole(0, PAGE as u64);
         obs.punch_first_page = Some(errno::outcome(&punch));
         obs.first_page_after_punch = Some(match map.copy_out(0, PAGE) {
             Ok(bytes) if bytes.iter().all(|b| *b == 0) => "zero".into(),

@@ -1,6 +1,8 @@
 //! The probes, one module each. Each takes its own argument struct (parsed
 //! with `deny_unknown_fields`, so a typo in a case is an error naming the
-//! field) and returns its own observation struct.
+//! field) and returns its own observation struct. What several probes do
+//! alike lives once: here (the VM, the guest_memfd and its mapping, the
+//! pattern) and in [`pages`] (writing, finding and reading back its pages).
 //!
 //! The argument structs repeat the fields they share (`vm_type`, `flags`)
 //! instead of flattening a common struct: serde's `flatten` does not go with
@@ -15,16 +17,22 @@ pub mod fault_inject;
 pub mod gup_read;
 pub mod meminfo;
 pub mod mmap_rw;
+pub mod pages;
 pub mod selftest;
 pub mod stale_tlb;
 pub mod sweep;
 pub mod vcpu_run;
+
+use std::collections::BTreeMap;
+use std::io;
 
 use serde::Serialize;
 
 use crate::errno;
 use crate::flags::{gmem_mask, split_supported, GmemFlag, IfUnsupported, VmType};
 use crate::kvm::{sys, GuestMemfd, Kvm, Vm};
+use crate::mapping::Mapping;
+use crate::meminfo::DirectMap;
 use crate::{Context, Result};
 
 /// A probe: its arguments, run, give its observation.
@@ -107,6 +115,71 @@ pub fn create_gmem(
     Ok((create, gmem))
 }
 
+/// How the observation of a mapped guest_memfd starts: [`GmemCreate`], then
+/// "ok" or the errno of mapping the whole file (absent when KVM refused the
+/// guest_memfd). Probes flatten it first into their own observation, as they
+/// would [`GmemCreate`], so these stay its first fields.
+#[derive(Debug, Default, Serialize)]
+pub struct GmemMapped {
+    #[serde(flatten)]
+    pub gmem: GmemCreate,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mmap: Option<String>,
+}
+
+/// Creates a guest_memfd of `pages` pages as [`create_gmem`] does and maps
+/// the whole of it read-write with MAP_SHARED, the mapping the probes write
+/// their pattern through: the start of the observation, and the fd and its
+/// mapping unless KVM refused either (a refusal is an observation, not a
+/// failure). They come back as two values so that each probe drops them in
+/// the order it chooses.
+pub fn create_mapped_gmem(
+    vm: &Vm,
+    flags: &[GmemFlag],
+    if_unsupported: IfUnsupported,
+    pages: usize,
+) -> Result<(GmemMapped, Option<(GuestMemfd, Mapping)>)> {
+    create_mapped_gmem_with(vm, flags, if_unsupported, pages, |gmem, len| {
+        gmem.map(len, libc::MAP_SHARED)
+    })
+}
+
+/// [`create_mapped_gmem`] with a mapping of the probe's own: `map` maps the
+/// `len` bytes of the guest_memfd.
+pub fn create_mapped_gmem_with(
+    vm: &Vm,
+    flags: &[GmemFlag],
+    if_unsupported: IfUnsupported,
+    pages: usize,
+    map: impl FnOnce(&GuestMemfd, usize) -> io::Result<Mapping>,
+) -> Result<(GmemMapped, Option<(GuestMemfd, Mapping)>)> {
+    let (created, gmem) = create_gmem(vm, flags, if_unsupported, pages)?;
+    let mut start = GmemMapped {
+        gmem: created,
+        mmap: None,
+    };
+    let Some(gmem) = gmem else {
+        return Ok((start, None));
+    };
+    let mapping = errno::record(&mut start.mmap, map(&gmem, pages * PAGE));
+    Ok((start, mapping.map(|m| (gmem, m))))
+}
+
+/// The DirectMap lines of /proc/meminfo now; without /proc/meminfo the
+/// probes that watch them observe nothing (exit 1).
+pub fn read_direct_map() -> Result<DirectMap> {
+    DirectMap::read().context(|| "reading /proc/meminfo".into())
+}
+
+/// How many pages (or reads) ended in each state, by name: the stable form
+/// of per-page outcomes, as which page is in which state is not meaningful.
+pub type Counts = BTreeMap<String, usize>;
+
+/// Counts one more in `state`.
+pub fn count(counts: &mut Counts, state: impl Into<String>) {
+    *counts.entry(state.into()).or_default() += 1;
+}
+
 /// The page size the probes lay memory out with.
 pub const PAGE: usize = 4096;
 
@@ -121,6 +194,11 @@ pub fn pattern_page(page: usize) -> Vec<u8> {
     (0..PAGE).map(|o| pattern_byte(page, o)).collect()
 }
 
+/// The pattern over pages `0..pages`, as one buffer.
+pub fn pattern(pages: usize) -> Vec<u8> {
+    (0..pages).flat_map(pattern_page).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +207,32 @@ mod tests {
     fn pattern_pages_differ_and_are_not_zero() {
         assert_ne!(pattern_page(0), pattern_page(1));
         assert!(pattern_page(3).iter().any(|b| *b != 0));
+        assert_eq!(pattern(2)[PAGE..], pattern_page(1));
+    }
+
+    /// The start of a mapped guest_memfd's observation reads as
+    /// [`GmemCreate`] followed by `mmap`, and as [`GmemCreate`] alone when
+    /// no mmap was tried.
+    #[test]
+    fn gmem_mapped_flattens_to_create_then_mmap() {
+        let mut start = GmemMapped {
+            gmem: GmemCreate {
+                flags: vec![GmemFlag::MMAP],
+                dropped_flags: vec![],
+                pages: 2,
+                create: "EINVAL".into(),
+            },
+            mmap: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&start).unwrap(),
+            r#"{"flags":["MMAP"],"pages":2,"create":"EINVAL"}"#
+        );
+        start.gmem.create = "ok".into();
+        start.mmap = Some("ENODEV".into());
+        assert_eq!(
+            serde_json::to_string(&start).unwrap(),
+            r#"{"flags":["MMAP"],"pages":2,"create":"ok","mmap":"ENODEV"}"#
+        );
     }
 }

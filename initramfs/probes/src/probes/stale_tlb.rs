@@ -45,17 +45,14 @@
 //!
 //! The per-class counts go to stderr (the console), for a human only.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::{create_gmem, create_vm, pattern_page, GmemCreate, Probe, PAGE};
+use super::pages::{read_pattern_page, write_pattern_page, PageRead, PhysMem};
+use super::{count, create_mapped_gmem, create_vm, read_direct_map, Counts, GmemMapped, Probe};
 use crate::errno;
 use crate::flags::{GmemFlag, IfUnsupported, VmType};
-use crate::meminfo::DirectMap;
-use crate::pagemap::Pagemap;
 use crate::{cpu, Context, Failure, Result};
 
 fn default_pages() -> usize {
@@ -76,61 +73,29 @@ pub struct Args {
     pub pages: usize,
 }
 
-/// What one /dev/mem read of a page gave.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Read {
-    /// The page's pattern.
-    Data,
-    Mismatch,
-    /// The read's errno (EFAULT: not in the direct map).
-    Errno(String),
-}
-
-impl Read {
-    fn of(result: std::io::Result<Vec<u8>>, page: usize) -> Read {
-        match result {
-            Ok(bytes) if bytes == pattern_page(page) => Read::Data,
-            Ok(_) => Read::Mismatch,
-            Err(e) => Read::Errno(errno::of(&e)),
-        }
-    }
-
-    fn is_absent(&self) -> bool {
-        matches!(self, Read::Errno(e) if e == "EFAULT")
-    }
-
-    fn name(&self) -> String {
-        match self {
-            Read::Data => "data".into(),
-            Read::Mismatch => "mismatch".into(),
-            Read::Errno(e) => e.clone(),
-        }
-    }
-}
-
 /// One page right after its fault: did the fault split a large direct-map
 /// page, and what did /dev/mem read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Immediate {
     pub split: bool,
-    pub read: Read,
+    pub read: PageRead,
 }
 
 /// The outcomes other than the pattern and EFAULT, by name, sorted.
-fn others<'a>(reads: impl Iterator<Item = &'a Read>) -> Vec<String> {
+fn others<'a>(reads: impl Iterator<Item = &'a PageRead>) -> Vec<String> {
     reads
-        .filter(|r| **r != Read::Data && !r.is_absent())
-        .map(Read::name)
+        .filter(|r| **r != PageRead::Data && !r.is_absent())
+        .map(PageRead::name)
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect()
 }
 
 /// "3 data, 29 EFAULT": how many reads gave what.
-fn tally<'a>(reads: impl Iterator<Item = &'a Read>) -> String {
-    let mut counts = BTreeMap::new();
+fn tally<'a>(reads: impl Iterator<Item = &'a PageRead>) -> String {
+    let mut counts = Counts::new();
     for r in reads {
-        *counts.entry(r.name()).or_insert(0usize) += 1;
+        count(&mut counts, r.name());
     }
     if counts.is_empty() {
         return "none".into();
@@ -142,9 +107,7 @@ fn tally<'a>(reads: impl Iterator<Item = &'a Read>) -> String {
 #[derive(Debug, Default, Serialize)]
 pub struct Observation {
     #[serde(flatten)]
-    pub gmem: GmemCreate,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mmap: Option<String>,
+    pub mapped: GmemMapped,
     /// Writing the pattern through the mapping: "ok" or the first errno.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub write: Option<String>,
@@ -164,20 +127,21 @@ pub struct Observation {
 
 impl Observation {
     /// Fills the summary fields from each page's reads.
-    fn summarize(&mut self, immediately: &[Immediate], after_flush: &[Read]) {
+    fn summarize(&mut self, immediately: &[Immediate], after_flush: &[PageRead]) {
         let any = |f: &dyn Fn(&Immediate) -> bool| Some(immediately.iter().any(f));
-        self.readable_immediately = any(&|i| i.read == Read::Data);
-        self.readable_after_split = any(&|i| i.split && i.read == Read::Data);
+        self.readable_immediately = any(&|i| i.read == PageRead::Data);
+        self.readable_after_split = any(&|i| i.split && i.read == PageRead::Data);
         self.other_immediately = others(immediately.iter().map(|i| &i.read));
-        self.readable_after_flush = Some(after_flush.iter().filter(|r| **r == Read::Data).count());
+        self.readable_after_flush =
+            Some(after_flush.iter().filter(|r| **r == PageRead::Data).count());
         self.other_after_flush = others(after_flush.iter());
     }
 }
 
 /// The per-class counts, for the console.
-fn describe(immediately: &[Immediate], after_flush: &[Read]) -> String {
+fn describe(immediately: &[Immediate], after_flush: &[PageRead]) -> String {
     let class = |split: bool| {
-        let reads: Vec<&Read> = immediately
+        let reads: Vec<&PageRead> = immediately
             .iter()
             .filter(|i| i.split == split)
             .map(|i| &i.read)
@@ -192,17 +156,9 @@ fn describe(immediately: &[Immediate], after_flush: &[Read]) -> String {
     )
 }
 
-/// Reads one page of physical memory through /dev/mem.
-fn devmem_page(devmem: &File, pfn: u64) -> std::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; PAGE];
-    devmem.read_exact_at(&mut buf, pfn * PAGE as u64)?;
-    Ok(buf)
-}
-
 /// DirectMap4k in kB: grows by 2048 with each 2M direct-map page split.
 fn direct_map_4k() -> Result<u64> {
-    DirectMap::read()
-        .context(|| "reading /proc/meminfo".into())?
+    read_direct_map()?
         .k4
         .ok_or_else(|| Failure::Work("no DirectMap4k in /proc/meminfo".into()))
 }
@@ -211,20 +167,16 @@ impl Probe for Args {
     type Output = Observation;
 
     fn run(self) -> Result<Observation> {
-        let devmem = File::open("/dev/mem").context(|| "opening /dev/mem".into())?;
-        let pagemap = Pagemap::open().context(|| "opening /proc/self/pagemap".into())?;
+        let phys = PhysMem::open()?;
         cpu::pin_here().context(|| "pinning to the current CPU".into())?;
         let vm = create_vm(self.vm_type)?;
-        let (created, gmem) = create_gmem(&vm, &self.flags, self.if_unsupported, self.pages)?;
+        let (mapped, gmem_map) =
+            create_mapped_gmem(&vm, &self.flags, self.if_unsupported, self.pages)?;
         let mut obs = Observation {
-            gmem: created,
+            mapped,
             ..Default::default()
         };
-        let Some(gmem) = gmem else {
-            return Ok(obs);
-        };
-        let map = gmem.map(self.pages * PAGE, libc::MAP_SHARED);
-        let Some(map) = errno::record(&mut obs.mmap, map) else {
+        let Some((gmem, map)) = gmem_map else {
             return Ok(obs);
         };
 
@@ -234,17 +186,14 @@ impl Probe for Args {
         for page in 0..self.pages {
             // The fault: clear through the direct map, then the zap; then,
             // with as little as possible in between, the read.
-            if let Err(e) = map.copy_in(page * PAGE, &pattern_page(page)) {
+            if let Err(e) = write_pattern_page(&map, page) {
                 obs.write = Some(errno::of(&e));
                 return Ok(obs);
             }
-            let entry = pagemap
-                .entry(map.addr() as usize + page * PAGE)
-                .context(|| "reading /proc/self/pagemap".into())?;
-            let pfn = entry.pfn.ok_or_else(|| {
+            let pfn = phys.pfn(&map, page)?.ok_or_else(|| {
                 Failure::Work(format!("no PFN in /proc/self/pagemap for page {page}"))
             })?;
-            let read = Read::of(devmem_page(&devmem, pfn), page);
+            let read = phys.read_pattern(pfn, page);
             let k4_after = direct_map_4k()?;
             immediately.push(Immediate {
                 split: k4_after > k4,
@@ -256,20 +205,17 @@ impl Probe for Args {
         obs.write = Some("ok".into());
 
         cpu::switch_to_another_process().context(|| "forcing a context switch".into())?;
-        let after_flush: Vec<Read> = pfns
+        let after_flush: Vec<PageRead> = pfns
             .iter()
             .enumerate()
-            .map(|(page, pfn)| Read::of(devmem_page(&devmem, *pfn), page))
+            .map(|(page, pfn)| phys.read_pattern(*pfn, page))
             .collect();
         // The counts vary from run to run (see above): for the console only.
         eprintln!("stale_tlb: {}", describe(&immediately, &after_flush));
         obs.summarize(&immediately, &after_flush);
         obs.user_mapping_matching = Some(
             (0..self.pages)
-                .filter(|page| {
-                    map.copy_out(page * PAGE, PAGE)
-                        .is_ok_and(|b| b == pattern_page(*page))
-                })
+                .filter(|page| read_pattern_page(&map, *page) == PageRead::Data)
                 .count(),
         );
         drop(map);
@@ -282,16 +228,17 @@ impl Probe for Args {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probes::GmemCreate;
 
-    fn efault() -> Read {
-        Read::Errno("EFAULT".into())
+    fn efault() -> PageRead {
+        PageRead::Errno("EFAULT".into())
     }
 
-    fn split(read: Read) -> Immediate {
+    fn split(read: PageRead) -> Immediate {
         Immediate { split: true, read }
     }
 
-    fn no_split(read: Read) -> Immediate {
+    fn no_split(read: PageRead) -> Immediate {
         Immediate { split: false, read }
     }
 
@@ -299,7 +246,11 @@ mod tests {
     #[test]
     fn noflush_pattern() {
         let mut obs = Observation::default();
-        let immediately = [split(efault()), no_split(Read::Data), no_split(Read::Data)];
+        let immediately = [
+            split(efault()),
+            no_split(PageRead::Data),
+            no_split(PageRead::Data),
+        ];
         obs.summarize(&immediately, &[efault(), efault(), efault()]);
         assert_eq!(obs.readable_immediately, Some(true));
         assert_eq!(obs.readable_after_split, Some(false));
@@ -328,11 +279,11 @@ mod tests {
         let mut obs = Observation::default();
         obs.summarize(
             &[
-                no_split(Read::Mismatch),
-                split(Read::Errno("EIO".into())),
-                no_split(Read::Mismatch),
+                no_split(PageRead::Mismatch),
+                split(PageRead::Errno("EIO".into())),
+                no_split(PageRead::Mismatch),
             ],
-            &[Read::Data, Read::Data, efault()],
+            &[PageRead::Data, PageRead::Data, efault()],
         );
         assert_eq!(obs.other_immediately, ["EIO", "mismatch"]);
         assert_eq!(obs.readable_after_flush, Some(2));
@@ -342,32 +293,26 @@ mod tests {
     #[test]
     fn observation_fields_keep_their_order() {
         let mut obs = Observation {
-            gmem: GmemCreate {
-                flags: crate::flags::mappable_no_direct_map(),
-                dropped_flags: vec![],
-                pages: 2,
-                create: "ok".into(),
+            mapped: GmemMapped {
+                gmem: GmemCreate {
+                    flags: crate::flags::mappable_no_direct_map(),
+                    dropped_flags: vec![],
+                    pages: 2,
+                    create: "ok".into(),
+                },
+                mmap: Some("ok".into()),
             },
-            mmap: Some("ok".into()),
             write: Some("ok".into()),
             user_mapping_matching: Some(2),
             ..Default::default()
         };
         obs.summarize(
-            &[split(efault()), no_split(Read::Data)],
+            &[split(efault()), no_split(PageRead::Data)],
             &[efault(), efault()],
         );
         assert_eq!(
             serde_json::to_string(&obs).unwrap(),
             r#"{"flags":["MMAP","INIT_SHARED","NO_DIRECT_MAP"],"pages":2,"create":"ok","mmap":"ok","write":"ok","readable_immediately":true,"readable_after_split":false,"readable_after_flush":0,"user_mapping_matching":2}"#
         );
-    }
-
-    #[test]
-    fn classifies_reads() {
-        assert_eq!(Read::of(Ok(pattern_page(3)), 3), Read::Data);
-        assert_eq!(Read::of(Ok(pattern_page(3)), 4), Read::Mismatch);
-        let efault = std::io::Error::from_raw_os_error(libc::EFAULT);
-        assert!(Read::of(Err(efault), 0).is_absent());
     }
 }

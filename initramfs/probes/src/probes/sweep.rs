@@ -24,7 +24,7 @@ use std::io::{Read, Seek, Write};
 
 use serde::{Deserialize, Serialize};
 
-use super::{pattern_page, Probe, PAGE};
+use super::{pattern, Probe, PAGE};
 use crate::errno;
 use crate::mapping::Mapping;
 use crate::meminfo;
@@ -108,7 +108,7 @@ fn sweep_tmpfs(mib: usize) -> std::io::Result<&'static str> {
         .create_new(true)
         .open(&path)?;
     let result = (|| {
-        let block: Vec<u8> = (0..MIB / PAGE).flat_map(pattern_page).collect();
+        let block = pattern(MIB / PAGE);
         for _ in 0..mib {
             file.write_all(&block)?;
         }
