@@ -73,12 +73,28 @@ pub struct VmConfig {
     pub deadline: Duration,
     /// The result port's socket (created by us, QEMU connects to it).
     pub result_socket: PathBuf,
+    /// QEMU's human monitor (QEMU listens; we connect to ask for backtraces).
+    pub monitor_socket: PathBuf,
+    /// A guest that prints nothing on either port for this long is taken for
+    /// hung: it is sent an NMI for backtraces, then stopped.
+    pub silence: Option<Duration>,
 }
 
+/// The console line the runner adds when it sends the NMI.
+pub const NMI_NOTE: &str = "gmemtest: no output for";
+
+/// How long a guest gets, after the NMI, to print its backtraces and reboot.
+pub const BACKTRACE_GRACE: Duration = Duration::from_secs(15);
+
 /// The kernel command line: console on ttyS0, reboot (so QEMU exits) on panic,
-/// our init from the initramfs.
+/// our init from the initramfs. An NMI the kernel did not expect (the one the
+/// runner sends a silent guest) panics it, printing every task and every CPU's
+/// backtrace first.
 pub fn kernel_cmdline(extra: &str) -> String {
-    let mut c = String::from("console=ttyS0,115200 earlyprintk=serial,ttyS0 panic=-1 reboot=t rdinit=/init printk.time=1 nokaslr");
+    let mut c = String::from(
+        "console=ttyS0,115200 panic=-1 reboot=t rdinit=/init printk.time=1 \
+         unknown_nmi_panic panic_sys_info=tasks,all_bt",
+    );
     if !extra.trim().is_empty() {
         c.push(' ');
         c.push_str(extra.trim());
@@ -124,8 +140,9 @@ pub fn kernel_args(kernel: &Path, initramfs: &Path, cmdline: &str) -> Vec<String
     ]
 }
 
-/// ttyS0 = QEMU's stdout (the kernel log), ttyS1 = our result socket.
-pub fn serial_args(result_socket: &Path) -> Vec<String> {
+/// ttyS0 = QEMU's stdout (the kernel log), ttyS1 = our result socket, and
+/// the human monitor on a socket QEMU listens on.
+pub fn serial_args(result_socket: &Path, monitor_socket: &Path) -> Vec<String> {
     vec![
         "-chardev".into(),
         "stdio,id=console,signal=off".into(),
@@ -136,7 +153,7 @@ pub fn serial_args(result_socket: &Path) -> Vec<String> {
         "-serial".into(),
         "chardev:results".into(),
         "-monitor".into(),
-        "none".into(),
+        format!("unix:{},server=on,wait=off", monitor_socket.display()),
     ]
 }
 
@@ -149,7 +166,7 @@ pub fn qemu_args(cfg: &VmConfig) -> Vec<String> {
         &cfg.initramfs,
         &kernel_cmdline(&cfg.extra_cmdline),
     ));
-    a.extend(serial_args(&cfg.result_socket));
+    a.extend(serial_args(&cfg.result_socket, &cfg.monitor_socket));
     a
 }
 
@@ -163,6 +180,9 @@ pub enum BootEnd {
     Exited { code: Option<i32> },
     /// Killed at the deadline.
     TimedOut { after: Duration },
+    /// Silent for this long, so sent an NMI for backtraces; then it ended
+    /// (its panic rebooted it) or was killed.
+    Hung { silent_for: Duration },
 }
 
 /// What came out of one boot.
@@ -192,6 +212,21 @@ pub fn shell_line(args: &[String]) -> String {
         }))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Asks a silent guest for backtraces: an NMI through QEMU's monitor (which
+/// the kernel, booted with `unknown_nmi_panic`, answers by printing every
+/// task and CPU backtrace and panicking into a reboot).
+async fn send_nmi(monitor: &Path) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut m = tokio::net::UnixStream::connect(monitor)
+        .await
+        .with_context(|| format!("cannot connect to QEMU's monitor {}", monitor.display()))?;
+    m.write_all(b"nmi\n").await?;
+    m.flush().await?;
+    // Let QEMU read the command before the connection goes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(())
 }
 
 /// Boots and collects. `on_console` sees each console line as it arrives
@@ -227,48 +262,59 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
         s
     });
 
-    // The result stream: QEMU connects to us at start-up.
+    // The result stream: QEMU connects to us at start-up. Each line goes to
+    // the main loop, which also uses it as a sign of life.
+    let (line_tx, mut line_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let results_task = tokio::spawn(async move {
-        let mut records = Vec::new();
-        let mut bad = Vec::new();
         let Ok((stream, _)) = listener.accept().await else {
-            return (records, bad);
+            return;
         };
         let mut lines = BufReader::new(stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             let line = line.trim_matches(|c| c == '\r' || c == '\0' || c == ' ');
-            if line.is_empty() {
-                continue;
-            }
-            match Record::from_line(line) {
-                Ok(r) => records.push(r),
-                Err(_) => bad.push(line.to_string()),
+            if !line.is_empty() && line_tx.send(line.to_string()).is_err() {
+                return;
             }
         }
-        (records, bad)
     });
+    let mut records = Vec::new();
+    let mut bad_lines = Vec::new();
+    let mut take_line = |line: String| match Record::from_line(&line) {
+        Ok(r) => records.push(r),
+        Err(_) => bad_lines.push(line),
+    };
 
     let mut console = String::new();
-    let mut lines = BufReader::new(stdout);
+    let mut out = BufReader::new(stdout);
     let mut buf = Vec::new();
-    let deadline = tokio::time::sleep(cfg.deadline);
-    tokio::pin!(deadline);
+    let mut deadline = tokio::time::Instant::now() + cfg.deadline;
+    let mut last_sign_of_life = tokio::time::Instant::now();
+    let mut nmi_sent: Option<Duration> = None;
+    let mut results_open = true;
     let end = loop {
+        let silence_at = match (cfg.silence, nmi_sent) {
+            (Some(s), None) => last_sign_of_life + s,
+            _ => deadline + Duration::from_secs(3600),
+        };
         buf.clear();
         tokio::select! {
-            n = lines.read_until(b'\n', &mut buf) => {
+            n = out.read_until(b'\n', &mut buf) => {
                 match n {
                     Ok(0) | Err(_) => {
                         let status = tokio::select! {
                             s = child.wait() => s?,
-                            _ = &mut deadline => {
+                            _ = tokio::time::sleep_until(deadline) => {
                                 let _ = child.kill().await;
                                 break BootEnd::TimedOut { after: started.elapsed() };
                             }
                         };
-                        break BootEnd::Exited { code: status.code() };
+                        break match nmi_sent {
+                            Some(silent_for) => BootEnd::Hung { silent_for },
+                            None => BootEnd::Exited { code: status.code() },
+                        };
                     }
                     Ok(_) => {
+                        last_sign_of_life = tokio::time::Instant::now();
                         let line = String::from_utf8_lossy(&buf);
                         let line = line.trim_end_matches(['\n', '\r']);
                         on_console(line);
@@ -277,24 +323,52 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
                     }
                 }
             }
-            _ = &mut deadline => {
+            line = line_rx.recv(), if results_open => {
+                match line {
+                    Some(l) => {
+                        last_sign_of_life = tokio::time::Instant::now();
+                        take_line(l);
+                    }
+                    None => results_open = false,
+                }
+            }
+            _ = tokio::time::sleep_until(silence_at) => {
+                let silent_for = cfg.silence.unwrap_or_default();
+                let note = format!("{NMI_NOTE} {silent_for:.0?}: sending an NMI for backtraces");
+                on_console(&note);
+                console.push_str(&note);
+                console.push('\n');
+                if let Err(e) = send_nmi(&cfg.monitor_socket).await {
+                    let note = format!("gmemtest: {e:#}");
+                    on_console(&note);
+                    console.push_str(&note);
+                    console.push('\n');
+                }
+                nmi_sent = Some(silent_for);
+                deadline = deadline.min(tokio::time::Instant::now() + BACKTRACE_GRACE);
+            }
+            _ = tokio::time::sleep_until(deadline) => {
                 let _ = child.kill().await;
                 // Keep what the console still had buffered.
                 let mut rest = Vec::new();
-                let _ = tokio::time::timeout(Duration::from_millis(200), lines.read_to_end(&mut rest)).await;
+                let _ = tokio::time::timeout(Duration::from_millis(200), out.read_to_end(&mut rest)).await;
                 console.push_str(&String::from_utf8_lossy(&rest));
-                break BootEnd::TimedOut { after: started.elapsed() };
+                break match nmi_sent {
+                    Some(silent_for) => BootEnd::Hung { silent_for },
+                    None => BootEnd::TimedOut { after: started.elapsed() },
+                };
             }
         }
     };
     let _ = child.wait().await;
     let qemu_stderr = stderr_task.await.unwrap_or_default();
-    let (records, bad_lines) =
-        match tokio::time::timeout(Duration::from_secs(2), results_task).await {
-            Ok(Ok(r)) => r,
-            _ => (Vec::new(), Vec::new()),
-        };
+    // The rest of the result stream, now that QEMU is gone.
+    let _ = tokio::time::timeout(Duration::from_secs(2), results_task).await;
+    while let Ok(l) = line_rx.try_recv() {
+        take_line(l);
+    }
     let _ = std::fs::remove_file(&cfg.result_socket);
+    let _ = std::fs::remove_file(&cfg.monitor_socket);
     if let BootEnd::Exited { code: Some(c) } = end {
         if c != 0 && console.is_empty() {
             bail!("{QEMU} failed to start (exit {c}):\n{}", qemu_stderr.trim());
@@ -324,6 +398,8 @@ mod tests {
             accel: Accel::Tcg,
             deadline: Duration::from_secs(10),
             result_socket: "/tmp/r.sock".into(),
+            monitor_socket: "/tmp/m.sock".into(),
+            silence: None,
         }
     }
 
@@ -354,21 +430,18 @@ mod tests {
         assert!(c.contains("console=ttyS0"));
         assert!(c.contains("panic=-1"));
         assert!(c.contains("rdinit=/init"));
+        // A silent guest's NMI gives backtraces and a reboot.
+        assert!(c.contains("unknown_nmi_panic") && c.contains("panic_sys_info=tasks,all_bt"));
         assert!(c.ends_with(" foo=1"));
     }
 
     #[test]
-    fn two_serial_ports_console_first() {
-        let a = serial_args(Path::new("/tmp/r.sock"));
-        let serials: Vec<&String> = a
-            .iter()
-            .skip_while(|x| *x != "-serial")
-            .step_by(1)
-            .collect();
+    fn two_serial_ports_console_first_and_a_monitor_socket() {
+        let a = serial_args(Path::new("/tmp/r.sock"), Path::new("/tmp/m.sock"));
         assert_eq!(a[3], "chardev:console");
         assert_eq!(a[7], "chardev:results");
         assert!(a[5].starts_with("socket,id=results,path=/tmp/r.sock"));
-        assert!(!serials.is_empty());
+        assert_eq!(a[8..], ["-monitor", "unix:/tmp/m.sock,server=on,wait=off"]);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! expect_crash: false           # true, or the kernels on which the case expects a crash:
 //!                               # expect_crash: [nodirectmap-rfc]
 //! keep_dmesg: ["kvm_amd: .*"]   # regexes: matching kernel log lines go in the outcome
+//! silence: 30                   # no output this long: hung, NMI for backtraces (default: longest step + 10; 0: off)
 //! steps:
 //!   - name: discover
 //!     probe: caps               # one of gmem_protocol::PROBES
@@ -30,6 +31,10 @@ use gmem_protocol::{Plan, PlanStep, PROBES, PROTOCOL_VERSION};
 /// Boot and power-off, on top of the steps' own timeouts, when a case does
 /// not set its `timeout`.
 const BOOT_ALLOWANCE_S: u64 = 30;
+
+/// A guest may be silent this much longer than its longest step before it
+/// is taken for hung, when a case does not set its `silence`.
+const SILENCE_MARGIN_S: u64 = 10;
 fn default_memory() -> u32 {
     1024
 }
@@ -57,6 +62,8 @@ struct CaseFile {
     expect_crash: Option<serde_yaml::Value>,
     #[serde(default)]
     keep_dmesg: Vec<String>,
+    #[serde(default)]
+    silence: Option<u64>,
     steps: Vec<StepFile>,
 }
 
@@ -88,6 +95,8 @@ pub struct Case {
     /// The kernels on which the case expects the kernel to crash (or hang).
     pub expect_crash_on: Vec<String>,
     pub keep_dmesg: Vec<Regex>,
+    /// No output for this long means a hung guest (0: never).
+    pub silence_s: u64,
     pub plan: Plan,
 }
 
@@ -237,6 +246,12 @@ impl Case {
             });
         }
         let timeout_s = raw.timeout.unwrap_or(total + BOOT_ALLOWANCE_S);
+        // A step is silent at most until init kills it at its timeout.
+        let longest = raw.steps.iter().map(|s| s.timeout).max().unwrap_or(0);
+        let silence_s = raw.silence.unwrap_or(longest + SILENCE_MARGIN_S);
+        if raw.silence.is_some_and(|s| s != 0 && s < 2) {
+            bail!("{f}: field `silence`: expected 0 (off) or at least 2 seconds");
+        }
         if total >= timeout_s {
             bail!(
                 "{f}: field `timeout`: {timeout_s} s leaves no time to boot: the steps' timeouts add up to {total} s"
@@ -258,6 +273,7 @@ impl Case {
             cmdline: raw.cmdline,
             expect_crash_on,
             keep_dmesg,
+            silence_s,
         })
     }
 }

@@ -24,6 +24,9 @@ pub enum End {
     KernelPanic,
     /// The VM was killed at the case's deadline.
     TimedOut,
+    /// The guest went silent and was sent an NMI for backtraces (kept in the
+    /// console log, not in the outcome).
+    Hang,
     /// The VM stopped before init finished the plan, without a panic.
     StoppedEarly,
     /// init never reported (no result stream).
@@ -129,10 +132,21 @@ pub fn build(case: &Case, kernel: &str, boot: &BootResult, crashes: &[Crash]) ->
     }
     let end = match (&boot.end, done) {
         (_, true) => End::Completed,
+        (BootEnd::Hung { .. }, _) => End::Hang,
         _ if crashes.iter().any(|c| c.kind == CrashKind::Panic) => End::KernelPanic,
         (BootEnd::TimedOut { .. }, _) => End::TimedOut,
         _ if !hello => End::NoInit,
         _ => End::StoppedEarly,
+    };
+    // What the kernel printed after the runner's NMI is the backtraces (and
+    // the panic) the runner asked for, not crashes of the case.
+    let induced_from = match boot.end {
+        BootEnd::Hung { .. } => boot
+            .console
+            .lines()
+            .position(|l| l.starts_with(crate::boot::NMI_NOTE))
+            .unwrap_or(usize::MAX),
+        _ => usize::MAX,
     };
     let dmesg = boot
         .console
@@ -147,6 +161,7 @@ pub fn build(case: &Case, kernel: &str, boot: &BootResult, crashes: &[Crash]) ->
         steps,
         crashes: crashes
             .iter()
+            .filter(|c| c.line_no < induced_from)
             .map(|c| CrashSummary {
                 kind: c.kind,
                 title: c.title.clone(),

@@ -215,6 +215,8 @@ pub async fn run_pair(
         accel: prepared.accel,
         deadline: Duration::from_secs(case.timeout_s),
         result_socket: sock_dir.path().join("results.sock"),
+        monitor_socket: sock_dir.path().join("monitor.sock"),
+        silence: (case.silence_s > 0).then(|| Duration::from_secs(case.silence_s)),
     };
     std::fs::write(
         dir.join("qemu.cmdline"),
@@ -266,11 +268,15 @@ fn judge(
     end: &BootEnd,
     snap: SnapshotStatus,
 ) -> (Verdict, Option<String>) {
-    let crashed = !o.crashes.is_empty() || matches!(o.end, End::KernelPanic | End::TimedOut);
+    let crashed =
+        !o.crashes.is_empty() || matches!(o.end, End::KernelPanic | End::TimedOut | End::Hang);
     if o.end == End::NoInit && o.crashes.is_empty() {
         let why = match end {
             BootEnd::TimedOut { after } => format!("init never reported; killed after {after:.0?}"),
             BootEnd::Exited { code } => format!("init never reported; QEMU exited ({code:?})"),
+            BootEnd::Hung { silent_for } => {
+                format!("init never reported; silent for {silent_for:.0?}")
+            }
         };
         return (Verdict::Error, Some(why));
     }

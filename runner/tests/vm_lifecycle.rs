@@ -33,23 +33,27 @@ fn stock_kernel(paths: &Paths) -> runner::kernel::BuiltKernel {
     runner::kernel::build(paths, &recipe).expect("kernel build")
 }
 
-fn image(paths: &Paths, dir: &std::path::Path) -> std::path::PathBuf {
+fn image(paths: &Paths, dir: &std::path::Path, step: PlanStep) -> std::path::PathBuf {
     let bins = runner::pack::build_guest_binaries(paths).expect("guest binaries");
     let base = runner::pack::base_image(&bins).expect("base image");
     let plan = Plan {
         protocol: PROTOCOL_VERSION,
         case: "lifecycle".into(),
-        steps: vec![PlanStep {
-            name: "caps".into(),
-            probe: "caps".into(),
-            args: serde_json::json!({}),
-            timeout_ms: 10_000,
-            cpu: None,
-        }],
+        steps: vec![step],
     };
     let p = dir.join("initramfs.cpio.gz");
     std::fs::write(&p, runner::pack::image(&base, &plan).unwrap()).unwrap();
     p
+}
+
+fn caps_step() -> PlanStep {
+    PlanStep {
+        name: "caps".into(),
+        probe: "caps".into(),
+        args: serde_json::json!({}),
+        timeout_ms: 10_000,
+        cpu: None,
+    }
 }
 
 /// A VM whose guest hangs: no init, and a kernel that waits forever after
@@ -59,13 +63,15 @@ fn hanging_vm(dir: &std::path::Path, deadline: Duration) -> VmConfig {
     let kernel = stock_kernel(&paths);
     VmConfig {
         kernel: kernel.bzimage.clone(),
-        initramfs: image(&paths, dir),
+        initramfs: image(&paths, dir, caps_step()),
         memory_mb: 512,
         cpus: 1,
         extra_cmdline: "rdinit=/no-such-init panic=0".into(),
         accel: Accel::detect().0,
         deadline,
         result_socket: dir.join("r.sock"),
+        monitor_socket: dir.join("m.sock"),
+        silence: None,
     }
 }
 
@@ -121,5 +127,56 @@ fn dropping_a_running_boot_kills_its_qemu() {
     panic!(
         "QEMU still running after its boot was dropped: {:?}",
         qemu_processes_with(&needle)
+    );
+}
+
+#[test]
+fn silent_guest_gets_an_nmi_and_leaves_backtraces() {
+    let paths = Paths::of_this_checkout().unwrap();
+    let kernel = stock_kernel(&paths);
+    let dir = tempfile::tempdir().unwrap();
+    // A probe that sleeps far longer than the silence allowed.
+    let sleeper = PlanStep {
+        name: "sleep".into(),
+        probe: "selftest".into(),
+        args: serde_json::json!({"sleep_ms": 100_000}),
+        timeout_ms: 110_000,
+        cpu: None,
+    };
+    let cfg = VmConfig {
+        kernel: kernel.bzimage.clone(),
+        initramfs: image(&paths, dir.path(), sleeper),
+        memory_mb: 512,
+        cpus: 2,
+        extra_cmdline: String::new(),
+        accel: Accel::detect().0,
+        deadline: Duration::from_secs(120),
+        result_socket: dir.path().join("r.sock"),
+        monitor_socket: dir.path().join("m.sock"),
+        silence: Some(Duration::from_secs(4)),
+    };
+    let needle = cfg.result_socket.display().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let res = rt.block_on(boot::boot(&cfg, |_| {})).expect("boot");
+    assert!(matches!(res.end, BootEnd::Hung { .. }), "{:?}", res.end);
+    assert!(
+        res.elapsed < Duration::from_secs(40),
+        "took {:?}",
+        res.elapsed
+    );
+    let c = &res.console;
+    assert!(c.contains(boot::NMI_NOTE), "{c}");
+    assert!(
+        c.contains("NMI: Not continuing"),
+        "the kernel did not take the NMI:\n{c}"
+    );
+    // panic_sys_info=tasks: the sleeping probe is in the task dump.
+    assert!(c.contains("gmem-probe"), "no task dump:\n{c}");
+    assert!(
+        qemu_processes_with(&needle).is_empty(),
+        "a QEMU outlived its run"
     );
 }
