@@ -78,6 +78,12 @@ pub struct VmConfig {
     /// A guest that prints nothing on either port for this long is taken for
     /// hung: it is sent an NMI for backtraces, then stopped.
     pub silence: Option<Duration>,
+    /// `Some(log)`: the console is the user's terminal (QEMU's stdin and
+    /// stdout), for `run --shell`; QEMU also writes it to `log`.
+    pub interactive: Option<PathBuf>,
+    /// Start QEMU's gdb stub on this local port, the CPU stopped until gdb
+    /// continues it.
+    pub gdb: Option<u16>,
 }
 
 /// The console line the runner adds when it sends the NMI.
@@ -140,12 +146,20 @@ pub fn kernel_args(kernel: &Path, initramfs: &Path, cmdline: &str) -> Vec<String
     ]
 }
 
-/// ttyS0 = QEMU's stdout (the kernel log), ttyS1 = our result socket, and
+/// ttyS0 = QEMU's stdio (the kernel log), ttyS1 = our result socket, and
 /// the human monitor on a socket QEMU listens on.
-pub fn serial_args(result_socket: &Path, monitor_socket: &Path) -> Vec<String> {
+pub fn serial_args(
+    result_socket: &Path,
+    monitor_socket: &Path,
+    console_log: Option<&Path>,
+) -> Vec<String> {
+    let console = match console_log {
+        Some(log) => format!("stdio,id=console,signal=off,logfile={}", log.display()),
+        None => "stdio,id=console,signal=off".into(),
+    };
     vec![
         "-chardev".into(),
-        "stdio,id=console,signal=off".into(),
+        console,
         "-serial".into(),
         "chardev:console".into(),
         "-chardev".into(),
@@ -166,8 +180,22 @@ pub fn qemu_args(cfg: &VmConfig) -> Vec<String> {
         &cfg.initramfs,
         &kernel_cmdline(&cfg.extra_cmdline),
     ));
-    a.extend(serial_args(&cfg.result_socket, &cfg.monitor_socket));
+    a.extend(serial_args(
+        &cfg.result_socket,
+        &cfg.monitor_socket,
+        cfg.interactive.as_deref(),
+    ));
+    a.extend(gdb_args(cfg.gdb));
     a
+}
+
+/// QEMU's gdb stub on a local port, the CPU held at reset until gdb says
+/// `continue`.
+pub fn gdb_args(port: Option<u16>) -> Vec<String> {
+    match port {
+        Some(p) => vec!["-gdb".into(), format!("tcp:127.0.0.1:{p}"), "-S".into()],
+        None => vec![],
+    }
 }
 
 /// The QEMU binary.
@@ -229,6 +257,17 @@ async fn send_nmi(monitor: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The next console line, or never when the console is the user's terminal.
+async fn read_console_line(
+    out: &mut Option<BufReader<tokio::process::ChildStdout>>,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    match out {
+        Some(o) => o.read_until(b'\n', buf).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Boots and collects. `on_console` sees each console line as it arrives
 /// (to stream it to a person).
 pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<BootResult> {
@@ -237,9 +276,18 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
         .with_context(|| format!("cannot listen on {}", cfg.result_socket.display()))?;
     let args = qemu_args(cfg);
     let mut cmd = Command::new(QEMU);
+    let interactive = cfg.interactive.is_some();
     cmd.args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdin(if interactive {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .stdout(if interactive {
+            Stdio::inherit()
+        } else {
+            Stdio::piped()
+        })
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the
@@ -254,7 +302,7 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot start {QEMU} (run `cargo xtask setup`)"))?;
-    let stdout = child.stdout.take().expect("piped");
+    let mut out = child.stdout.take().map(BufReader::new);
     let mut stderr = child.stderr.take().expect("piped");
     let stderr_task = tokio::spawn(async move {
         let mut s = String::new();
@@ -285,7 +333,6 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
     };
 
     let mut console = String::new();
-    let mut out = BufReader::new(stdout);
     let mut buf = Vec::new();
     let mut deadline = tokio::time::Instant::now() + cfg.deadline;
     let mut last_sign_of_life = tokio::time::Instant::now();
@@ -298,7 +345,12 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
         };
         buf.clear();
         tokio::select! {
-            n = out.read_until(b'\n', &mut buf) => {
+            status = child.wait(), if out.is_none() => {
+                // Interactive: the console is the user's; QEMU logged it.
+                let status = status?;
+                break BootEnd::Exited { code: status.code() };
+            }
+            n = read_console_line(&mut out, &mut buf) => {
                 match n {
                     Ok(0) | Err(_) => {
                         let status = tokio::select! {
@@ -350,9 +402,11 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
             _ = tokio::time::sleep_until(deadline) => {
                 let _ = child.kill().await;
                 // Keep what the console still had buffered.
-                let mut rest = Vec::new();
-                let _ = tokio::time::timeout(Duration::from_millis(200), out.read_to_end(&mut rest)).await;
-                console.push_str(&String::from_utf8_lossy(&rest));
+                if let Some(out) = out.as_mut() {
+                    let mut rest = Vec::new();
+                    let _ = tokio::time::timeout(Duration::from_millis(200), out.read_to_end(&mut rest)).await;
+                    console.push_str(&String::from_utf8_lossy(&rest));
+                }
                 break match nmi_sent {
                     Some(silent_for) => BootEnd::Hung { silent_for },
                     None => BootEnd::TimedOut { after: started.elapsed() },
@@ -366,6 +420,11 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
     let _ = tokio::time::timeout(Duration::from_secs(2), results_task).await;
     while let Ok(l) = line_rx.try_recv() {
         take_line(l);
+    }
+    if let Some(log) = &cfg.interactive {
+        console = std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .replace('\r', "");
     }
     let _ = std::fs::remove_file(&cfg.result_socket);
     let _ = std::fs::remove_file(&cfg.monitor_socket);
@@ -400,6 +459,8 @@ mod tests {
             result_socket: "/tmp/r.sock".into(),
             monitor_socket: "/tmp/m.sock".into(),
             silence: None,
+            interactive: None,
+            gdb: None,
         }
     }
 
@@ -414,6 +475,21 @@ mod tests {
             s.contains("-kernel /k/bzImage -initrd /i/initramfs.cpio.gz"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn gdb_stub_holds_the_cpu_and_interactive_console_is_logged() {
+        assert_eq!(
+            gdb_args(Some(1234)),
+            vec!["-gdb", "tcp:127.0.0.1:1234", "-S"]
+        );
+        assert!(gdb_args(None).is_empty());
+        let a = serial_args(
+            Path::new("/r"),
+            Path::new("/m"),
+            Some(Path::new("/l/console.log")),
+        );
+        assert_eq!(a[1], "stdio,id=console,signal=off,logfile=/l/console.log");
     }
 
     #[test]
@@ -437,7 +513,7 @@ mod tests {
 
     #[test]
     fn two_serial_ports_console_first_and_a_monitor_socket() {
-        let a = serial_args(Path::new("/tmp/r.sock"), Path::new("/tmp/m.sock"));
+        let a = serial_args(Path::new("/tmp/r.sock"), Path::new("/tmp/m.sock"), None);
         assert_eq!(a[3], "chardev:console");
         assert_eq!(a[7], "chardev:results");
         assert!(a[5].starts_with("socket,id=results,path=/tmp/r.sock"));

@@ -262,6 +262,7 @@ impl Case {
                 protocol: PROTOCOL_VERSION,
                 case: name.clone(),
                 steps,
+                shell: false,
             },
             name,
             file: file.to_path_buf(),

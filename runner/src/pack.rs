@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::paths::Paths;
-use gmem_protocol::{Plan, PLAN_PATH, PROBE_BIN};
+use gmem_protocol::{Plan, PLAN_PATH, PROBE_BIN, SHELL_BIN};
 
 /// The guest binaries, statically linked for the guest.
 #[derive(Debug, Clone)]
@@ -166,22 +166,44 @@ pub fn base_image(bins: &GuestBinaries) -> Result<Vec<u8>> {
     gzip(&entries, 1)
 }
 
-/// The image for one plan: the base followed by a member holding the plan.
+/// The image for one plan: the base followed by a member holding the plan
+/// (and, for a plan that ends in a shell, the shell).
 pub fn image(base: &[u8], plan: &Plan) -> Result<Vec<u8>> {
     let plan_json = serde_json::to_vec_pretty(plan)?;
-    let tail = gzip(
-        &[Entry::File {
-            path: PLAN_PATH.trim_start_matches('/').into(),
-            mode: 0o644,
-            data: plan_json,
-        }],
-        6,
-    )?;
+    let mut entries = vec![Entry::File {
+        path: PLAN_PATH.trim_start_matches('/').into(),
+        mode: 0o644,
+        data: plan_json,
+    }];
+    if plan.shell {
+        let data = std::fs::read(HOST_SHELL).with_context(|| {
+            format!("cannot read {HOST_SHELL} for --shell (run `cargo xtask setup`)")
+        })?;
+        let path = SHELL_BIN.trim_start_matches('/');
+        let dir = Path::new(path)
+            .parent()
+            .and_then(|d| d.to_str())
+            .unwrap_or("bin");
+        entries.push(Entry::Dir {
+            path: dir.into(),
+            mode: 0o755,
+        });
+        entries.push(Entry::File {
+            path: path.into(),
+            mode: 0o755,
+            data,
+        });
+    }
+    let tail = gzip(&entries, 6)?;
     let mut img = Vec::with_capacity(base.len() + tail.len());
     img.extend_from_slice(base);
     img.extend_from_slice(&tail);
     Ok(img)
 }
+
+/// The statically linked busybox of the host's busybox-static package,
+/// packed for `--shell`.
+pub const HOST_SHELL: &str = "/bin/busybox";
 
 #[cfg(test)]
 mod tests {
@@ -273,6 +295,7 @@ mod tests {
             protocol: 1,
             case: "c".into(),
             steps: vec![],
+            shell: false,
         };
         let img = image(&base, &plan).unwrap();
         assert!(img.starts_with(&base));

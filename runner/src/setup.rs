@@ -31,6 +31,8 @@ pub const HOST_PACKAGES: &[(&str, &str)] = &[
     ),
     ("xz-utils", "unpacks the kernel source package"),
     ("udev", "needed by virtme-ng"),
+    ("busybox-static", "the shell of `cargo xtask run --shell`"),
+    ("gdb", "`cargo xtask run --gdb`"),
 ];
 
 /// Debian suites searched for a kernel source package, in order of preference.

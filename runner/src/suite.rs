@@ -189,24 +189,45 @@ pub fn prepare(suite: &Suite) -> Result<Prepared> {
     })
 }
 
-/// Runs one case on one built kernel, start to verdict. `stream` prints the
-/// console live.
+/// How a person wants one run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Print the console live.
+    pub stream: bool,
+    /// After the steps, a shell on the user's terminal (no deadline).
+    pub shell: bool,
+    /// QEMU's gdb stub on this port, the CPU held until gdb continues it
+    /// (no deadline).
+    pub gdb: Option<u16>,
+}
+
+/// The gdb command line that attaches to a run started with `gdb: Some(port)`.
+pub fn gdb_command(kernel: &BuiltKernel, port: u16) -> String {
+    format!(
+        "gdb {} -ex 'target remote 127.0.0.1:{port}'   # then: continue",
+        kernel.vmlinux.display()
+    )
+}
+
+/// Runs one case on one built kernel, start to verdict.
 pub async fn run_pair(
     paths: &Paths,
     case: &Case,
     kernel: &BuiltKernel,
     prepared: &Prepared,
-    stream: bool,
+    opts: RunOptions,
 ) -> Result<CaseRun> {
     let started = Instant::now();
     let dir = log_dir(paths, &case.name, &kernel.name);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let image = pack::image(&prepared.base_image, &case.plan)?;
+    let mut plan = case.plan.clone();
+    plan.shell = opts.shell;
+    let image = pack::image(&prepared.base_image, &plan)?;
     let initramfs = dir.join("initramfs.cpio.gz");
     std::fs::write(&initramfs, image)?;
     // A socket path must be short (108 bytes): keep it in a private temp dir.
     let sock_dir = tempfile::Builder::new().prefix("gmemtest-").tempdir()?;
-    let cfg = VmConfig {
+    let mut cfg = VmConfig {
         kernel: kernel.bzimage.clone(),
         initramfs,
         memory_mb: case.memory_mb,
@@ -217,14 +238,37 @@ pub async fn run_pair(
         result_socket: sock_dir.path().join("results.sock"),
         monitor_socket: sock_dir.path().join("monitor.sock"),
         silence: (case.silence_s > 0).then(|| Duration::from_secs(case.silence_s)),
+        interactive: opts.shell.then(|| dir.join("console.log")),
+        gdb: opts.gdb,
     };
+    if opts.shell || opts.gdb.is_some() {
+        // A person is at the controls: no deadline, no hang detection.
+        cfg.deadline = Duration::from_secs(7 * 24 * 3600);
+        cfg.silence = None;
+    }
+    if let Some(port) = opts.gdb {
+        let has_debug_info = std::fs::read_to_string(&kernel.config)
+            .map(|c| c.lines().any(|l| l == "CONFIG_DEBUG_INFO=y"))
+            .unwrap_or(false);
+        eprintln!(
+            "gdb: the guest waits for a debugger; attach with:\n    {}",
+            gdb_command(kernel, port)
+        );
+        if !has_debug_info {
+            eprintln!(
+                "gdb: {} has symbols but no debug info (no source lines); set `debug_info: true` in kernels/{}.yaml",
+                kernel.vmlinux.display(),
+                kernel.name
+            );
+        }
+    }
     std::fs::write(
         dir.join("qemu.cmdline"),
         boot::shell_line(&boot::qemu_args(&cfg)) + "\n",
     )?;
     let prefix = format!("[{}@{}] ", case.name, kernel.name);
     let boot_res = boot::boot(&cfg, |line| {
-        if stream {
+        if opts.stream {
             eprintln!("{prefix}{line}");
         }
     })

@@ -50,7 +50,13 @@ fn main() {
                     .enable_all()
                     .build()?;
                 let run = rt
-                    .block_on(suite::run_pair(&suite.paths, case, kernel, prepared, false))
+                    .block_on(suite::run_pair(
+                        &suite.paths,
+                        case,
+                        kernel,
+                        prepared,
+                        Default::default(),
+                    ))
                     .unwrap_or_else(|e| suite::errored(&suite.paths, &case_name, &kernel_name, &e));
                 let verdict = run.verdict;
                 let msg = failure_message(&run);

@@ -40,6 +40,7 @@ fn image(paths: &Paths, dir: &std::path::Path, step: PlanStep) -> std::path::Pat
         protocol: PROTOCOL_VERSION,
         case: "lifecycle".into(),
         steps: vec![step],
+        shell: false,
     };
     let p = dir.join("initramfs.cpio.gz");
     std::fs::write(&p, runner::pack::image(&base, &plan).unwrap()).unwrap();
@@ -72,6 +73,8 @@ fn hanging_vm(dir: &std::path::Path, deadline: Duration) -> VmConfig {
         result_socket: dir.join("r.sock"),
         monitor_socket: dir.join("m.sock"),
         silence: None,
+        interactive: None,
+        gdb: None,
     }
 }
 
@@ -154,6 +157,8 @@ fn silent_guest_gets_an_nmi_and_leaves_backtraces() {
         result_socket: dir.path().join("r.sock"),
         monitor_socket: dir.path().join("m.sock"),
         silence: Some(Duration::from_secs(4)),
+        interactive: None,
+        gdb: None,
     };
     let needle = cfg.result_socket.display().to_string();
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 use runner::paths::Paths;
-use runner::suite::{self, CaseRun, Suite, Verdict};
+use runner::suite::{self, CaseRun, RunOptions, Suite, Verdict};
 
 /// Exit codes, documented in the README.
 mod exit {
@@ -57,6 +57,12 @@ enum Cmd {
         case: String,
         #[arg(long = "kernel", short = 'k')]
         kernel: String,
+        /// After the steps, a shell in the guest on this terminal (`exit` powers off).
+        #[arg(long)]
+        shell: bool,
+        /// Start QEMU's gdb stub (default port 1234) and wait for gdb; prints the command to attach.
+        #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "1234")]
+        gdb: Option<u16>,
     },
     /// Run cases and accept their outcomes as the new snapshots.
     Bless {
@@ -132,13 +138,32 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             cases,
             kernels,
             stream,
-        } => test(Suite::load(paths, &cases, &kernels)?, stream).await,
-        Cmd::Run { case, kernel } => test(Suite::load_one(paths, &case, &kernel)?, true).await,
+        } => {
+            let opts = RunOptions {
+                stream,
+                ..Default::default()
+            };
+            test(Suite::load(paths, &cases, &kernels)?, opts).await
+        }
+        Cmd::Run {
+            case,
+            kernel,
+            shell,
+            gdb,
+        } => {
+            // With a shell the console is the terminal itself, not a stream.
+            let opts = RunOptions {
+                stream: !shell,
+                shell,
+                gdb,
+            };
+            test(Suite::load_one(paths, &case, &kernel)?, opts).await
+        }
         Cmd::Bless { cases, kernels } => {
             // insta writes every snapshot; the verdicts then read "pass".
             std::env::set_var("INSTA_UPDATE", "always");
             std::env::set_var("INSTA_FORCE_PASS", "1");
-            test(Suite::load(paths, &cases, &kernels)?, false).await
+            test(Suite::load(paths, &cases, &kernels)?, RunOptions::default()).await
         }
         Cmd::List => {
             let suite = Suite::load(paths, &[], &[])?;
@@ -177,7 +202,7 @@ fn setup(paths: &Paths) -> Result<()> {
     Ok(())
 }
 
-async fn test(suite: Suite, stream: bool) -> Result<u8> {
+async fn test(suite: Suite, opts: RunOptions) -> Result<u8> {
     if suite.pairs().is_empty() {
         anyhow::bail!("nothing to run: no case runs on the selected kernels");
     }
@@ -194,7 +219,7 @@ async fn test(suite: Suite, stream: bool) -> Result<u8> {
             .find(|k| k.name == kname)
             .context("kernel not built")?;
         eprintln!("[{}/{total}] {} on {} ...", i + 1, case.name, kname);
-        let run = match suite::run_pair(&suite.paths, case, kernel, &prepared, stream).await {
+        let run = match suite::run_pair(&suite.paths, case, kernel, &prepared, opts).await {
             Ok(r) => r,
             Err(e) => suite::errored(&suite.paths, &case.name, kname, &e),
         };
@@ -265,8 +290,31 @@ mod tests {
         let ok =
             Cli::try_parse_from(["xtask", "run", "gmem_caps", "--kernel", "stock-7.3"]).unwrap();
         assert!(
-            matches!(ok.cmd, Cmd::Run { ref case, ref kernel } if case == "gmem_caps" && kernel == "stock-7.3")
+            matches!(ok.cmd, Cmd::Run { ref case, ref kernel, shell: false, gdb: None } if case == "gmem_caps" && kernel == "stock-7.3")
         );
+    }
+
+    #[test]
+    fn run_takes_a_shell_and_an_optional_gdb_port() {
+        let cli =
+            Cli::try_parse_from(["xtask", "run", "c", "-k", "k", "--shell", "--gdb"]).unwrap();
+        assert!(matches!(
+            cli.cmd,
+            Cmd::Run {
+                shell: true,
+                gdb: Some(1234),
+                ..
+            }
+        ));
+        let cli = Cli::try_parse_from(["xtask", "run", "c", "-k", "k", "--gdb", "4321"]).unwrap();
+        assert!(matches!(
+            cli.cmd,
+            Cmd::Run {
+                shell: false,
+                gdb: Some(4321),
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 mod mounts;
 mod report;
+mod shell;
 mod step;
 
 use std::ffi::CStr;
@@ -108,6 +109,9 @@ fn run(reporter: &mut Reporter) -> Result<(), String> {
         reap_orphans();
     }
     reporter.send(&Record::Done);
+    if plan.shell {
+        shell::run();
+    }
     console("done, rebooting");
     Ok(())
 }

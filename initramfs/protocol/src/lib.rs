@@ -39,6 +39,9 @@ pub const PROBES: &[&str] = &[
     "selftest",
 ];
 
+/// The shell `cargo xtask run --shell` packs (busybox, statically linked).
+pub const SHELL_BIN: &str = "/bin/busybox";
+
 /// The serial device that carries [`Record`]s from guest to host.
 pub const RESULT_PORT: &str = "/dev/ttyS1";
 
@@ -50,6 +53,9 @@ pub struct Plan {
     /// The case's name (for the guest's own log lines).
     pub case: String,
     pub steps: Vec<PlanStep>,
+    /// After the steps, a shell on the console until it exits.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shell: bool,
 }
 
 /// One step: one run of one probe.
@@ -152,6 +158,8 @@ mod tests {
 
     #[test]
     fn plan_rejects_unknown_fields() {
+        let plan: Plan = serde_json::from_str(r#"{"protocol":1,"case":"c","steps":[]}"#).unwrap();
+        assert!(!plan.shell, "no shell unless asked");
         let err = serde_json::from_str::<Plan>(r#"{"protocol":1,"case":"c","steps":[],"extra":1}"#)
             .unwrap_err();
         assert!(err.to_string().contains("unknown field `extra`"), "{err}");

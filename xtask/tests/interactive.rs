@@ -1,0 +1,132 @@
+//! `cargo xtask run --shell` and `--gdb`, driven as a person would: the
+//! shell through the terminal (here a pipe), the gdb stub with gdb itself.
+//! Uses the stock kernel (built or cached like the case suite does).
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn xtask() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+#[test]
+fn shell_runs_commands_in_the_guest_and_exit_powers_off() {
+    let mut child = xtask()
+        .args(["run", "gmem_caps", "--kernel", "stock-7.3", "--shell"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("xtask");
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // The console is this pipe: wait for the prompt, then type.
+    let reader = std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let mut typed = false;
+    for _ in 0..600 {
+        std::thread::sleep(Duration::from_millis(100));
+        if !typed {
+            // Typing early is fine: the guest's tty buffers it until the
+            // shell reads.
+            let _ = stdin.write_all(b"echo in-guest-$((6*7)); gmem-probe meminfo '{}'\nexit\n");
+            typed = true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+    }
+    drop(stdin);
+    let status = child.wait().unwrap();
+    let out = reader.join().unwrap();
+    assert!(
+        out.contains("in-guest-42"),
+        "the shell did not run the command:\n{out}"
+    );
+    assert!(
+        out.contains("\"direct_map_4k\":true"),
+        "the probe is not on the PATH:\n{out}"
+    );
+    assert!(
+        out.contains("done, rebooting"),
+        "exit did not power off:\n{out}"
+    );
+    assert!(status.success(), "{status:?}\n{out}");
+}
+
+#[test]
+fn gdb_attaches_to_the_stub_and_the_run_completes() {
+    let port = "47391";
+    let mut child = xtask()
+        .args(["run", "gmem_caps", "--kernel", "stock-7.3", "--gdb", port])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("xtask");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    // The printed command names vmlinux: use it as a person would.
+    let mut gdb_line = None;
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        if let Some(cmd) = line.trim().strip_prefix("gdb ") {
+            gdb_line = Some(cmd.to_string());
+            break;
+        }
+        line.clear();
+    }
+    let gdb_line = gdb_line.expect("xtask printed no gdb command");
+    let vmlinux = gdb_line.split_whitespace().next().unwrap().to_string();
+    assert!(std::path::Path::new(&vmlinux).is_file(), "{vmlinux}");
+    let rest = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    });
+    let gdb = Command::new("gdb")
+        .args([
+            "-batch",
+            "-nx",
+            "-ex",
+            &format!("target remote 127.0.0.1:{port}"),
+        ])
+        // Stop in the kernel by symbol (vmlinux's symbols), then let it run.
+        .args([
+            "-ex",
+            "hbreak start_kernel",
+            "-ex",
+            "continue",
+            "-ex",
+            "info symbol $pc",
+        ])
+        .args(["-ex", "delete", "-ex", "continue"])
+        .arg(&vmlinux)
+        .output()
+        .expect("gdb");
+    let gdb_out =
+        String::from_utf8_lossy(&gdb.stdout).to_string() + &String::from_utf8_lossy(&gdb.stderr);
+    let status = child.wait().unwrap();
+    let rest = rest.join().unwrap();
+    assert!(
+        gdb_out.contains("start_kernel in section .init.text"),
+        "gdb did not stop in start_kernel:\n{gdb_out}"
+    );
+    assert!(
+        gdb_out.contains("exited normally"),
+        "the guest did not run to its end under gdb:\n{gdb_out}"
+    );
+    assert!(
+        status.success(),
+        "the run did not complete after gdb continued: {status:?}\n{rest}\n{gdb_out}"
+    );
+}
