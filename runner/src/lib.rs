@@ -16,6 +16,7 @@
 
 pub mod boot;
 pub mod case;
+pub mod decode;
 pub mod kernel;
 pub mod normalize;
 pub mod outcome;

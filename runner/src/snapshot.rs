@@ -32,6 +32,25 @@ pub fn snapshot_name(case: &str, kernel: &str) -> String {
     format!("{case}@{kernel}")
 }
 
+/// A unified diff from the stored snapshot to `outcome` (the snapshot's
+/// header left out), for the failure report; None when there is no snapshot.
+pub fn diff(dir: &Path, outcome: &Outcome) -> Option<String> {
+    let stored =
+        std::fs::read_to_string(snapshot_file(dir, &outcome.case, &outcome.kernel)).ok()?;
+    // insta's file: `---`, metadata, `---`, then the YAML body.
+    let body = stored.splitn(3, "---\n").nth(2).unwrap_or(&stored);
+    // Both sides through one serializer, so that only content differs.
+    let was = serde_yaml::to_string(&serde_yaml::from_str::<serde_yaml::Value>(body).ok()?).ok()?;
+    let now = serde_yaml::to_string(outcome).ok()?;
+    let d = similar::TextDiff::from_lines(was.as_str(), now.as_str());
+    Some(
+        d.unified_diff()
+            .context_radius(3)
+            .header("snapshot", "outcome")
+            .to_string(),
+    )
+}
+
 /// Whether insta will write snapshots in this process (blessing).
 fn blessing() -> bool {
     matches!(
@@ -77,5 +96,52 @@ pub fn compare(dir: &Path, outcome: &Outcome, description: &str) -> SnapshotStat
         (true, false) => SnapshotStatus::Written,
         (false, false) => SnapshotStatus::New,
         (false, true) => SnapshotStatus::Differs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::End;
+
+    fn outcome(result: &str) -> Outcome {
+        Outcome {
+            case: "c".into(),
+            kernel: "k".into(),
+            end: End::Completed,
+            steps: vec![crate::outcome::StepOutcome {
+                name: "s".into(),
+                probe: "create".into(),
+                result: result.into(),
+                observation: None,
+            }],
+            crashes: vec![],
+            dmesg: vec![],
+            guest_errors: vec![],
+        }
+    }
+
+    #[test]
+    fn diff_shows_only_what_changed_whatever_the_yaml_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        // insta's layout: a header, then the body with its own indentation.
+        let stored = "---\nsource: x\n---\ncase: c\nkernel: k\nend: completed\nsteps:\n  - name: s\n    probe: create\n    result: exited 0\n";
+        std::fs::write(snapshot_file(dir.path(), "c", "k"), stored).unwrap();
+        let d = diff(dir.path(), &outcome("exited 0")).unwrap();
+        assert!(
+            !d.lines()
+                .any(|l| l.starts_with('+') && !l.starts_with("+++")),
+            "{d}"
+        );
+        let d = diff(dir.path(), &outcome("killed by SIGKILL")).unwrap();
+        assert!(d.contains("-  result: exited 0"), "{d}");
+        assert!(d.contains("+  result: killed by SIGKILL"), "{d}");
+        assert_eq!(
+            d.lines()
+                .filter(|l| l.starts_with('-') && !l.starts_with("---"))
+                .count(),
+            1,
+            "{d}"
+        );
     }
 }

@@ -137,7 +137,12 @@ pub struct CaseRun {
     pub reason: Option<String>,
     pub outcome: Option<Outcome>,
     pub crashes: Vec<Crash>,
+    /// The crashes for people: each report as printed, its frames decoded
+    /// (also in the log directory as crash-report.txt).
+    pub crash_report: Option<String>,
     pub snapshot: Option<SnapshotStatus>,
+    /// Snapshot to outcome, when they differ.
+    pub snapshot_diff: Option<String>,
     pub log_dir: PathBuf,
     pub elapsed: Duration,
     /// Boot to power-off (or kill).
@@ -152,6 +157,33 @@ impl CaseRun {
     pub fn reproduce(&self) -> String {
         format!("cargo xtask run {} --kernel {}", self.case, self.kernel)
     }
+}
+
+/// Each crash as the console printed it, then its frames decoded to source
+/// lines (when the kernel has debug info).
+pub fn crash_report(kernel: &BuiltKernel, crashes: &[Crash]) -> Option<String> {
+    if crashes.is_empty() {
+        return None;
+    }
+    let mut s = String::new();
+    for c in crashes {
+        s += &format!("{:?}: {}\n", c.kind, c.title);
+        for l in &c.lines {
+            s += &format!("  | {l}\n");
+        }
+        match crate::decode::decode(kernel, &c.lines) {
+            Ok(d) if !d.is_empty() => {
+                s += "  decoded:\n";
+                for l in d {
+                    s += &format!("    {l}\n");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => s += &format!("  not decoded: {e:#}\n"),
+        }
+        s += "\n";
+    }
+    Some(s)
 }
 
 /// Where a pair's logs go.
@@ -285,10 +317,17 @@ pub async fn run_pair(
         std::fs::write(dir.join("qemu.stderr"), &boot_res.qemu_stderr)?;
     }
     let crashes = report::find_crashes(&boot_res.console);
+    let crash_report = crash_report(kernel, &crashes);
+    if let Some(text) = &crash_report {
+        std::fs::write(dir.join("crash-report.txt"), text)?;
+    }
     let outcome = outcome::build(case, &kernel.name, &boot_res, &crashes);
     std::fs::write(dir.join("outcome.yaml"), serde_yaml::to_string(&outcome)?)?;
 
     let snap = snapshot::compare(&paths.snapshots(), &outcome, &case.description);
+    let snapshot_diff = (snap == SnapshotStatus::Differs)
+        .then(|| snapshot::diff(&paths.snapshots(), &outcome))
+        .flatten();
     let (verdict, reason) = judge(case, &outcome, &boot_res.end, snap);
     Ok(CaseRun {
         case: case.name.clone(),
@@ -297,7 +336,9 @@ pub async fn run_pair(
         reason,
         outcome: Some(outcome),
         crashes,
+        crash_report,
         snapshot: Some(snap),
+        snapshot_diff,
         log_dir: dir,
         elapsed: started.elapsed(),
         boot_time: Some(boot_res.elapsed),
@@ -361,7 +402,9 @@ pub fn errored(paths: &Paths, case: &str, kernel: &str, err: &anyhow::Error) -> 
         reason: Some(format!("{err:#}")),
         outcome: None,
         crashes: vec![],
+        crash_report: None,
         snapshot: None,
+        snapshot_diff: None,
         log_dir: log_dir(paths, case, kernel),
         elapsed: Duration::ZERO,
         boot_time: None,

@@ -91,11 +91,13 @@ fn failure_message(r: &CaseRun) -> String {
         r.verdict.label(),
         r.reason.as_deref().unwrap_or("")
     );
-    for c in &r.crashes {
-        m += &format!("\ncrash: {:?}: {}", c.kind, c.title);
-        for l in c.lines.iter().take(20) {
-            m += &format!("\n  | {l}");
-        }
+    if let Some(report) = &r.crash_report {
+        m += "\n";
+        m += report;
+    }
+    if let Some(diff) = &r.snapshot_diff {
+        m += "\nsnapshot diff (- snapshot, + this run):\n";
+        m += diff;
     }
     m += &format!(
         "\nconsole log: {}\nreproduce:   {}",

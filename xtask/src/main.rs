@@ -260,10 +260,15 @@ fn print_failures(runs: &[CaseRun]) {
         if let Some(why) = &r.reason {
             println!("    {why}");
         }
-        for c in &r.crashes {
-            println!("    crash: {:?}: {}", c.kind, c.title);
-            for l in c.lines.iter().take(30) {
-                println!("      | {l}");
+        if let Some(report) = &r.crash_report {
+            for l in report.lines() {
+                println!("    {l}");
+            }
+        }
+        if let Some(diff) = &r.snapshot_diff {
+            println!("    snapshot diff (- snapshot, + this run):");
+            for l in diff.lines() {
+                println!("      {l}");
             }
         }
         println!("    console log: {}", r.console_log().display());
