@@ -14,6 +14,7 @@
 //! (case, kernel) pairs. Library code returns errors with context; only xtask
 //! decides exit codes.
 
+pub mod bisect;
 pub mod boot;
 pub mod case;
 pub mod decode;

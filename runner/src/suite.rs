@@ -231,6 +231,9 @@ pub struct RunOptions {
     /// QEMU's gdb stub on this port, the CPU held until gdb continues it
     /// (no deadline).
     pub gdb: Option<u16>,
+    /// Do not compare with (or write) a snapshot: the caller judges the
+    /// outcome itself (bisect).
+    pub no_snapshot: bool,
 }
 
 /// The gdb command line that attaches to a run started with `gdb: Some(port)`.
@@ -324,8 +327,9 @@ pub async fn run_pair(
     let outcome = outcome::build(case, &kernel.name, &boot_res, &crashes);
     std::fs::write(dir.join("outcome.yaml"), serde_yaml::to_string(&outcome)?)?;
 
-    let snap = snapshot::compare(&paths.snapshots(), &outcome, &case.description);
-    let snapshot_diff = (snap == SnapshotStatus::Differs)
+    let snap = (!opts.no_snapshot)
+        .then(|| snapshot::compare(&paths.snapshots(), &outcome, &case.description));
+    let snapshot_diff = (snap == Some(SnapshotStatus::Differs))
         .then(|| snapshot::diff(&paths.snapshots(), &outcome))
         .flatten();
     let (verdict, reason) = judge(case, &outcome, &boot_res.end, snap);
@@ -337,7 +341,7 @@ pub async fn run_pair(
         outcome: Some(outcome),
         crashes,
         crash_report,
-        snapshot: Some(snap),
+        snapshot: snap,
         snapshot_diff,
         log_dir: dir,
         elapsed: started.elapsed(),
@@ -351,7 +355,7 @@ fn judge(
     case: &Case,
     o: &Outcome,
     end: &BootEnd,
-    snap: SnapshotStatus,
+    snap: Option<SnapshotStatus>,
 ) -> (Verdict, Option<String>) {
     let crashed =
         !o.crashes.is_empty() || matches!(o.end, End::KernelPanic | End::TimedOut | End::Hang);
@@ -381,12 +385,12 @@ fn judge(
         );
     }
     match snap {
-        SnapshotStatus::Matches | SnapshotStatus::Written => (Verdict::Pass, None),
-        SnapshotStatus::New => (
+        None | Some(SnapshotStatus::Matches | SnapshotStatus::Written) => (Verdict::Pass, None),
+        Some(SnapshotStatus::New) => (
             Verdict::New,
             Some("no snapshot yet: review the .snap.new, then `cargo xtask bless`".into()),
         ),
-        SnapshotStatus::Differs => (
+        Some(SnapshotStatus::Differs) => (
             Verdict::Mismatch,
             Some("the outcome differs from the snapshot".into()),
         ),

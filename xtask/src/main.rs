@@ -73,6 +73,32 @@ enum Cmd {
     },
     /// List the cases and kernels.
     List,
+    /// Find the first bad commit of a kernel git tree with a case as the oracle
+    /// (`git bisect run` in a separate worktree; build failures are skipped).
+    Bisect {
+        /// The kernel git tree (its working tree is not touched).
+        #[arg(long)]
+        tree: std::path::PathBuf,
+        #[arg(long)]
+        good: String,
+        #[arg(long)]
+        bad: String,
+        #[arg(long)]
+        case: String,
+        /// The recipe in kernels/ whose config fragments every step uses.
+        #[arg(long = "kernel-config", default_value = "stock-7.3")]
+        recipe: String,
+        /// What a good revision does: same-as-good, no-crash,
+        /// crash:REGEX (bad when a crash title matches) or snapshot:KERNEL.
+        #[arg(long, default_value = "same-as-good")]
+        expect: String,
+    },
+    /// One step of `bisect` (run by git bisect run).
+    #[command(hide = true)]
+    BisectStep {
+        #[arg(long)]
+        state: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -83,6 +109,14 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     let code = rt.block_on(async {
         tokio::select! {
+            // An interruption wins over a result that the interruption caused.
+            biased;
+            _ = interrupted() => {
+                // Dropping the running future kills every QEMU it started
+                // and removes what it set up (bisect's worktree).
+                eprintln!("interrupted: stopping");
+                exit::INTERRUPTED
+            }
             r = dispatch(cli.cmd) => match r {
                 Ok(code) => code,
                 Err(e) => {
@@ -90,11 +124,6 @@ fn main() -> ExitCode {
                     exit::INFRA
                 }
             },
-            _ = interrupted() => {
-                // Dropping the running future kills every QEMU it started.
-                eprintln!("interrupted: stopping");
-                exit::INTERRUPTED
-            }
         }
     });
     // Drop the runtime (and with it every child still held) before exiting.
@@ -156,6 +185,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
                 stream: !shell,
                 shell,
                 gdb,
+                ..Default::default()
             };
             test(Suite::load_one(paths, &case, &kernel)?, opts).await
         }
@@ -164,6 +194,35 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             std::env::set_var("INSTA_UPDATE", "always");
             std::env::set_var("INSTA_FORCE_PASS", "1");
             test(Suite::load(paths, &cases, &kernels)?, RunOptions::default()).await
+        }
+        Cmd::Bisect {
+            tree,
+            good,
+            bad,
+            case,
+            recipe,
+            expect,
+        } => bisect(paths, tree, good, bad, case, recipe, expect).await,
+        Cmd::BisectStep { state } => {
+            let spec: runner::bisect::Spec = serde_json::from_slice(
+                &std::fs::read(state.join("spec.json"))
+                    .context("reading the bisection's spec.json")?,
+            )?;
+            match runner::bisect::step(&paths, &spec, &state).await {
+                Ok((verdict, step, _)) => {
+                    runner::bisect::record_step(&state, &step)?;
+                    eprintln!(
+                        "bisect: {} {:?}: {} ({})",
+                        step.rev, verdict, step.outcome, step.build
+                    );
+                    Ok(verdict.exit_code())
+                }
+                Err(e) => {
+                    // 128 and above abort `git bisect run`.
+                    eprintln!("bisect: step failed: {e:#}");
+                    Ok(128)
+                }
+            }
         }
         Cmd::List => {
             let suite = Suite::load(paths, &[], &[])?;
@@ -183,6 +242,73 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             Ok(exit::PASS)
         }
     }
+}
+
+async fn bisect(
+    paths: Paths,
+    tree: std::path::PathBuf,
+    good: String,
+    bad: String,
+    case: String,
+    recipe: String,
+    expect: String,
+) -> Result<u8> {
+    runner::setup::ensure_host_packages()?;
+    let expect: runner::bisect::Expect = expect.parse()?;
+    // Fail early on a bad case or recipe, before any worktree exists.
+    let names = runner::kernel::recipe::list(&paths.kernels())?;
+    runner::case::Case::load(&paths.cases().join(format!("{case}.yaml")), &names)?;
+    runner::kernel::Recipe::load_named(&paths.kernels(), &recipe)?;
+    let tree = tree
+        .canonicalize()
+        .with_context(|| format!("--tree {}", tree.display()))?;
+    let spec = runner::bisect::Spec {
+        tree,
+        worktree: Default::default(),
+        good,
+        bad,
+        case,
+        recipe,
+        expect,
+    };
+    let me = std::env::current_exe()?.display().to_string();
+    let report = runner::bisect::run(&paths, spec, &[me, "bisect-step".into()]).await?;
+    println!(
+        "\n{:<14} {:<8} {:<22} {:<60} subject",
+        "revision", "verdict", "build", "outcome"
+    );
+    for s in &report.steps {
+        let outcome: String = s.outcome.chars().take(60).collect();
+        println!(
+            "{:<14} {:<8} {:<22} {:<60} {}",
+            s.rev,
+            format!("{:?}", s.verdict).to_lowercase(),
+            s.build,
+            outcome,
+            s.subject
+        );
+    }
+    println!();
+    match &report.first_bad {
+        Some((sha, subject)) => println!("first bad commit: {sha} {subject}"),
+        None => println!("no single first bad commit:\n{}", report.git_said.trim()),
+    }
+    println!(
+        "{} steps ({} skipped) in {:.0?}; bisect log: {}",
+        report.steps.len(),
+        report
+            .steps
+            .iter()
+            .filter(|s| s.verdict == runner::bisect::Verdict::Skip)
+            .count(),
+        report.elapsed,
+        report.log.display()
+    );
+    Ok(if report.first_bad.is_some() {
+        exit::PASS
+    } else {
+        exit::SNAPSHOT
+    })
 }
 
 fn setup(paths: &Paths) -> Result<()> {

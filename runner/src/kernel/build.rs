@@ -334,7 +334,7 @@ fn build_tree(paths: &Paths, recipe: &Recipe, tree: &Path) -> Result<BuiltKernel
 /// Merges the fragments onto allnoconfig, verifies the result, runs make.
 /// `obj_arg` is what is passed as `O=` (relative to `src`, or absolute);
 /// `obj` is the same directory as a path we can open.
-fn configure_and_make(
+pub(crate) fn configure_and_make(
     paths: &Paths,
     recipe: &Recipe,
     src: &Path,
