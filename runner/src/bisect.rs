@@ -328,7 +328,13 @@ pub async fn step(
         build: String::new(),
         outcome: String::new(),
     };
-    let kernel = match build_head(paths, spec, &rev) {
+    // On a blocking thread: the runtime stays free to see an interruption
+    // (which then drops this step and its session) while make runs.
+    let build = {
+        let (paths, spec, rev) = (paths.clone(), spec.clone(), rev.clone());
+        tokio::task::spawn_blocking(move || build_head(&paths, &spec, &rev))
+    };
+    let kernel = match build.await.context("the build thread panicked")? {
         Ok(k) => k,
         Err(e) => {
             eprintln!("bisect: {rev} does not build: {e:#}");

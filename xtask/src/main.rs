@@ -126,8 +126,9 @@ fn main() -> ExitCode {
             },
         }
     });
-    // Drop the runtime (and with it every child still held) before exiting.
-    drop(rt);
+    // Shut the runtime down (and with it every child still held) before
+    // exiting, without waiting long for a blocking build an interruption left.
+    rt.shutdown_timeout(std::time::Duration::from_secs(10));
     ExitCode::from(code)
 }
 
