@@ -221,16 +221,13 @@ impl Drop for Session {
     }
 }
 
-/// Builds the worktree's HEAD with the recipe's fragments.
-fn build_head(paths: &Paths, spec: &Spec, rev: &str) -> Result<BuiltKernel> {
+/// Builds the worktree's HEAD with the recipe's fragments. The build log goes
+/// into the bisection's state directory, which outlives the worktree.
+fn build_head(paths: &Paths, spec: &Spec, rev: &str, state: &Path) -> Result<BuiltKernel> {
     let mut recipe = Recipe::load_named(&paths.kernels(), &spec.recipe)?;
     recipe.name = format!("bisect@{rev}");
     let obj = spec.worktree.join("out");
-    let log = spec
-        .worktree
-        .parent()
-        .expect("has a parent")
-        .join(format!("build-{rev}.log"));
+    let log = state.join(format!("build-{rev}.log"));
     crate::kernel::build::configure_and_make(
         paths,
         &recipe,
@@ -332,7 +329,8 @@ pub async fn step(
     // (which then drops this step and its session) while make runs.
     let build = {
         let (paths, spec, rev) = (paths.clone(), spec.clone(), rev.clone());
-        tokio::task::spawn_blocking(move || build_head(&paths, &spec, &rev))
+        let state = state.to_path_buf();
+        tokio::task::spawn_blocking(move || build_head(&paths, &spec, &rev, &state))
     };
     let kernel = match build.await.context("the build thread panicked")? {
         Ok(k) => k,
