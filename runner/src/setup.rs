@@ -443,9 +443,9 @@ mod tests {
 
     #[test]
     fn deb822_picks_the_archive_not_security() {
-        let text = "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n";
+        let text = "Types: deb\nURIs: file:/srv/mirror/debian-security\nSuites: bookworm-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb\nURIs: file:/srv/mirror/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n";
         let m = mirror_from_deb822(text).unwrap();
-        assert_eq!(m.uri, "http://mirror.example/debian");
+        assert_eq!(m.uri, "file:/srv/mirror/debian");
         assert_eq!(
             m.signed_by.as_deref(),
             Some("/usr/share/keyrings/debian-archive-keyring.gpg")
@@ -454,15 +454,15 @@ mod tests {
 
     #[test]
     fn deb822_skips_third_party_and_disabled() {
-        let text = "Types: deb\nURIs: https://vendor.example/apt\nSuites: nodistro\nSigned-By: /usr/share/keyrings/vendor.gpg\n\nTypes: deb\nEnabled: no\nURIs: http://mirror.example/debian\nSuites: bookworm\n";
+        let text = "Types: deb\nURIs: file:/srv/vendor/apt\nSuites: nodistro\nSigned-By: /usr/share/keyrings/vendor.gpg\n\nTypes: deb\nEnabled: no\nURIs: file:/srv/mirror/debian\nSuites: bookworm\n";
         assert_eq!(mirror_from_deb822(text), None);
     }
 
     #[test]
     fn one_line_entries_with_options() {
-        let text = "# comment\ndeb http://mirror.example/debian-security bookworm-security main\ndeb [arch=amd64 signed-by=/k.gpg] http://mirror.example/debian bookworm main\n";
+        let text = "# comment\ndeb file:/srv/mirror/debian-security bookworm-security main\ndeb [arch=amd64 signed-by=/k.gpg] file:/srv/mirror/debian bookworm main\n";
         let m = mirror_from_one_line(text).unwrap();
-        assert_eq!(m.uri, "http://mirror.example/debian");
+        assert_eq!(m.uri, "file:/srv/mirror/debian");
         assert_eq!(m.signed_by.as_deref(), Some("/k.gpg"));
     }
 }

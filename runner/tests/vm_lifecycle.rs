@@ -57,17 +57,16 @@ fn caps_step() -> PlanStep {
     }
 }
 
-/// A VM whose guest hangs: no init, and a kernel that waits forever after
-/// panicking.
-fn hanging_vm(dir: &std::path::Path, deadline: Duration) -> VmConfig {
+/// A VM of the stock kernel running `step`, with QEMU's sockets in `dir`.
+fn vm(dir: &std::path::Path, step: PlanStep, cmdline: &str, deadline: Duration) -> VmConfig {
     let paths = Paths::of_this_checkout().unwrap();
     let kernel = stock_kernel(&paths);
     VmConfig {
         kernel: kernel.bzimage.clone(),
-        initramfs: image(&paths, dir, caps_step()),
+        initramfs: image(&paths, dir, step),
         memory_mb: 512,
-        cpus: 1,
-        extra_cmdline: "rdinit=/no-such-init panic=0".into(),
+        cpus: 2,
+        extra_cmdline: cmdline.into(),
         accel: Accel::detect().0,
         deadline,
         result_socket: dir.join("r.sock"),
@@ -76,6 +75,12 @@ fn hanging_vm(dir: &std::path::Path, deadline: Duration) -> VmConfig {
         interactive: None,
         gdb: None,
     }
+}
+
+/// A VM whose guest hangs: no init, and a kernel that waits forever after
+/// panicking.
+fn hanging_vm(dir: &std::path::Path, deadline: Duration) -> VmConfig {
+    vm(dir, caps_step(), "rdinit=/no-such-init panic=0", deadline)
 }
 
 #[test]
@@ -135,8 +140,6 @@ fn dropping_a_running_boot_kills_its_qemu() {
 
 #[test]
 fn silent_guest_gets_an_nmi_and_leaves_backtraces() {
-    let paths = Paths::of_this_checkout().unwrap();
-    let kernel = stock_kernel(&paths);
     let dir = tempfile::tempdir().unwrap();
     // A probe that sleeps far longer than the silence allowed.
     let sleeper = PlanStep {
@@ -146,20 +149,8 @@ fn silent_guest_gets_an_nmi_and_leaves_backtraces() {
         timeout_ms: 110_000,
         cpu: None,
     };
-    let cfg = VmConfig {
-        kernel: kernel.bzimage.clone(),
-        initramfs: image(&paths, dir.path(), sleeper),
-        memory_mb: 512,
-        cpus: 2,
-        extra_cmdline: String::new(),
-        accel: Accel::detect().0,
-        deadline: Duration::from_secs(120),
-        result_socket: dir.path().join("r.sock"),
-        monitor_socket: dir.path().join("m.sock"),
-        silence: Some(Duration::from_secs(4)),
-        interactive: None,
-        gdb: None,
-    };
+    let mut cfg = vm(dir.path(), sleeper, "", Duration::from_secs(120));
+    cfg.silence = Some(Duration::from_secs(4));
     let needle = cfg.result_socket.display().to_string();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

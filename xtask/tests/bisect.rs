@@ -117,19 +117,7 @@ fn bisect_names_the_regression_and_skips_the_broken_commit() {
         .unwrap();
     let (tree, good, broken, regression) = history(root.path());
     let head_before = git(&tree, &["rev-parse", "HEAD"]);
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args([
-            "bisect",
-            "--tree",
-            tree.to_str().unwrap(),
-            "--good",
-            &good,
-            "--bad",
-            "HEAD",
-        ])
-        .args(["--case", "nodirectmap_gup"])
-        .output()
-        .expect("xtask bisect");
+    let out = bisect_command(&tree, &good).output().expect("xtask bisect");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bisect failed:\n{stdout}\n{stderr}");
@@ -150,17 +138,7 @@ fn bisect_names_the_regression_and_skips_the_broken_commit() {
     assert_tree_as_it_was(&tree, &head_before);
 
     // Interrupted in the middle (Ctrl-C while a step builds): the same.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args([
-            "bisect",
-            "--tree",
-            tree.to_str().unwrap(),
-            "--good",
-            &good,
-            "--bad",
-            "HEAD",
-        ])
-        .args(["--case", "nodirectmap_gup"])
+    let mut child = bisect_command(&tree, &good)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         // Its own process group, as a terminal's foreground job is.
@@ -181,6 +159,22 @@ fn bisect_names_the_regression_and_skips_the_broken_commit() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "an interrupted bisect exits 130");
     assert_tree_as_it_was(&tree, &head_before);
+}
+
+/// `cargo xtask bisect` from `good` to the tree's HEAD with the GUP case.
+fn bisect_command(tree: &Path, good: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    c.args([
+        "bisect",
+        "--tree",
+        tree.to_str().unwrap(),
+        "--good",
+        good,
+        "--bad",
+        "HEAD",
+    ])
+    .args(["--case", "nodirectmap_gup"]);
+    c
 }
 
 /// Same HEAD, clean, no worktree, no bisect state.
