@@ -153,6 +153,30 @@ impl CaseRun {
     pub fn console_log(&self) -> PathBuf {
         self.log_dir.join("console.log")
     }
+    /// What a person needs when the pair did not pass: the reason, the
+    /// decoded crash report, the snapshot diff, the log and the command that
+    /// reruns it. Used by `cargo xtask test` and by the test harness.
+    pub fn failure_report(&self) -> String {
+        let mut m = format!(
+            "{}: {}\n",
+            self.verdict.label(),
+            self.reason.as_deref().unwrap_or("")
+        );
+        if let Some(report) = &self.crash_report {
+            m += report;
+        }
+        if let Some(diff) = &self.snapshot_diff {
+            m += "snapshot diff (- snapshot, + this run):\n";
+            m += diff;
+        }
+        m += &format!(
+            "console log: {}\nreproduce:   {}\n",
+            self.console_log().display(),
+            self.reproduce()
+        );
+        m
+    }
+
     /// The one command that reruns this pair.
     pub fn reproduce(&self) -> String {
         format!("cargo xtask run {} --kernel {}", self.case, self.kernel)
@@ -282,14 +306,11 @@ pub async fn run_pair(
         cfg.silence = None;
     }
     if let Some(port) = opts.gdb {
-        let has_debug_info = std::fs::read_to_string(&kernel.config)
-            .map(|c| c.lines().any(|l| l == "CONFIG_DEBUG_INFO=y"))
-            .unwrap_or(false);
         eprintln!(
             "gdb: the guest waits for a debugger; attach with:\n    {}",
             gdb_command(kernel, port)
         );
-        if !has_debug_info {
+        if !crate::decode::has_debug_info(kernel) {
             eprintln!(
                 "gdb: {} has symbols but no debug info (no source lines); set `debug_info: true` in kernels/{}.yaml",
                 kernel.vmlinux.display(),

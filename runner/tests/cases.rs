@@ -59,7 +59,7 @@ fn main() {
                     ))
                     .unwrap_or_else(|e| suite::errored(&suite.paths, &case_name, &kernel_name, &e));
                 let verdict = run.verdict;
-                let msg = failure_message(&run);
+                let msg = run.failure_report();
                 runs.lock().unwrap().push(run);
                 match verdict {
                     Verdict::Pass => Ok(()),
@@ -83,26 +83,4 @@ fn main() {
         }
     }
     conclusion.exit();
-}
-
-fn failure_message(r: &CaseRun) -> String {
-    let mut m = format!(
-        "{}: {}",
-        r.verdict.label(),
-        r.reason.as_deref().unwrap_or("")
-    );
-    if let Some(report) = &r.crash_report {
-        m += "\n";
-        m += report;
-    }
-    if let Some(diff) = &r.snapshot_diff {
-        m += "\nsnapshot diff (- snapshot, + this run):\n";
-        m += diff;
-    }
-    m += &format!(
-        "\nconsole log: {}\nreproduce:   {}",
-        r.console_log().display(),
-        r.reproduce()
-    );
-    m
 }

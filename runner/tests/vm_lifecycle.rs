@@ -83,16 +83,21 @@ fn hanging_vm(dir: &std::path::Path, deadline: Duration) -> VmConfig {
     vm(dir, caps_step(), "rdinit=/no-such-init panic=0", deadline)
 }
 
+/// Boots `cfg` to its end (exit, deadline or hang).
+fn boot_to_end(cfg: &VmConfig) -> boot::BootResult {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(boot::boot(cfg, |_| {})).expect("boot")
+}
+
 #[test]
 fn hung_guest_is_killed_at_its_deadline_with_its_console_kept() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = hanging_vm(dir.path(), Duration::from_secs(15));
     let needle = cfg.result_socket.display().to_string();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let res = rt.block_on(boot::boot(&cfg, |_| {})).expect("boot");
+    let res = boot_to_end(&cfg);
     assert!(matches!(res.end, BootEnd::TimedOut { .. }), "{:?}", res.end);
     assert!(
         res.elapsed < Duration::from_secs(25),
@@ -152,11 +157,7 @@ fn silent_guest_gets_an_nmi_and_leaves_backtraces() {
     let mut cfg = vm(dir.path(), sleeper, "", Duration::from_secs(120));
     cfg.silence = Some(Duration::from_secs(4));
     let needle = cfg.result_socket.display().to_string();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let res = rt.block_on(boot::boot(&cfg, |_| {})).expect("boot");
+    let res = boot_to_end(&cfg);
     assert!(matches!(res.end, BootEnd::Hung { .. }), "{:?}", res.end);
     assert!(
         res.elapsed < Duration::from_secs(40),

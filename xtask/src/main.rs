@@ -383,23 +383,10 @@ async fn test(suite: Suite, opts: RunOptions) -> Result<u8> {
 
 fn print_failures(runs: &[CaseRun]) {
     for r in runs.iter().filter(|r| r.verdict != Verdict::Pass) {
-        println!("\n=== {} on {}: {}", r.case, r.kernel, r.verdict.label());
-        if let Some(why) = &r.reason {
-            println!("    {why}");
+        println!("\n=== {} on {}", r.case, r.kernel);
+        for l in r.failure_report().lines() {
+            println!("    {l}");
         }
-        if let Some(report) = &r.crash_report {
-            for l in report.lines() {
-                println!("    {l}");
-            }
-        }
-        if let Some(diff) = &r.snapshot_diff {
-            println!("    snapshot diff (- snapshot, + this run):");
-            for l in diff.lines() {
-                println!("      {l}");
-            }
-        }
-        println!("    console log: {}", r.console_log().display());
-        println!("    reproduce:   {}", r.reproduce());
     }
 }
 
