@@ -349,9 +349,11 @@ pub async fn step(
     let names = crate::kernel::recipe::list(&paths.kernels())?;
     let mut case = Case::load(&paths.cases().join(format!("{}.yaml", spec.case)), &names)?;
     case.kernels = vec![kernel.name.clone()];
+    let bins = crate::pack::build_guest_binaries(paths)?;
     let prepared = suite::Prepared {
         kernels: vec![kernel.clone()],
-        base_image: crate::pack::base_image(&crate::pack::build_guest_binaries(paths)?)?,
+        base_image: crate::pack::base_image(&bins)?,
+        bins,
         accel: crate::boot::Accel::detect().0,
     };
     let opts = RunOptions {

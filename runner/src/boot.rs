@@ -59,9 +59,26 @@ impl Accel {
     }
 }
 
+/// What starts the VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// QEMU directly, our kernel command line, our initramfs with init as
+    /// PID 1: nothing of the host is visible in the guest.
+    Hermetic,
+    /// virtme-ng: the host's root filesystem (read-only, with overlays)
+    /// and vng's own init, which runs `exec` (our init, hosted) as root.
+    Vng {
+        /// The `vng` binary ([`crate::vng::check`]).
+        bin: PathBuf,
+        /// The command vng executes in the guest.
+        exec: String,
+    },
+}
+
 /// Everything one boot needs.
 #[derive(Debug, Clone)]
 pub struct VmConfig {
+    pub backend: Backend,
     pub kernel: PathBuf,
     pub initramfs: PathBuf,
     pub memory_mb: u32,
@@ -97,9 +114,22 @@ pub const BACKTRACE_GRACE: Duration = Duration::from_secs(15);
 /// runner sends a silent guest) panics it, printing every task and every CPU's
 /// backtrace first.
 pub fn kernel_cmdline(extra: &str) -> String {
-    let mut c = String::from(
-        "console=ttyS0,115200 panic=-1 reboot=t rdinit=/init printk.time=1 \
-         unknown_nmi_panic panic_sys_info=tasks,all_bt",
+    let mut c = format!("console=ttyS0,115200 rdinit=/init {}", guest_cmdline(""));
+    if !extra.trim().is_empty() {
+        c.push(' ');
+        c.push_str(extra.trim());
+    }
+    c
+}
+
+/// What every guest's command line has, whatever boots it: reboot (so QEMU
+/// exits) on panic, timestamps, the unexpected-NMI panic with backtraces,
+/// and the marker that tells init it is in a gmemtest guest (init refuses to
+/// run a plan without it, so a plan never runs on the host by mistake).
+pub fn guest_cmdline(extra: &str) -> String {
+    let mut c = format!(
+        "panic=-1 reboot=t printk.time=1 unknown_nmi_panic panic_sys_info=tasks,all_bt {}",
+        gmem_protocol::GUEST_MARKER
     );
     if !extra.trim().is_empty() {
         c.push(' ');
@@ -171,6 +201,47 @@ pub fn serial_args(
     ]
 }
 
+/// The program and arguments that start the VM of `cfg`.
+pub fn launch_command(cfg: &VmConfig) -> (PathBuf, Vec<String>) {
+    match &cfg.backend {
+        Backend::Hermetic => (PathBuf::from(QEMU), qemu_args(cfg)),
+        Backend::Vng { bin, exec } => (
+            bin.clone(),
+            vng_of(cfg, exec)
+                .args()
+                .into_iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+        ),
+    }
+}
+
+/// The vng invocation of `cfg`: the same memory, CPUs, acceleration and
+/// command line as the hermetic boot; the result port (ttyS1, after vng's
+/// console on ttyS0) and the monitor added as QEMU options.
+pub fn vng_of(cfg: &VmConfig, exec: &str) -> crate::vng::Vng {
+    crate::vng::Vng {
+        kernel: cfg.kernel.clone(),
+        exec: Some(exec.to_string()),
+        memory_mb: cfg.memory_mb,
+        cpus: cfg.cpus,
+        append: vec![guest_cmdline(&cfg.extra_cmdline)],
+        accel: Some(cfg.accel),
+        user: Some("root".into()),
+        // The kernel log on the console: the crashes are found there.
+        verbose: true,
+        qemu_opts: vec![
+            "-chardev".into(),
+            format!("socket,id=results,path={}", cfg.result_socket.display()),
+            "-serial".into(),
+            "chardev:results".into(),
+            "-monitor".into(),
+            format!("unix:{},server=on,wait=off", cfg.monitor_socket.display()),
+        ],
+        ..Default::default()
+    }
+}
+
 /// All of QEMU's arguments for `cfg`.
 pub fn qemu_args(cfg: &VmConfig) -> Vec<String> {
     let mut a = machine_args(cfg.memory_mb, cfg.cpus);
@@ -226,18 +297,27 @@ pub struct BootResult {
     pub qemu_stderr: String,
 }
 
-/// Shell-quoted command line, for logs and reproduce hints.
+/// One word of a shell command, quoted if it needs it.
+pub fn quote(a: &str) -> String {
+    if !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=,./:+".contains(c))
+    {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', r"'\''"))
+    }
+}
+
+/// Shell-quoted QEMU command line, for logs and reproduce hints.
 pub fn shell_line(args: &[String]) -> String {
-    std::iter::once(QEMU.to_string())
-        .chain(args.iter().map(|a| {
-            if a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_=,./:+".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        }))
+    command_line(Path::new(QEMU), args)
+}
+
+/// Shell-quoted command line of any program.
+pub fn command_line(program: &Path, args: &[String]) -> String {
+    std::iter::once(quote(&program.to_string_lossy()))
+        .chain(args.iter().map(|a| quote(a)))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -257,15 +337,33 @@ async fn send_nmi(monitor: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The next console line, or never when the console is the user's terminal.
-async fn read_console_line(
-    out: &mut Option<BufReader<tokio::process::ChildStdout>>,
-    buf: &mut Vec<u8>,
-) -> std::io::Result<usize> {
-    match out {
-        Some(o) => o.read_until(b'\n', buf).await,
-        None => std::future::pending().await,
-    }
+/// Sends each line `r` yields to `tx`, as it arrives.
+fn forward_lines<R>(
+    r: R,
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
+) -> tokio::task::JoinHandle<()>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut r = BufReader::new(r);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf);
+                    if tx
+                        .send(line.trim_end_matches(['\n', '\r']).to_string())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    })
 }
 
 /// Boots and collects. `on_console` sees each console line as it arrives
@@ -274,8 +372,8 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
     let _ = std::fs::remove_file(&cfg.result_socket);
     let listener = tokio::net::UnixListener::bind(&cfg.result_socket)
         .with_context(|| format!("cannot listen on {}", cfg.result_socket.display()))?;
-    let args = qemu_args(cfg);
-    let mut cmd = Command::new(QEMU);
+    let (program, args) = launch_command(cfg);
+    let mut cmd = Command::new(&program);
     let interactive = cfg.interactive.is_some();
     cmd.args(&args)
         .stdin(if interactive {
@@ -290,25 +388,52 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
         })
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the
-    // child when this thread's process dies.
+    // SAFETY: setpgid and prctl are async-signal-safe. A process group of
+    // its own lets the whole of it (vng is a Python process that starts
+    // QEMU) be killed at once, and keeps a terminal's Ctrl-C for the runner,
+    // which then stops it; an interactive VM stays in the terminal's
+    // foreground group, or reading the terminal would stop it. PDEATHSIG
+    // kills it should the runner itself die.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
+            if !interactive {
+                libc::setpgid(0, 0);
+            }
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
     }
     let started = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {QEMU} (run `cargo xtask setup`)"))?;
-    let mut out = child.stdout.take().map(BufReader::new);
-    let mut stderr = child.stderr.take().expect("piped");
-    let stderr_task = tokio::spawn(async move {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s).await;
-        s
-    });
+    let child = cmd.spawn().with_context(|| {
+        format!(
+            "cannot start {} (run `cargo xtask setup`)",
+            program.display()
+        )
+    })?;
+    let mut child = GroupChild(child, !interactive);
+    let child = &mut child.0;
+
+    // The console: QEMU's stdout; with vng, also its stderr (vng puts the
+    // kernel log there when it executes a command). Otherwise stderr is
+    // QEMU's own complaints.
+    let (console_tx, mut console_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut readers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        readers.push(forward_lines(out, console_tx.clone()));
+    }
+    let stderr = child.stderr.take().expect("piped");
+    let stderr_task = if matches!(cfg.backend, Backend::Vng { .. }) && !interactive {
+        readers.push(forward_lines(stderr, console_tx.clone()));
+        tokio::spawn(async { String::new() })
+    } else {
+        let mut stderr = stderr;
+        tokio::spawn(async move {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s).await;
+            s
+        })
+    };
+    drop(console_tx);
 
     // The result stream: QEMU connects to us at start-up. Each line goes to
     // the main loop, which also uses it as a sign of life.
@@ -333,7 +458,6 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
     };
 
     let mut console = String::new();
-    let mut buf = Vec::new();
     let mut deadline = tokio::time::Instant::now() + cfg.deadline;
     let mut last_sign_of_life = tokio::time::Instant::now();
     let mut nmi_sent: Option<Duration> = None;
@@ -343,20 +467,18 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
             (Some(s), None) => last_sign_of_life + s,
             _ => deadline + Duration::from_secs(3600),
         };
-        buf.clear();
         tokio::select! {
-            status = child.wait(), if out.is_none() => {
+            status = child.wait(), if interactive => {
                 // Interactive: the console is the user's; QEMU logged it.
                 let status = status?;
                 break BootEnd::Exited { code: status.code() };
             }
-            n = read_console_line(&mut out, &mut buf) => {
-                match n {
-                    Ok(0) | Err(_) => {
+            line = console_rx.recv(), if !interactive => {
+                match line {
+                    None => {
                         let status = tokio::select! {
                             s = child.wait() => s?,
                             _ = tokio::time::sleep_until(deadline) => {
-                                let _ = child.kill().await;
                                 break BootEnd::TimedOut { after: started.elapsed() };
                             }
                         };
@@ -365,12 +487,10 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
                             None => BootEnd::Exited { code: status.code() },
                         };
                     }
-                    Ok(_) => {
+                    Some(line) => {
                         last_sign_of_life = tokio::time::Instant::now();
-                        let line = String::from_utf8_lossy(&buf);
-                        let line = line.trim_end_matches(['\n', '\r']);
-                        on_console(line);
-                        console.push_str(line);
+                        on_console(&line);
+                        console.push_str(&line);
                         console.push('\n');
                     }
                 }
@@ -400,13 +520,6 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
                 deadline = deadline.min(tokio::time::Instant::now() + BACKTRACE_GRACE);
             }
             _ = tokio::time::sleep_until(deadline) => {
-                let _ = child.kill().await;
-                // Keep what the console still had buffered.
-                if let Some(out) = out.as_mut() {
-                    let mut rest = Vec::new();
-                    let _ = tokio::time::timeout(Duration::from_millis(200), out.read_to_end(&mut rest)).await;
-                    console.push_str(&String::from_utf8_lossy(&rest));
-                }
                 break match nmi_sent {
                     Some(silent_for) => BootEnd::Hung { silent_for },
                     None => BootEnd::TimedOut { after: started.elapsed() },
@@ -414,8 +527,30 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
             }
         }
     };
+    if matches!(end, BootEnd::TimedOut { .. } | BootEnd::Hung { .. }) {
+        if interactive {
+            let _ = child.start_kill();
+        } else {
+            kill_group(child);
+        }
+    }
     let _ = child.wait().await;
-    let qemu_stderr = stderr_task.await.unwrap_or_default();
+    // Keep what the console still had buffered.
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        for r in readers {
+            let _ = r.await;
+        }
+    })
+    .await;
+    while let Ok(line) = console_rx.try_recv() {
+        console.push_str(&line);
+        console.push('\n');
+    }
+    let qemu_stderr = tokio::time::timeout(Duration::from_secs(2), stderr_task)
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or_default();
     // The rest of the result stream, now that QEMU is gone.
     let _ = tokio::time::timeout(Duration::from_secs(2), results_task).await;
     while let Ok(l) = line_rx.try_recv() {
@@ -430,7 +565,11 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
     let _ = std::fs::remove_file(&cfg.monitor_socket);
     if let BootEnd::Exited { code: Some(c) } = end {
         if c != 0 && console.is_empty() {
-            bail!("{QEMU} failed to start (exit {c}):\n{}", qemu_stderr.trim());
+            bail!(
+                "{} failed to start (exit {c}):\n{}",
+                program.display(),
+                qemu_stderr.trim()
+            );
         }
     }
     Ok(BootResult {
@@ -443,12 +582,42 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
     })
 }
 
+/// SIGKILL to the child's whole process group (vng and the QEMU it
+/// started, or QEMU alone).
+fn kill_group(child: &mut tokio::process::Child) {
+    // (Only for children that lead their group: not interactive ones.)
+    if let Some(pid) = child.id() {
+        // SAFETY: kill with a negative pid signals the process group the
+        // child leads (it called setpgid(0, 0) before exec).
+        unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
+    }
+    let _ = child.start_kill();
+}
+
+/// A child that takes its process group with it when dropped (an error, a
+/// timeout, Ctrl-C dropping the future): `kill_on_drop` alone would kill vng
+/// but not the QEMU it started.
+struct GroupChild(tokio::process::Child, bool);
+
+impl Drop for GroupChild {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            if self.1 {
+                kill_group(&mut self.0);
+            } else {
+                let _ = self.0.start_kill();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn cfg() -> VmConfig {
         VmConfig {
+            backend: Backend::Hermetic,
             kernel: "/k/bzImage".into(),
             initramfs: "/i/initramfs.cpio.gz".into(),
             memory_mb: 1024,

@@ -10,7 +10,8 @@
 //!                  ------snapshot------> snapshots/CASE@VARIANT.snap, verdict
 //! ```
 //!
-//! `setup` installs what the stages need; `suite` drives them for many
+//! `setup` installs what the stages need (`vng` wraps virtme-ng, the other
+//! way to boot); `suite` drives them for many
 //! (case, kernel) pairs. Library code returns errors with context; only xtask
 //! decides exit codes.
 
@@ -25,6 +26,8 @@ pub mod pack;
 pub mod paths;
 pub mod report;
 pub mod setup;
+pub mod shell;
 pub mod snapshot;
 pub mod suite;
+pub mod vng;
 pub mod yaml;

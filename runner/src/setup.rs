@@ -58,7 +58,7 @@ pub fn missing_packages() -> Result<Vec<&'static str>> {
         .collect())
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }

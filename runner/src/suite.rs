@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::boot::{self, Accel, BootEnd, VmConfig};
+use crate::boot::{self, Accel, Backend, BootEnd, VmConfig};
 use crate::case::{self, Case};
 use crate::kernel::{self, BuiltKernel, Recipe};
 use crate::outcome::{self, End, Outcome};
@@ -147,6 +147,7 @@ pub struct CaseRun {
     pub elapsed: Duration,
     /// Boot to power-off (or kill).
     pub boot_time: Option<Duration>,
+    pub backend: BackendKind,
 }
 
 impl CaseRun {
@@ -179,7 +180,14 @@ impl CaseRun {
 
     /// The one command that reruns this pair.
     pub fn reproduce(&self) -> String {
-        format!("cargo xtask run {} --kernel {}", self.case, self.kernel)
+        let backend = match self.backend {
+            BackendKind::Hermetic => "",
+            BackendKind::Vng => " --backend vng",
+        };
+        format!(
+            "cargo xtask run {} --kernel {}{backend}",
+            self.case, self.kernel
+        )
     }
 }
 
@@ -210,15 +218,22 @@ pub fn crash_report(kernel: &BuiltKernel, crashes: &[Crash]) -> Option<String> {
     Some(s)
 }
 
-/// Where a pair's logs go.
-pub fn log_dir(paths: &Paths, case: &str, kernel: &str) -> PathBuf {
-    paths.logs().join(kernel).join(case)
+/// Where a pair's logs go: `logs/KERNEL/CASE`, or `logs/vng/KERNEL/CASE`
+/// for a run through virtme-ng (both backends' logs are kept side by side).
+pub fn log_dir(paths: &Paths, case: &str, kernel: &str, backend: BackendKind) -> PathBuf {
+    match backend {
+        BackendKind::Hermetic => paths.logs().join(kernel).join(case),
+        BackendKind::Vng => paths.logs().join("vng").join(kernel).join(case),
+    }
 }
 
 /// Builds what the runs need: the kernels (or finds them cached) and the
 /// initramfs base.
 pub struct Prepared {
     pub kernels: Vec<BuiltKernel>,
+    /// The guest binaries: packed into the hermetic initramfs, run from the
+    /// host's filesystem under vng.
+    pub bins: pack::GuestBinaries,
     pub base_image: Vec<u8>,
     pub accel: Accel,
 }
@@ -240,14 +255,39 @@ pub fn prepare(suite: &Suite) -> Result<Prepared> {
     );
     Ok(Prepared {
         kernels,
+        bins,
         base_image,
         accel,
     })
 }
 
+/// What boots the guest of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BackendKind {
+    /// QEMU with our initramfs (the default, and what snapshots are made with).
+    #[default]
+    Hermetic,
+    /// virtme-ng on the host's root filesystem: the same plan, the same
+    /// result port; a non-crashing case gives the same outcome.
+    Vng,
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "hermetic" => Ok(BackendKind::Hermetic),
+            "vng" => Ok(BackendKind::Vng),
+            _ => anyhow::bail!("unknown backend `{s}`: expected `hermetic` or `vng`"),
+        }
+    }
+}
+
 /// How a person wants one run.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
+    /// What boots the guest.
+    pub backend: BackendKind,
     /// Print the console live.
     pub stream: bool,
     /// After the steps, a shell on the user's terminal (no deadline).
@@ -277,16 +317,40 @@ pub async fn run_pair(
     opts: RunOptions,
 ) -> Result<CaseRun> {
     let started = Instant::now();
-    let dir = log_dir(paths, &case.name, &kernel.name);
+    let dir = log_dir(paths, &case.name, &kernel.name, opts.backend);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut plan = case.plan.clone();
     plan.shell = opts.shell;
-    let image = pack::image(&prepared.base_image, &plan)?;
     let initramfs = dir.join("initramfs.cpio.gz");
-    std::fs::write(&initramfs, image)?;
+    let backend = match opts.backend {
+        BackendKind::Hermetic => {
+            std::fs::write(&initramfs, pack::image(&prepared.base_image, &plan)?)?;
+            Backend::Hermetic
+        }
+        BackendKind::Vng => {
+            if opts.shell || opts.gdb.is_some() {
+                anyhow::bail!("--shell and --gdb are for the hermetic backend; for a shell through vng use `cargo xtask shell --kernel {}`", kernel.name);
+            }
+            // The guest sees the host's files: init reads the plan where we
+            // write it and runs the gmem-probe beside it.
+            let plan_file = dir.join("plan.json");
+            std::fs::write(&plan_file, serde_json::to_vec_pretty(&plan)?)?;
+            let vng = crate::vng::check()
+                .with_context(|| format!("case {} on kernel {}", case.name, kernel.name))?;
+            Backend::Vng {
+                bin: vng.bin,
+                exec: format!(
+                    "{} {}",
+                    boot::quote(&prepared.bins.init.to_string_lossy()),
+                    boot::quote(&plan_file.to_string_lossy())
+                ),
+            }
+        }
+    };
     // A socket path must be short (108 bytes): keep it in a private temp dir.
     let sock_dir = tempfile::Builder::new().prefix("gmemtest-").tempdir()?;
     let mut cfg = VmConfig {
+        backend,
         kernel: kernel.bzimage.clone(),
         initramfs,
         memory_mb: case.memory_mb,
@@ -318,9 +382,14 @@ pub async fn run_pair(
             );
         }
     }
+    let (program, args) = boot::launch_command(&cfg);
+    let cmdline_file = match opts.backend {
+        BackendKind::Hermetic => "qemu.cmdline",
+        BackendKind::Vng => "vng.cmdline",
+    };
     std::fs::write(
-        dir.join("qemu.cmdline"),
-        boot::shell_line(&boot::qemu_args(&cfg)) + "\n",
+        dir.join(cmdline_file),
+        boot::command_line(&program, &args) + "\n",
     )?;
     let prefix = format!("[{}@{}] ", case.name, kernel.name);
     let boot_res = boot::boot(&cfg, |line| {
@@ -367,6 +436,7 @@ pub async fn run_pair(
         log_dir: dir,
         elapsed: started.elapsed(),
         boot_time: Some(boot_res.elapsed),
+        backend: opts.backend,
     })
 }
 
@@ -419,7 +489,13 @@ fn judge(
 }
 
 /// An `Error` run for a pair that could not even be run.
-pub fn errored(paths: &Paths, case: &str, kernel: &str, err: &anyhow::Error) -> CaseRun {
+pub fn errored(
+    paths: &Paths,
+    case: &str,
+    kernel: &str,
+    backend: BackendKind,
+    err: &anyhow::Error,
+) -> CaseRun {
     CaseRun {
         case: case.into(),
         kernel: kernel.into(),
@@ -430,9 +506,10 @@ pub fn errored(paths: &Paths, case: &str, kernel: &str, err: &anyhow::Error) -> 
         crash_report: None,
         snapshot: None,
         snapshot_diff: None,
-        log_dir: log_dir(paths, case, kernel),
+        log_dir: log_dir(paths, case, kernel, backend),
         elapsed: Duration::ZERO,
         boot_time: None,
+        backend,
     }
 }
 

@@ -57,7 +57,15 @@ fn main() {
                         prepared,
                         Default::default(),
                     ))
-                    .unwrap_or_else(|e| suite::errored(&suite.paths, &case_name, &kernel_name, &e));
+                    .unwrap_or_else(|e| {
+                        suite::errored(
+                            &suite.paths,
+                            &case_name,
+                            &kernel_name,
+                            Default::default(),
+                            &e,
+                        )
+                    });
                 let verdict = run.verdict;
                 let msg = run.failure_report();
                 runs.lock().unwrap().push(run);

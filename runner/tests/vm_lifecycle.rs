@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use gmem_protocol::{Plan, PlanStep, PROTOCOL_VERSION};
-use runner::boot::{self, Accel, BootEnd, VmConfig};
+use runner::boot::{self, Accel, Backend, BootEnd, VmConfig};
 use runner::paths::Paths;
 
 /// QEMU processes whose command line mentions `needle`.
@@ -62,6 +62,7 @@ fn vm(dir: &std::path::Path, step: PlanStep, cmdline: &str, deadline: Duration) 
     let paths = Paths::of_this_checkout().unwrap();
     let kernel = stock_kernel(&paths);
     VmConfig {
+        backend: Backend::Hermetic,
         kernel: kernel.bzimage.clone(),
         initramfs: image(&paths, dir, step),
         memory_mb: 512,

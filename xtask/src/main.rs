@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 use runner::paths::Paths;
-use runner::suite::{self, CaseRun, RunOptions, Suite, Verdict};
+use runner::suite::{self, BackendKind, CaseRun, RunOptions, Suite, Verdict};
 
 /// Exit codes, documented in the README.
 mod exit {
@@ -51,6 +51,9 @@ enum Cmd {
         /// Stream every guest console live.
         #[arg(long)]
         stream: bool,
+        /// What boots the guests: `hermetic` (QEMU + our initramfs) or `vng` (virtme-ng on the host's root).
+        #[arg(long, default_value = "hermetic", value_parser = parse_backend)]
+        backend: BackendKind,
     },
     /// Run one case on one kernel with its console streamed live.
     Run {
@@ -63,6 +66,30 @@ enum Cmd {
         /// Start QEMU's gdb stub (default port 1234) and wait for gdb; prints the command to attach.
         #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "1234")]
         gdb: Option<u16>,
+        /// What boots the guest: `hermetic` or `vng`.
+        #[arg(long, default_value = "hermetic", value_parser = parse_backend)]
+        backend: BackendKind,
+    },
+    /// A shell in a built kernel through virtme-ng: the host's root filesystem
+    /// (read-only, with overlays), root, the probes on the PATH, /dev/kvm usable.
+    Shell {
+        #[arg(long = "kernel", short = 'k')]
+        kernel: String,
+        /// Run this command instead, and exit with its status.
+        #[arg(long)]
+        exec: Option<String>,
+        /// Guest memory in MB.
+        #[arg(long, default_value_t = 1024)]
+        memory: u32,
+        /// Guest CPUs.
+        #[arg(long, default_value_t = 2)]
+        cpus: u32,
+        /// Extra kernel command line.
+        #[arg(long, default_value = "")]
+        append: String,
+        /// Print the vng and QEMU command lines instead of booting.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Run cases and accept their outcomes as the new snapshots.
     Bless {
@@ -168,9 +195,11 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             cases,
             kernels,
             stream,
+            backend,
         } => {
             let opts = RunOptions {
                 stream,
+                backend,
                 ..Default::default()
             };
             test(Suite::load(paths, &cases, &kernels)?, opts).await
@@ -180,15 +209,33 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             kernel,
             shell,
             gdb,
+            backend,
         } => {
             // With a shell the console is the terminal itself, not a stream.
             let opts = RunOptions {
                 stream: !shell,
                 shell,
                 gdb,
+                backend,
                 ..Default::default()
             };
             test(Suite::load_one(paths, &case, &kernel)?, opts).await
+        }
+        Cmd::Shell {
+            kernel,
+            exec,
+            memory,
+            cpus,
+            append,
+            dry_run,
+        } => {
+            let opts = runner::shell::ShellOptions {
+                exec,
+                memory_mb: memory,
+                cpus,
+                append,
+            };
+            shell(paths, &kernel, opts, dry_run).await
         }
         Cmd::Bless { cases, kernels } => {
             // insta writes every snapshot; the verdicts then read "pass".
@@ -312,8 +359,54 @@ async fn bisect(
     })
 }
 
+fn parse_backend(s: &str) -> Result<BackendKind, String> {
+    s.parse().map_err(|e: anyhow::Error| e.to_string())
+}
+
+async fn shell(
+    paths: Paths,
+    kernel: &str,
+    opts: runner::shell::ShellOptions,
+    dry_run: bool,
+) -> Result<u8> {
+    runner::setup::ensure_host_packages()?;
+    let vng = runner::vng::ensure_installed()?;
+    let names = runner::kernel::recipe::list(&paths.kernels())?;
+    if !names.iter().any(|n| n == kernel) {
+        anyhow::bail!(
+            "no kernel `{kernel}` in {} (kernels: {})",
+            paths.kernels().display(),
+            names.join(", ")
+        );
+    }
+    let recipe = runner::kernel::Recipe::load_named(&paths.kernels(), kernel)?;
+    let built = runner::kernel::build(&paths, &recipe)?;
+    let bins = runner::pack::build_guest_binaries(&paths)?;
+    let (accel, why) = runner::boot::Accel::detect();
+    let v = runner::shell::vng_for(&paths, &built, &bins, accel, &opts)?;
+    if dry_run {
+        println!("{}", v.shell_line(&vng.bin));
+        println!("{}", v.qemu_command(&vng.bin)?);
+        return Ok(exit::PASS);
+    }
+    eprintln!(
+        "shell: {} ({}) through virtme-ng {}.{}, {accel:?} ({why})",
+        built.name, built.source, vng.version.0, vng.version.1
+    );
+    eprintln!("shell: {}", v.shell_line(&vng.bin));
+    let code = runner::shell::run(&vng, &v).await?;
+    Ok(u8::try_from(code).unwrap_or(exit::INFRA))
+}
+
 fn setup(paths: &Paths) -> Result<()> {
     runner::setup::ensure_host_packages()?;
+    let vng = runner::vng::ensure_installed()?;
+    eprintln!(
+        "setup: virtme-ng {}.{} at {}",
+        vng.version.0,
+        vng.version.1,
+        vng.bin.display()
+    );
     for n in runner::kernel::recipe::list(&paths.kernels())? {
         let r = runner::kernel::Recipe::load_named(&paths.kernels(), &n)?;
         if let runner::kernel::recipe::SourceSpec::Debian { package, version } = &r.source {
@@ -335,6 +428,9 @@ async fn test(suite: Suite, opts: RunOptions) -> Result<u8> {
     }
     // Setup is cheap when everything is there, and installs what is missing.
     runner::setup::ensure_host_packages()?;
+    if opts.backend == BackendKind::Vng {
+        runner::vng::ensure_installed()?;
+    }
     let prepared = suite::prepare(&suite)?;
     let mut runs: Vec<CaseRun> = Vec::new();
     let pairs = suite.pairs();
@@ -348,7 +444,7 @@ async fn test(suite: Suite, opts: RunOptions) -> Result<u8> {
         eprintln!("[{}/{total}] {} on {} ...", i + 1, case.name, kname);
         let run = match suite::run_pair(&suite.paths, case, kernel, &prepared, opts).await {
             Ok(r) => r,
-            Err(e) => suite::errored(&suite.paths, &case.name, kname, &e),
+            Err(e) => suite::errored(&suite.paths, &case.name, kname, opts.backend, &e),
         };
         eprintln!(
             "[{}/{total}] {} on {}: {}{} ({:.1}s)",
@@ -409,7 +505,7 @@ mod tests {
         let ok =
             Cli::try_parse_from(["xtask", "run", "gmem_caps", "--kernel", "stock-7.3"]).unwrap();
         assert!(
-            matches!(ok.cmd, Cmd::Run { ref case, ref kernel, shell: false, gdb: None } if case == "gmem_caps" && kernel == "stock-7.3")
+            matches!(ok.cmd, Cmd::Run { ref case, ref kernel, shell: false, gdb: None, backend: BackendKind::Hermetic } if case == "gmem_caps" && kernel == "stock-7.3")
         );
     }
 
@@ -441,8 +537,44 @@ mod tests {
         let cli = Cli::try_parse_from(["xtask", "test", "-c", "a", "-c", "b", "-k", "stock-7.3"])
             .unwrap();
         assert!(
-            matches!(cli.cmd, Cmd::Test { ref cases, ref kernels, stream: false }
+            matches!(cli.cmd, Cmd::Test { ref cases, ref kernels, stream: false, backend: BackendKind::Hermetic }
             if cases == &["a", "b"] && kernels == &["stock-7.3"])
+        );
+    }
+
+    #[test]
+    fn backend_and_shell_are_parsed() {
+        let cli = Cli::try_parse_from(["xtask", "test", "--backend", "vng"]).unwrap();
+        assert!(matches!(
+            cli.cmd,
+            Cmd::Test {
+                backend: BackendKind::Vng,
+                ..
+            }
+        ));
+        let e = Cli::try_parse_from(["xtask", "test", "--backend", "docker"])
+            .err()
+            .expect("unknown backend");
+        assert!(
+            e.to_string().contains("expected `hermetic` or `vng`"),
+            "{e}"
+        );
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "shell",
+            "-k",
+            "stock-7.3",
+            "--exec",
+            "gmem-probe caps {}",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.cmd, Cmd::Shell { ref kernel, exec: Some(ref e), memory: 1024, cpus: 2, dry_run: false, .. }
+            if kernel == "stock-7.3" && e == "gmem-probe caps {}")
+        );
+        assert!(
+            Cli::try_parse_from(["xtask", "shell"]).is_err(),
+            "a shell needs --kernel"
         );
     }
 }

@@ -130,3 +130,42 @@ fn gdb_attaches_to_the_stub_and_the_run_completes() {
         "the run did not complete after gdb continued: {status:?}\n{rest}\n{gdb_out}"
     );
 }
+
+/// `cargo xtask shell --exec`: the command runs as root in the built kernel
+/// on the host's files, with the probes on the PATH and /dev/kvm usable,
+/// and its exit status is the shell's.
+#[test]
+fn shell_exec_runs_a_probe_through_vng_and_returns_its_status() {
+    let out = xtask()
+        .args([
+            "shell",
+            "--kernel",
+            "stock-7.3",
+            "--exec",
+            "uname -r; id -u; test -c /dev/kvm && echo kvm-ok; gmem-probe caps '{}'; exit 7",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("xtask");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stdout}\n{stderr}");
+    let mut lines = stdout.lines();
+    let release = lines.next().unwrap_or_default();
+    assert!(
+        release.starts_with("7.3"),
+        "not the built kernel: {release}\n{stderr}"
+    );
+    // A different kernel from the host's, so this really ran in the guest.
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_ne!(release, host.trim());
+    assert_eq!(lines.next(), Some("0"), "not root in the guest:\n{stdout}");
+    assert!(
+        stdout.contains("kvm-ok"),
+        "no /dev/kvm in the guest:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("\"guest_memfd\":true"),
+        "the probe did not run (PATH?):\n{stdout}\n{stderr}"
+    );
+}

@@ -7,6 +7,12 @@
 //!
 //! PID 1 must never exit or panic (either panics the kernel): the main logic
 //! runs under `catch_unwind`, and whatever happens the guest reboots.
+//!
+//! Under virtme-ng (the `vng` backend) init is an ordinary command, `init
+//! PLAN_FILE`, run by vng's init on the host's root filesystem: it mounts
+//! only what vng did not, runs the `gmem-probe` beside it, and exits (vng
+//! then powers the VM off). It refuses to run unless the kernel command line
+//! carries [`GUEST_MARKER`], so a plan never runs on the host.
 
 mod mounts;
 mod report;
@@ -15,14 +21,63 @@ mod step;
 
 use std::ffi::CStr;
 use std::panic::{self, AssertUnwindSafe};
+use std::path::PathBuf;
 
-use gmem_protocol::{Plan, Record, PLAN_PATH, PROTOCOL_VERSION, RESULT_PORT};
+use gmem_protocol::{
+    Plan, Record, GUEST_MARKER, PLAN_PATH, PROBE_BIN, PROTOCOL_VERSION, RESULT_PORT,
+};
 use report::{console, Reporter};
+
+/// How init was started.
+enum Mode {
+    /// PID 1 of the hermetic initramfs.
+    Pid1,
+    /// A command in a guest booted by virtme-ng.
+    Hosted { plan: PathBuf },
+}
+
+impl Mode {
+    fn plan(&self) -> PathBuf {
+        match self {
+            Mode::Pid1 => PathBuf::from(PLAN_PATH),
+            Mode::Hosted { plan } => plan.clone(),
+        }
+    }
+
+    /// The probe binary: packed in the initramfs, or beside this binary.
+    fn probe(&self) -> PathBuf {
+        match self {
+            Mode::Pid1 => PathBuf::from(PROBE_BIN),
+            Mode::Hosted { .. } => std::env::current_exe()
+                .ok()
+                .and_then(|e| e.parent().map(|d| d.join("gmem-probe")))
+                .unwrap_or_else(|| PathBuf::from("gmem-probe")),
+        }
+    }
+}
 
 fn main() {
     panic::set_hook(Box::new(|info| console(&format!("init panicked: {info}"))));
+    let mode = if std::process::id() == 1 {
+        Mode::Pid1
+    } else {
+        let Some(plan) = std::env::args_os().nth(1) else {
+            console("usage: init PLAN_FILE (in a gmemtest guest only)");
+            std::process::exit(2);
+        };
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        if !cmdline.split_whitespace().any(|w| w == GUEST_MARKER) {
+            console(&format!(
+                "refusing to run a plan: the kernel command line has no {GUEST_MARKER}, so this is not a gmemtest guest"
+            ));
+            std::process::exit(2);
+        }
+        Mode::Hosted {
+            plan: PathBuf::from(plan),
+        }
+    };
     let mut reporter = Reporter::new();
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| run(&mut reporter)));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| run(&mut reporter, &mode)));
     match outcome {
         Ok(Ok(())) => {}
         Ok(Err(message)) => {
@@ -41,12 +96,18 @@ fn main() {
         }
     }
     reporter.drain();
-    reboot();
+    match mode {
+        Mode::Pid1 => reboot(),
+        Mode::Hosted { .. } => std::process::exit(0),
+    }
 }
 
 /// Everything but the reboot. An `Err` is fatal: reported, then reboot.
-fn run(reporter: &mut Reporter) -> Result<(), String> {
-    let mount_errors = mounts::mount_all();
+fn run(reporter: &mut Reporter, mode: &Mode) -> Result<(), String> {
+    let mount_errors = match mode {
+        Mode::Pid1 => mounts::mount_all(),
+        Mode::Hosted { .. } => mounts::mount_missing(),
+    };
     report::ensure_console_fds();
     if let Err(e) = reporter.open_port() {
         console(&format!(
@@ -58,10 +119,12 @@ fn run(reporter: &mut Reporter) -> Result<(), String> {
         reporter.send(&Record::InitError { message });
     }
 
-    let text = std::fs::read_to_string(PLAN_PATH)
-        .map_err(|e| format!("reading the plan {PLAN_PATH}: {e}"))?;
-    let plan: Plan =
-        serde_json::from_str(&text).map_err(|e| format!("parsing the plan {PLAN_PATH}: {e}"))?;
+    let plan_path = mode.plan();
+    let probe = mode.probe();
+    let text = std::fs::read_to_string(&plan_path)
+        .map_err(|e| format!("reading the plan {}: {e}", plan_path.display()))?;
+    let plan: Plan = serde_json::from_str(&text)
+        .map_err(|e| format!("parsing the plan {}: {e}", plan_path.display()))?;
     if plan.protocol != PROTOCOL_VERSION {
         return Err(format!(
             "plan protocol {} but this init speaks {PROTOCOL_VERSION}",
@@ -89,7 +152,7 @@ fn run(reporter: &mut Reporter) -> Result<(), String> {
             step: s.name.clone(),
             probe: s.probe.clone(),
         });
-        let r = step::run(s);
+        let r = step::run(s, &probe);
         console(&format!(
             "step {} {} in {} ms",
             s.name,
@@ -110,9 +173,17 @@ fn run(reporter: &mut Reporter) -> Result<(), String> {
     }
     reporter.send(&Record::Done);
     if plan.shell {
-        shell::run();
+        match mode {
+            Mode::Pid1 => shell::run(),
+            Mode::Hosted { .. } => {
+                console("no shell after the plan under vng (use `cargo xtask shell`)")
+            }
+        }
     }
-    console("done, rebooting");
+    console(match mode {
+        Mode::Pid1 => "done, rebooting",
+        Mode::Hosted { .. } => "done",
+    });
     Ok(())
 }
 

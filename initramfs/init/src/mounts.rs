@@ -26,6 +26,24 @@ pub fn mount_all() -> Vec<String> {
         .collect()
 }
 
+/// Under virtme-ng: vng's init mounted /dev, /proc, /sys and /tmp; mounts
+/// debugfs (for fault injection and the page-table dump) only if it is not
+/// there yet.
+pub fn mount_missing() -> Vec<String> {
+    let debugfs_mounted = std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some("/sys/kernel/debug"));
+    if debugfs_mounted {
+        return vec![];
+    }
+    mount("debugfs", "/sys/kernel/debug", "debugfs")
+        .err()
+        .map(|e| format!("mount debugfs on /sys/kernel/debug: {e}"))
+        .into_iter()
+        .collect()
+}
+
 fn mount(source: &str, target: &str, fstype: &str) -> io::Result<()> {
     // The mount point may be missing from the archive (debugfs's is made by sysfs).
     if let Err(e) = std::fs::create_dir_all(target) {

@@ -8,7 +8,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use gmem_protocol::{PlanStep, StepExit, PROBE_BIN};
+use std::path::Path;
+
+use gmem_protocol::{PlanStep, StepExit};
 
 /// How much of a bad stdout is kept in `bad_output`.
 const BAD_OUTPUT_LIMIT: usize = 4096;
@@ -23,15 +25,15 @@ pub struct StepResult {
     pub duration_ms: u64,
 }
 
-/// Runs `step` to completion or to its deadline.
-pub fn run(step: &PlanStep) -> StepResult {
+/// Runs `step` with the probe binary `probe` to completion or to its deadline.
+pub fn run(step: &PlanStep, probe: &Path) -> StepResult {
     let start = Instant::now();
     let args = if step.args.is_null() {
         "{}".to_string()
     } else {
         step.args.to_string()
     };
-    let mut cmd = Command::new(PROBE_BIN);
+    let mut cmd = Command::new(probe);
     cmd.arg(&step.probe)
         .arg(args)
         .stdin(Stdio::null())
@@ -62,7 +64,7 @@ pub fn run(step: &PlanStep) -> StepResult {
         Err(e) => {
             return StepResult {
                 exit: StepExit::SpawnFailed {
-                    error: format!("{PROBE_BIN}: {e}"),
+                    error: format!("{}: {e}", probe.display()),
                 },
                 observation: None,
                 bad_output: None,
@@ -389,11 +391,7 @@ mod tests {
 
     #[test]
     fn missing_probe_binary_is_a_spawn_failure() {
-        // PROBE_BIN does not exist on a development host.
-        if std::path::Path::new(PROBE_BIN).exists() {
-            return;
-        }
-        let r = run(&step("caps", 1000));
+        let r = run(&step("caps", 1000), Path::new("/nonexistent/gmem-probe"));
         assert!(matches!(r.exit, StepExit::SpawnFailed { .. }));
     }
 }

@@ -6,6 +6,11 @@
 //! [`Record`] per line of JSON on the result port ([`RESULT_PORT`], the second
 //! serial port). The kernel's own log stays on the first serial port.
 //!
+//! Under virtme-ng (the `vng` backend) init is not PID 1: vng's init runs
+//! it as a command, `init PLAN_FILE`, on the host's root filesystem; the
+//! probe binary is the `gmem-probe` beside it, and the result port is the
+//! same second serial port.
+//!
 //! A probe is `PROBE_BIN <probe-name> <args-json>`; it prints exactly one JSON
 //! object (its observation) on stdout and exits 0 when the observation was
 //! made, whatever the observation says. A non-zero exit means the probe itself
@@ -41,6 +46,11 @@ pub const PROBES: &[&str] = &[
 
 /// The shell `cargo xtask run --shell` packs (busybox, statically linked).
 pub const SHELL_BIN: &str = "/bin/busybox";
+
+/// On every gmemtest guest's kernel command line. init refuses to run a
+/// plan on a kernel booted without it: a plan (some crash the kernel) never
+/// runs on the host by mistake.
+pub const GUEST_MARKER: &str = "gmemtest.guest=1";
 
 /// The serial device that carries [`Record`]s from guest to host.
 pub const RESULT_PORT: &str = "/dev/ttyS1";
