@@ -23,22 +23,26 @@ fn shell_runs_commands_in_the_guest_and_exit_powers_off() {
         .expect("xtask");
     let mut stdin = child.stdin.take().unwrap();
     let stdout = child.stdout.take().unwrap();
-    // The console is this pipe: wait for the prompt, then type.
+    // The console is this pipe: wait for init to say the shell is coming,
+    // then type. (Earlier, while the kernel boots, nothing has the serial
+    // port open and what is typed is lost.)
+    let (shell_tx, shell_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut seen = String::new();
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("dropping to a shell") {
+                let _ = shell_tx.send(());
+            }
             seen.push_str(&line);
             seen.push('\n');
         }
         seen
     });
-    std::thread::sleep(Duration::from_secs(1));
     let mut typed = false;
-    for _ in 0..600 {
+    for _ in 0..1200 {
         std::thread::sleep(Duration::from_millis(100));
-        if !typed {
-            // Typing early is fine: the guest's tty buffers it until the
-            // shell reads.
+        if !typed && shell_rx.try_recv().is_ok() {
+            // The guest's tty buffers it until the shell reads.
             let _ = stdin.write_all(b"echo in-guest-$((6*7)); gmem-probe meminfo '{}'\nexit\n");
             typed = true;
         }
