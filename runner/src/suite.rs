@@ -261,6 +261,11 @@ pub fn prepare(suite: &Suite) -> Result<Prepared> {
     })
 }
 
+/// vng's own boot (its init, udev, overlays) takes about 20 s here before
+/// our init starts, against about one for the hermetic boot: on top of the
+/// case's timeout.
+pub const VNG_BOOT_ALLOWANCE: Duration = Duration::from_secs(60);
+
 /// What boots the guest of a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum BackendKind {
@@ -357,7 +362,11 @@ pub async fn run_pair(
         cpus: case.cpus,
         extra_cmdline: case.cmdline.clone(),
         accel: prepared.accel,
-        deadline: Duration::from_secs(case.timeout_s),
+        deadline: Duration::from_secs(case.timeout_s)
+            + match opts.backend {
+                BackendKind::Hermetic => Duration::ZERO,
+                BackendKind::Vng => VNG_BOOT_ALLOWANCE,
+            },
         result_socket: sock_dir.path().join("results.sock"),
         monitor_socket: sock_dir.path().join("monitor.sock"),
         silence: (case.silence_s > 0).then(|| Duration::from_secs(case.silence_s)),
