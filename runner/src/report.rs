@@ -490,6 +490,11 @@ struct Line<'a> {
     msg: &'a str,
 }
 
+/// A printk timestamp anywhere in a line (six decimals: not some program's
+/// own `[1.5]`).
+static EMBEDDED_TIMESTAMP: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\[\s*\d+\.\d{6}\](?:\[\s*[TC]\d+\])? ").unwrap());
+
 fn kernel_lines(console: &str) -> Vec<Line<'_>> {
     let all: Vec<(usize, &str)> = console
         .lines()
@@ -499,6 +504,13 @@ fn kernel_lines(console: &str) -> Vec<Line<'_>> {
     let timestamped = all.iter().any(|(_, l)| split_timestamp(l).0.is_some());
     all.into_iter()
         .filter_map(|(no, raw)| {
+            // A user program's output still in the UART's queue when printk
+            // writes straight to the port: the kernel's line starts in the
+            // middle (`gup_read: trying proc_self_mem[    1.95] BUG: ...`).
+            let raw = match EMBEDDED_TIMESTAMP.find(raw) {
+                Some(m) if timestamped && m.start() > 0 => &raw[m.start()..],
+                _ => raw,
+            };
             let (ts, msg) = split_timestamp(raw);
             let foreign = (timestamped && ts.is_none())
                 || FOREIGN_PREFIXES.iter().any(|p| msg.starts_with(p));
