@@ -214,7 +214,13 @@ pub fn find() -> Option<PathBuf> {
 
 /// vng, its version and udev, or an error that says what to do.
 pub fn check() -> Result<VngInfo> {
-    let bin = find().with_context(|| {
+    let udev = on_path("udevadm").is_some() || Path::new("/usr/bin/udevadm").exists();
+    check_at(find(), udev)
+}
+
+/// [`check`] for a given `vng` (or none) and whether udev is there.
+pub fn check_at(bin: Option<PathBuf>, udev: bool) -> Result<VngInfo> {
+    let bin = bin.with_context(|| {
         format!(
             "virtme-ng (`vng`) is not installed: run `cargo xtask setup` (it runs `python3 -m pip install virtme-ng=={PINNED_VERSION}`)"
         )
@@ -242,7 +248,7 @@ pub fn check() -> Result<VngInfo> {
             MIN_VERSION.1
         );
     }
-    if on_path("udevadm").is_none() && !Path::new("/usr/bin/udevadm").exists() {
+    if !udev {
         bail!("virtme-ng needs udev on the host (without it vng exits 255 and prints nothing): run `cargo xtask setup`");
     }
     Ok(VngInfo { bin, version })
@@ -359,6 +365,37 @@ mod tests {
         assert_eq!(parse_version("virtme-ng 2.0.1"), Some((2, 0)));
         assert_eq!(parse_version("virtme-ng unknown"), None);
         assert!((1, 9) < MIN_VERSION && (1, 42) >= MIN_VERSION && (2, 0) > MIN_VERSION);
+    }
+
+    /// A stand-in `vng` that prints `version` for `--version`.
+    fn fake_vng(dir: &Path, version: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join("vng");
+        std::fs::write(&p, format!("#!/bin/sh\necho 'virtme-ng {version}'\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    #[test]
+    fn missing_or_old_vng_and_missing_udev_say_what_to_do() {
+        let e = format!("{:#}", check_at(None, true).unwrap_err());
+        assert!(
+            e.contains("not installed") && e.contains("cargo xtask setup"),
+            "{e}"
+        );
+        let d = tempfile::tempdir().unwrap();
+        let old = fake_vng(d.path(), "1.10");
+        let e = format!("{:#}", check_at(Some(old), true).unwrap_err());
+        assert!(
+            e.contains("virtme-ng 1.10") && e.contains("needs 1.42 or newer"),
+            "{e}"
+        );
+        let d = tempfile::tempdir().unwrap();
+        let good = fake_vng(d.path(), "1.42");
+        let e = format!("{:#}", check_at(Some(good.clone()), false).unwrap_err());
+        assert!(e.contains("needs udev"), "{e}");
+        let info = check_at(Some(good), true).unwrap();
+        assert_eq!(info.version, (1, 42));
     }
 
     #[test]
