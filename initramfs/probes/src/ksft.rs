@@ -240,7 +240,8 @@ fn is_stack_line(l: &str) -> bool {
 }
 
 /// Removes what differs between runs: `pid=N`/`tid=N`, and addresses (hex
-/// numbers of 10 digits or more; short values such as flags stay).
+/// numbers of 10 digits or more; short values such as flags stay); errno
+/// numbers become names (`errno: 38` -> `errno: ENOSYS`).
 pub fn normalize(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let b = s.as_bytes();
@@ -256,6 +257,24 @@ pub fn normalize(s: &str) -> String {
                 out.push_str("ADDR");
                 i += 2 + hex_len;
                 continue;
+            }
+        }
+        // `errno: 38` / `errno=38` in a message: the name, not the number.
+        if word_start {
+            if let Some(key) = ["errno: ", "errno="]
+                .into_iter()
+                .find(|k| s[i..].starts_with(k))
+            {
+                let n = b[i + key.len()..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_digit())
+                    .count();
+                if let Ok(num) = s[i + key.len()..i + key.len() + n].parse::<i32>() {
+                    out.push_str(key);
+                    out.push_str(&crate::errno::name(num));
+                    i += key.len() + n;
+                    continue;
+                }
             }
         }
         if word_start {
@@ -364,6 +383,10 @@ mod tests {
             "pid=PID tid=TID at ADDR flags 0x7 gpa 0x100000"
         );
         assert_eq!(normalize("mypid=3"), "mypid=3");
+        assert_eq!(
+            normalize("madvise failed, rc: -1 errno: 38 (Function not implemented)"),
+            "madvise failed, rc: -1 errno: ENOSYS (Function not implemented)"
+        );
     }
 
     #[test]
@@ -372,6 +395,27 @@ mod tests {
         assert_eq!(meaning(4), "skip");
         assert_eq!(meaning(254), "fail");
         assert_eq!(meaning(1), "fail");
+    }
+
+    /// guest_memfd_test on stock-7.3 (madvise is ENOSYS without
+    /// CONFIG_ADVISE_SYSCALLS), as the guest printed it.
+    #[test]
+    fn real_guest_memfd_test_without_madvise() {
+        let p = parse(
+            include_str!("../testdata/guest_memfd_test.madvise_enosys.stdout"),
+            include_str!("../testdata/guest_memfd_test.madvise_enosys.stderr"),
+        );
+        assert_eq!(
+            p.assertion,
+            Some(Assertion {
+                location: "include/kvm_syscalls.h:97".into(),
+                expression: "!r".into(),
+                errno: Some("ENOSYS".into()),
+                message: "madvise failed, rc: -1 errno: ENOSYS (Function not implemented)".into(),
+            })
+        );
+        assert_eq!(p.plan, None);
+        assert!(p.results.is_empty() && p.skipped_parts.is_empty());
     }
 
     #[test]

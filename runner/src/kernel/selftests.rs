@@ -6,7 +6,7 @@
 //! (`build/VARIANT/src`) into a content-addressed cache entry
 //! (`kselftests/VARIANT-KEY`, keyed by the tree key, the compiler, the builder
 //! version and the list of tests): a cache hit runs no make. The uapi headers
-//! come from `make headers_install` with `O=` and the objects from the
+//! come from `make headers` with `O=` and the objects from the
 //! selftests' `OUTPUT=`, both in a work directory of ours, so the tree is
 //! never written to. A user's own tree is built the same way into a
 //! persistent directory beside its kernel objects, and make's dependency
@@ -95,15 +95,16 @@ fn clean_make_env(cmd: &mut Command) {
     }
 }
 
-/// `make headers_install` of the tree at `src`, objects in `obj`, headers
-/// installed under `install` (`install/include`). `O=` keeps the tree clean.
-pub fn headers_command(src: &Path, obj: &Path, install: &Path, jobs: usize) -> Command {
+/// `make headers` of the tree at `src` with `O=obj`: the uapi headers as
+/// headers_install makes them, in `obj/usr/include` (headers_install only
+/// copies them on, with rsync, which a machine may not have). `O=` keeps the
+/// tree clean.
+pub fn headers_command(src: &Path, obj: &Path, jobs: usize) -> Command {
     let mut cmd = Command::new("make");
     cmd.current_dir(src)
         .arg(format!("O={}", obj.display()))
         .arg(format!("-j{jobs}"))
-        .arg(format!("INSTALL_HDR_PATH={}", install.display()))
-        .arg("headers_install");
+        .arg("headers");
     clean_make_env(&mut cmd);
     cmd
 }
@@ -288,7 +289,7 @@ fn build_tree(
     })
 }
 
-/// Headers, then the selftests, in `work` (`hdr-obj`, `usr`, `out`); both
+/// Headers, then the selftests, in `work` (`hdr-obj`, `try`, `out`); both
 /// makes' output in `log_path`. Checks every binary is there and static.
 fn make_all(
     kernel: &str,
@@ -305,17 +306,17 @@ fn make_all(
     let started = Instant::now();
     let mut log = std::fs::File::create(log_path)
         .with_context(|| format!("cannot create {}", log_path.display()))?;
-    let usr = work.join("usr");
+    let hdr_obj = work.join("hdr-obj");
     let out = work.join("out");
     std::fs::create_dir_all(&out)?;
     eprintln!(
-        "kselftests {kernel}: make headers_install (log {})",
+        "kselftests {kernel}: make headers (log {})",
         log_path.display()
     );
     run_logged(
         kernel,
-        headers_command(src, &work.join("hdr-obj"), &usr, jobs),
-        "make headers_install",
+        headers_command(src, &hdr_obj, jobs),
+        "make headers",
         &mut log,
         log_path,
     )?;
@@ -329,7 +330,7 @@ fn make_all(
         selftests_command(
             src,
             &out,
-            &usr.join("include"),
+            &hdr_obj.join("usr/include"),
             &work.join("try"),
             tests,
             jobs,
@@ -469,22 +470,9 @@ mod tests {
 
     #[test]
     fn headers_are_installed_with_an_object_dir_of_ours() {
-        let cmd = headers_command(
-            Path::new("/t/linux"),
-            Path::new("/c/w/hdr-obj"),
-            Path::new("/c/w/usr"),
-            1,
-        );
+        let cmd = headers_command(Path::new("/t/linux"), Path::new("/c/w/hdr-obj"), 1);
         assert_eq!(cmd.get_current_dir(), Some(Path::new("/t/linux")));
-        assert_eq!(
-            args(&cmd),
-            [
-                "O=/c/w/hdr-obj",
-                "-j1",
-                "INSTALL_HDR_PATH=/c/w/usr",
-                "headers_install"
-            ]
-        );
+        assert_eq!(args(&cmd), ["O=/c/w/hdr-obj", "-j1", "headers"]);
     }
 
     #[test]
