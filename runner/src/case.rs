@@ -223,6 +223,10 @@ impl Case {
             if s.timeout == 0 {
                 bail!("{}: expected at least 1 second", at("timeout"));
             }
+            if s.probe == "kselftest" {
+                check_kselftest_step(&s.args, s.timeout)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", at("args")))?;
+            }
             if let Some(cpu) = s.cpu {
                 if cpu >= raw.cpus {
                     bail!(
@@ -276,6 +280,45 @@ impl Case {
             keep_dmesg,
             silence_s,
         })
+    }
+}
+
+/// What the `kselftest` probe defaults its own deadline to (seconds).
+const KSELFTEST_DEFAULT_TIMEOUT_S: u64 = 60;
+
+/// A `kselftest` step names a test the runner can build, and its own
+/// deadline (`timeout_s`) ends before the step's, so that a hung test is
+/// reported by the probe rather than only killed by init.
+fn check_kselftest_step(args: &serde_json::Value, step_timeout: u64) -> Result<()> {
+    let test = args
+        .get("test")
+        .and_then(|t| t.as_str())
+        .context("`test`: expected the name of a KVM selftest, e.g. `guest_memfd_test`")?;
+    crate::kernel::selftests::check_test_name(test)?;
+    let own = args
+        .get("timeout_s")
+        .map(|t| t.as_u64().context("`timeout_s`: expected seconds"))
+        .transpose()?
+        .unwrap_or(KSELFTEST_DEFAULT_TIMEOUT_S);
+    if own >= step_timeout {
+        bail!("`timeout_s` ({own} s) must end before the step's `timeout` ({step_timeout} s)");
+    }
+    Ok(())
+}
+
+impl Case {
+    /// The upstream selftests the case's `kselftest` steps run.
+    pub fn kselftests(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .plan
+            .steps
+            .iter()
+            .filter(|s| s.probe == "kselftest")
+            .filter_map(|s| s.args.get("test")?.as_str().map(String::from))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 }
 
@@ -406,6 +449,24 @@ mod tests {
         );
         let e = err("description: d\nkernels: [stock-7.3]\nexpect_crash: maybe\nsteps:\n  - {name: a, probe: caps}\n");
         assert!(e.contains("expected true, false or a list"), "{e}");
+    }
+
+    #[test]
+    fn kselftest_steps_name_a_test_and_end_before_the_step() {
+        let c = load("description: d\nkernels: [stock-7.3]\nsteps:\n  - {name: a, probe: kselftest, args: {test: x86/foo_test, timeout_s: 50}, timeout: 60}\n  - {name: b, probe: caps}\n").unwrap();
+        assert_eq!(c.kselftests(), vec!["x86/foo_test"]);
+        let e = err("description: d\nkernels: [stock-7.3]\nsteps:\n  - {name: a, probe: kselftest, args: {test: ../x}, timeout: 90}\n");
+        assert!(
+            e.contains("steps[0].args`") && e.contains("not a KVM selftest name"),
+            "{e}"
+        );
+        let e = err("description: d\nkernels: [stock-7.3]\nsteps:\n  - {name: a, probe: kselftest, args: {test: t}}\n");
+        assert!(
+            e.contains("`timeout_s` (60 s) must end before the step's `timeout` (20 s)"),
+            "{e}"
+        );
+        let e = err("description: d\nkernels: [stock-7.3]\nsteps:\n  - {name: a, probe: kselftest, args: {}}\n");
+        assert!(e.contains("`test`: expected the name"), "{e}");
     }
 
     #[test]

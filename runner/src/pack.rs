@@ -11,8 +11,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::kernel::selftests::BuiltSelftests;
 use crate::paths::Paths;
-use gmem_protocol::{Plan, PLAN_PATH, PROBE_BIN, SHELL_BIN};
+use gmem_protocol::{Plan, KSELFTEST_DIR, PLAN_PATH, PROBE_BIN, SHELL_BIN};
 
 /// The guest binaries, statically linked for the guest.
 #[derive(Debug, Clone)]
@@ -166,9 +167,51 @@ pub fn base_image(bins: &GuestBinaries) -> Result<Vec<u8>> {
     gzip(&entries, 1)
 }
 
+/// The member that carries one kernel's upstream KVM selftests, under
+/// [`KSELFTEST_DIR`] (`x86/foo_test` keeps its directory). Built once per
+/// kernel and added only to the images of cases that run them.
+pub fn kselftests_member(built: &BuiltSelftests) -> Result<Vec<u8>> {
+    let root = KSELFTEST_DIR.trim_start_matches('/');
+    let mut entries = vec![Entry::Dir {
+        path: root.into(),
+        mode: 0o755,
+    }];
+    let mut dirs = vec![];
+    for t in &built.tests {
+        if let Some((dir, _)) = t.rsplit_once('/') {
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+                entries.push(Entry::Dir {
+                    path: format!("{root}/{dir}"),
+                    mode: 0o755,
+                });
+            }
+        }
+        let bin = built.binary(t);
+        entries.push(Entry::File {
+            path: format!("{root}/{t}"),
+            mode: 0o755,
+            data: std::fs::read(&bin).with_context(|| {
+                format!(
+                    "kernel {}: cannot read the selftest {}",
+                    built.kernel,
+                    bin.display()
+                )
+            })?,
+        });
+    }
+    gzip(&entries, 1)
+}
+
 /// The image for one plan: the base followed by a member holding the plan
 /// (and, for a plan that ends in a shell, the shell).
 pub fn image(base: &[u8], plan: &Plan) -> Result<Vec<u8>> {
+    image_with(base, &[], plan)
+}
+
+/// [`image`] with more members (already gzipped) between the base and the
+/// plan, e.g. a kernel's selftests.
+pub fn image_with(base: &[u8], extra: &[&[u8]], plan: &Plan) -> Result<Vec<u8>> {
     let plan_json = serde_json::to_vec_pretty(plan)?;
     let mut entries = vec![Entry::File {
         path: PLAN_PATH.trim_start_matches('/').into(),
@@ -195,8 +238,12 @@ pub fn image(base: &[u8], plan: &Plan) -> Result<Vec<u8>> {
         });
     }
     let tail = gzip(&entries, 6)?;
-    let mut img = Vec::with_capacity(base.len() + tail.len());
+    let extra_len: usize = extra.iter().map(|m| m.len()).sum();
+    let mut img = Vec::with_capacity(base.len() + extra_len + tail.len());
     img.extend_from_slice(base);
+    for m in extra {
+        img.extend_from_slice(m);
+    }
     img.extend_from_slice(&tail);
     Ok(img)
 }
@@ -278,6 +325,51 @@ mod tests {
         assert_eq!(got[1].3, (5, 1));
         assert_eq!(got[2], ("init".into(), 0o100755, b"abcde".to_vec(), (0, 0)));
         assert_eq!(got[3].2, Vec::<u8>::new());
+    }
+
+    #[test]
+    fn kselftests_member_keeps_test_directories() {
+        let d = tempfile::tempdir().unwrap();
+        for (t, data) in [("a_test", "A"), ("x86/b_test", "B")] {
+            let p = d.path().join(t);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, data).unwrap();
+        }
+        let built = BuiltSelftests {
+            kernel: "k".into(),
+            key: String::new(),
+            bin_dir: d.path().into(),
+            tests: vec!["a_test".into(), "x86/b_test".into()],
+            build_log: d.path().join("log"),
+            built_in: None,
+        };
+        let gz = kselftests_member(&built).unwrap();
+        let plan = Plan {
+            protocol: 1,
+            case: "c".into(),
+            steps: vec![],
+            shell: false,
+        };
+        let base = gzip(&[], 1).unwrap();
+        let img = image_with(&base, &[&gz], &plan).unwrap();
+        assert_eq!(&img[base.len()..base.len() + gz.len()], &gz[..]);
+        let mut cpio = vec![];
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut cpio)
+            .unwrap();
+        let got: Vec<(String, u32)> = read_newc(&cpio)
+            .into_iter()
+            .map(|(n, m, _, _)| (n, m))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("gmemtest/kselftests".to_string(), 0o040755),
+                ("gmemtest/kselftests/a_test".to_string(), 0o100755),
+                ("gmemtest/kselftests/x86".to_string(), 0o040755),
+                ("gmemtest/kselftests/x86/b_test".to_string(), 0o100755),
+            ]
+        );
     }
 
     #[test]

@@ -33,6 +33,14 @@ pub const HOST_PACKAGES: &[(&str, &str)] = &[
     ("udev", "needed by virtme-ng"),
     ("busybox-static", "the shell of `cargo xtask run --shell`"),
     ("gdb", "`cargo xtask run --gdb`"),
+    (
+        "libc6-dev",
+        "static libc for the KVM selftests (run in the guest)",
+    ),
+    (
+        "uuid-dev",
+        "static libuuid for the KVM selftests (Makefile.kvm links -luuid)",
+    ),
 ];
 
 /// Debian suites searched for a kernel source package, in order of preference.

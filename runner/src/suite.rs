@@ -20,6 +20,9 @@ pub struct Suite {
     pub paths: Paths,
     pub cases: Vec<Case>,
     pub recipes: Vec<Recipe>,
+    /// The upstream KVM selftests that any case runs, from every case file
+    /// (not only the selected ones), so that a subset reuses the same build.
+    pub kselftests: Vec<String>,
 }
 
 impl Suite {
@@ -32,6 +35,9 @@ impl Suite {
             recipes.push(Recipe::load_named(&paths.kernels(), n)?);
         }
         let mut cases = case::load_all(&paths.cases(), &names)?;
+        let mut kselftests: Vec<String> = cases.iter().flat_map(|c| c.kselftests()).collect();
+        kselftests.sort();
+        kselftests.dedup();
         for c in case_filter {
             if !cases.iter().any(|x| &x.name == c) {
                 anyhow::bail!(
@@ -68,6 +74,7 @@ impl Suite {
             paths,
             cases,
             recipes,
+            kselftests,
         })
     }
 
@@ -236,12 +243,48 @@ pub struct Prepared {
     pub bins: pack::GuestBinaries,
     pub base_image: Vec<u8>,
     pub accel: Accel,
+    /// Per kernel (by name), the initramfs member with its KVM selftests,
+    /// for the kernels that some selected case runs them on.
+    pub kselftests: Vec<(String, Vec<u8>)>,
+}
+
+impl Prepared {
+    /// The extra initramfs members `case` needs on `kernel`.
+    fn members_for(&self, case: &Case, kernel: &str) -> Result<Vec<&[u8]>> {
+        if case.kselftests().is_empty() {
+            return Ok(vec![]);
+        }
+        let member = self
+            .kselftests
+            .iter()
+            .find(|(k, _)| k == kernel)
+            .map(|(_, m)| m.as_slice())
+            .with_context(|| {
+                format!(
+                    "case {} runs KVM selftests ({}) but none were built for kernel {kernel}",
+                    case.name,
+                    case.kselftests().join(", ")
+                )
+            })?;
+        Ok(vec![member])
+    }
 }
 
 pub fn prepare(suite: &Suite) -> Result<Prepared> {
     let mut kernels = Vec::new();
+    let mut kselftests = Vec::new();
     for r in &suite.recipes {
         kernels.push(kernel::build(&suite.paths, r)?);
+        // The selftests come from the same tree as the kernel, built only
+        // for the kernels a selected case runs them on.
+        if suite
+            .cases
+            .iter()
+            .any(|c| c.kernels.contains(&r.name) && !c.kselftests().is_empty())
+        {
+            let built = kernel::selftests::build(&suite.paths, r, &suite.kselftests)?;
+            kselftests.push((r.name.clone(), pack::kselftests_member(&built)?));
+        }
     }
     let bins = pack::build_guest_binaries(&suite.paths)?;
     let base_image = pack::base_image(&bins)?;
@@ -258,6 +301,7 @@ pub fn prepare(suite: &Suite) -> Result<Prepared> {
         bins,
         base_image,
         accel,
+        kselftests,
     })
 }
 
@@ -329,10 +373,18 @@ pub async fn run_pair(
     let initramfs = dir.join("initramfs.cpio.gz");
     let backend = match opts.backend {
         BackendKind::Hermetic => {
-            std::fs::write(&initramfs, pack::image(&prepared.base_image, &plan)?)?;
+            let extra = prepared.members_for(case, &kernel.name)?;
+            let image = pack::image_with(&prepared.base_image, &extra, &plan)?;
+            std::fs::write(&initramfs, image)?;
             Backend::Hermetic
         }
         BackendKind::Vng => {
+            if !case.kselftests().is_empty() {
+                anyhow::bail!(
+                    "case {} runs KVM selftests, which are packed into the hermetic initramfs only: run it without --backend vng",
+                    case.name
+                );
+            }
             if opts.shell || opts.gdb.is_some() {
                 anyhow::bail!("--shell and --gdb are for the hermetic backend; for a shell through vng use `cargo xtask shell --kernel {}`", kernel.name);
             }

@@ -10,6 +10,7 @@
 mod cpu;
 mod errno;
 mod flags;
+mod ksft;
 mod kvm;
 mod mapping;
 mod meminfo;
@@ -104,6 +105,11 @@ const PROBES: &[(&str, &str, Runner)] = &[
         "meminfo",
         "which DirectMap lines /proc/meminfo has",
         run::<probes::meminfo::Args, _>,
+    ),
+    (
+        "kselftest",
+        "run an upstream KVM selftest packed with the kernel: exit meaning, TAP results, assertion",
+        run::<probes::kselftest::Args, _>,
     ),
     (
         "selftest",

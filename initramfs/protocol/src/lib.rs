@@ -42,7 +42,13 @@ pub const PROBES: &[&str] = &[
     "fault_inject",
     "meminfo",
     "selftest",
+    "kselftest",
 ];
+
+/// Where the upstream KVM selftests of the kernel under test are packed
+/// (`KSELFTEST_DIR/guest_memfd_test`, `KSELFTEST_DIR/x86/...`), for the
+/// `kselftest` probe.
+pub const KSELFTEST_DIR: &str = "/gmemtest/kselftests";
 
 /// The shell `cargo xtask run --shell` packs (busybox, statically linked).
 pub const SHELL_BIN: &str = "/bin/busybox";

@@ -42,8 +42,8 @@ pub struct BuiltKernel {
     pub built_in: Option<Duration>,
 }
 
-/// The compiler's identity, part of the cache key.
-fn compiler_version() -> Result<String> {
+/// The compiler's identity, part of the cache keys (kernels and selftests).
+pub(crate) fn compiler_version() -> Result<String> {
     let out = Command::new("gcc")
         .arg("--version")
         .output()
@@ -62,7 +62,7 @@ fn hash_file(h: &mut Sha256, p: &Path) -> Result<()> {
     Ok(())
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -94,13 +94,7 @@ fn build_debian(
 
     // The tree (source + patches) and the whole build have separate keys: a
     // fragment change reuses the patched tree.
-    let mut tree_h = Sha256::new();
-    tree_h.update(BUILDER_VERSION);
-    tree_h.update(format!("{}\0{}\0", src.package, src.version));
-    for p in &recipe.patches {
-        hash_file(&mut tree_h, p)?;
-    }
-    let tree_key = hex(&tree_h.finalize());
+    let tree_key = tree_key(&src, recipe)?;
     let mut h = Sha256::new();
     h.update(&tree_key);
     for f in &recipe.fragments {
@@ -122,7 +116,7 @@ fn build_debian(
     let entry = paths
         .kernel_cache()
         .join(format!("{}-{}", recipe.name, &key[..16]));
-    let _lock = lock(&paths.kernel_cache().join(format!(".{}.lock", recipe.name)))?;
+    let _lock = variant_lock(paths, recipe)?;
     if entry.join(COMPLETE).exists() {
         eprintln!(
             "kernel {}: cached ({desc}, key {})",
@@ -135,17 +129,8 @@ fn build_debian(
     // The variant's build directory: a hard-linked copy of the pristine tree
     // with the patches applied, and the object directory as its child (so
     // Kbuild uses a relative srctree and ccache hits across variants).
+    let src_dir = ensure_tree(paths, recipe, &src, &tree_key, &desc)?;
     let vdir = paths.build_dirs().join(&recipe.name);
-    let src_dir = vdir.join("src");
-    if std::fs::read_to_string(vdir.join("tree-key"))
-        .ok()
-        .as_deref()
-        != Some(tree_key.as_str())
-    {
-        eprintln!("kernel {}: preparing the source tree ({desc})", recipe.name);
-        prepare_tree(&vdir, &src.path, &recipe.patches, &tree_key)
-            .with_context(|| format!("preparing the source tree of {desc}"))?;
-    }
     let obj = src_dir.join("out");
     let log_path = vdir.join("build.log");
     let (took, steps) =
@@ -182,6 +167,45 @@ fn build_debian(
         .with_context(|| format!("cannot move the build into {}", entry.display()))?;
     eprintln!("kernel {}: built in {:.0?} ({desc})", recipe.name, took);
     Ok(artifacts_in(&entry, recipe, &desc, &key, Some(took)))
+}
+
+/// The key of a Debian variant's source tree: the package version and its
+/// patches. The selftests built from the tree are keyed by it too.
+pub(crate) fn tree_key(src: &setup::SourceTree, recipe: &Recipe) -> Result<String> {
+    let mut tree_h = Sha256::new();
+    tree_h.update(BUILDER_VERSION);
+    tree_h.update(format!("{}\0{}\0", src.package, src.version));
+    for p in &recipe.patches {
+        hash_file(&mut tree_h, p)?;
+    }
+    Ok(hex(&tree_h.finalize()))
+}
+
+/// The variant's patched source tree (`build/VARIANT/src`) for `tree_key`,
+/// prepared unless it is already there. The caller holds the variant's lock.
+pub(crate) fn ensure_tree(
+    paths: &Paths,
+    recipe: &Recipe,
+    src: &setup::SourceTree,
+    tree_key: &str,
+    desc: &str,
+) -> Result<PathBuf> {
+    let vdir = paths.build_dirs().join(&recipe.name);
+    if std::fs::read_to_string(vdir.join("tree-key"))
+        .ok()
+        .as_deref()
+        != Some(tree_key)
+    {
+        eprintln!("kernel {}: preparing the source tree ({desc})", recipe.name);
+        prepare_tree(&vdir, &src.path, &recipe.patches, tree_key)
+            .with_context(|| format!("preparing the source tree of {desc}"))?;
+    }
+    Ok(vdir.join("src"))
+}
+
+/// The lock that serializes work on one variant's build directory.
+pub(crate) fn variant_lock(paths: &Paths, recipe: &Recipe) -> Result<FileLock> {
+    lock(&paths.kernel_cache().join(format!(".{}.lock", recipe.name)))
 }
 
 /// Makes `vdir/src` the pristine tree with `patches` applied: a hard-linked
@@ -548,7 +572,7 @@ fn previous_full_build_steps(paths: &Paths) -> Option<usize> {
         .map(|n| n as usize)
 }
 
-fn which(cmd: &str) -> bool {
+pub(crate) fn which(cmd: &str) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
         .unwrap_or(false)

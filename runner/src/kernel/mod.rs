@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod recipe;
+pub mod selftests;
 
 pub use build::{build, BuiltKernel};
 pub use recipe::Recipe;

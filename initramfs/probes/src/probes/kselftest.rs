@@ -1,0 +1,177 @@
+//! `kselftest`: runs one upstream KVM selftest packed with the kernel under
+//! test (`KSELFTEST_DIR/TEST`), with a deadline of its own (shorter than the
+//! step's, so a hung test is still reported here rather than only killed by
+//! init), and observes how it ended and what it reported: the exit's
+//! meaning (pass, skip, fail, signal, timeout), its TAP results and totals,
+//! and a failed assertion (file:line, expression, errno name, message). Its
+//! whole output goes to stderr (the console) for people; the observation
+//! holds only the parsed, normalized facts.
+//!
+//! Args: `{"test": "guest_memfd_test", "args": [], "timeout_s": 120}`.
+
+use std::io::{Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::Probe;
+use crate::ksft::{self, Parsed};
+use crate::{Failure, Result};
+use gmem_protocol::KSELFTEST_DIR;
+
+fn default_timeout() -> u64 {
+    60
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    /// As Makefile.kvm names it: `guest_memfd_test`, `x86/foo_test`.
+    pub test: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// The test is killed (its whole process group) after this long.
+    #[serde(default = "default_timeout")]
+    pub timeout_s: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Observation {
+    pub test: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// `pass` (exit 0), `skip` (exit 4, KSFT_SKIP), `fail` (any other exit;
+    /// 254 is a failed TEST_ASSERT), `signal`, `timeout`.
+    pub result: &'static str,
+    /// `exited N`, `killed by SIGX`, `killed after N s`.
+    pub exit: String,
+    #[serde(flatten)]
+    pub parsed: Parsed,
+}
+
+/// Output kept per stream: far more than any KVM selftest prints.
+const OUTPUT_LIMIT: usize = 4 << 20;
+
+impl Probe for Args {
+    type Output = Observation;
+
+    fn run(self) -> Result<Observation> {
+        let valid = !self.test.is_empty()
+            && self.test.split('/').count() <= 2
+            && self
+                .test
+                .split('/')
+                .all(|p| !p.is_empty() && p != "." && p != "..");
+        if !valid {
+            return Err(Failure::Usage(format!(
+                "probe kselftest: field `test`: `{}` is not a KVM selftest name",
+                self.test
+            )));
+        }
+        let bin = Path::new(KSELFTEST_DIR).join(&self.test);
+        if !bin.is_file() {
+            return Err(Failure::Work(format!(
+                "{} is not in the initramfs (the runner packs the tests its cases name)",
+                bin.display()
+            )));
+        }
+        let started = Instant::now();
+        let mut child = Command::new(&bin)
+            .args(&self.args)
+            .current_dir("/tmp")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so a deadline kills what it forked too.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| Failure::Work(format!("cannot run {}: {e}", bin.display())))?;
+        let pid = child.id() as i32;
+        let readers = [
+            read_all(child.stdout.take().expect("piped")),
+            read_all(child.stderr.take().expect("piped")),
+        ];
+        let deadline = started + Duration::from_secs(self.timeout_s);
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() >= deadline => {
+                    // SAFETY: kill(2) on the process group we created.
+                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                    let _ = child.wait();
+                    break None;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(Failure::Work(format!("waiting for {}: {e}", self.test))),
+            }
+        };
+        // Whatever it forked and left behind goes too (and closes the pipes).
+        // SAFETY: as above; ESRCH when the group is already empty.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        let [stdout, stderr] = readers.map(|r| r.join().unwrap_or_default());
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&stdout).into_owned(),
+            String::from_utf8_lossy(&stderr).into_owned(),
+        );
+        echo(&self.test, &stdout, &stderr);
+        let (result, exit) = match status {
+            None => ("timeout", format!("killed after {} s", self.timeout_s)),
+            Some(s) => match (s.code(), s.signal()) {
+                (Some(code), _) => (ksft::meaning(code), format!("exited {code}")),
+                (None, Some(sig)) => ("signal", format!("killed by {}", signal_name(sig))),
+                _ => ("fail", format!("{s}")),
+            },
+        };
+        Ok(Observation {
+            test: self.test,
+            args: self.args,
+            result,
+            exit,
+            parsed: ksft::parse(&stdout, &stderr),
+        })
+    }
+}
+
+fn read_all(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = OUTPUT_LIMIT.saturating_sub(out.len());
+                    out.extend_from_slice(&buf[..n.min(room)]);
+                }
+            }
+        }
+        out
+    })
+}
+
+/// The test's own output, on the console for a person reading the log.
+fn echo(test: &str, stdout: &str, stderr: &str) {
+    let mut e = std::io::stderr().lock();
+    for (name, text) in [("stdout", stdout), ("stderr", stderr)] {
+        for l in text.lines() {
+            let _ = writeln!(e, "[{test} {name}] {l}");
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGSEGV => "SIGSEGV".into(),
+        libc::SIGBUS => "SIGBUS".into(),
+        libc::SIGABRT => "SIGABRT".into(),
+        libc::SIGKILL => "SIGKILL".into(),
+        libc::SIGILL => "SIGILL".into(),
+        libc::SIGFPE => "SIGFPE".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGTRAP => "SIGTRAP".into(),
+        n => format!("signal {n}"),
+    }
+}
