@@ -114,12 +114,7 @@ pub const BACKTRACE_GRACE: Duration = Duration::from_secs(15);
 /// runner sends a silent guest) panics it, printing every task and every CPU's
 /// backtrace first.
 pub fn kernel_cmdline(extra: &str) -> String {
-    let mut c = format!("console=ttyS0,115200 rdinit=/init {}", guest_cmdline(""));
-    if !extra.trim().is_empty() {
-        c.push(' ');
-        c.push_str(extra.trim());
-    }
-    c
+    format!("console=ttyS0,115200 rdinit=/init {}", guest_cmdline(extra))
 }
 
 /// What every guest's command line has, whatever boots it: reboot (so QEMU
@@ -205,14 +200,7 @@ pub fn serial_args(
 pub fn launch_command(cfg: &VmConfig) -> (PathBuf, Vec<String>) {
     match &cfg.backend {
         Backend::Hermetic => (PathBuf::from(QEMU), qemu_args(cfg)),
-        Backend::Vng { bin, exec } => (
-            bin.clone(),
-            vng_of(cfg, exec)
-                .args()
-                .into_iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect(),
-        ),
+        Backend::Vng { bin, exec } => (bin.clone(), vng_of(cfg, exec).args()),
     }
 }
 
@@ -410,8 +398,11 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
             program.display()
         )
     })?;
-    let mut child = GroupChild(child, !interactive);
-    let child = &mut child.0;
+    let mut vm = VmProcess {
+        child,
+        own_group: !interactive,
+    };
+    let child = &mut vm.child;
 
     // The console: QEMU's stdout; with vng, also its stderr (vng puts the
     // kernel log there when it executes a command). Otherwise stderr is
@@ -528,13 +519,9 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
         }
     };
     if matches!(end, BootEnd::TimedOut { .. } | BootEnd::Hung { .. }) {
-        if interactive {
-            let _ = child.start_kill();
-        } else {
-            kill_group(child);
-        }
+        vm.kill();
     }
-    let _ = child.wait().await;
+    let _ = vm.child.wait().await;
     // Keep what the console still had buffered.
     let _ = tokio::time::timeout(Duration::from_millis(500), async {
         for r in readers {
@@ -582,31 +569,30 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
     })
 }
 
-/// SIGKILL to the child's whole process group (vng and the QEMU it
-/// started, or QEMU alone).
-fn kill_group(child: &mut tokio::process::Child) {
-    // (Only for children that lead their group: not interactive ones.)
-    if let Some(pid) = child.id() {
-        // SAFETY: kill with a negative pid signals the process group the
-        // child leads (it called setpgid(0, 0) before exec).
-        unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
-    }
-    let _ = child.start_kill();
+/// The VM's process. Unless interactive, it leads a process group of its
+/// own, killed whole: vng and the QEMU it started, or QEMU alone
+/// (`kill_on_drop` alone would kill vng but not its QEMU). Killed when
+/// dropped (an error, a timeout, Ctrl-C dropping the future).
+struct VmProcess {
+    child: tokio::process::Child,
+    own_group: bool,
 }
 
-/// A child that takes its process group with it when dropped (an error, a
-/// timeout, Ctrl-C dropping the future): `kill_on_drop` alone would kill vng
-/// but not the QEMU it started.
-struct GroupChild(tokio::process::Child, bool);
+impl VmProcess {
+    fn kill(&mut self) {
+        if let (true, Some(pid)) = (self.own_group, self.child.id()) {
+            // SAFETY: kill with a negative pid signals the process group the
+            // child leads (it called setpgid(0, 0) before exec).
+            unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
+        }
+        let _ = self.child.start_kill();
+    }
+}
 
-impl Drop for GroupChild {
+impl Drop for VmProcess {
     fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            if self.1 {
-                kill_group(&mut self.0);
-            } else {
-                let _ = self.0.start_kill();
-            }
+        if let Ok(None) = self.child.try_wait() {
+            self.kill();
         }
     }
 }

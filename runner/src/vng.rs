@@ -14,7 +14,6 @@
 //! the host, and runs as the user we ask for.
 
 use anyhow::{bail, Context, Result};
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -63,15 +62,16 @@ pub struct Vng {
 
 impl Vng {
     /// vng's arguments, in the order vng documents them.
-    pub fn args(&self) -> Vec<OsString> {
-        let mut a: Vec<OsString> = vec!["--run".into(), self.kernel.clone().into()];
+    pub fn args(&self) -> Vec<String> {
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        let mut a: Vec<String> = vec!["--run".into(), path(&self.kernel)];
         // The host's root over 9p, mount tag /dev/root, named on the kernel
         // command line: vng relies on a kernel that mounts a nodev root with
         // no `root=`, and 7.x passes it an empty source ("9p: Bad value for
         // 'source'", then no init). 9p always (not virtiofs where virtiofsd
         // happens to exist), so the guest is the same on every host.
         a.push("--force-9p".into());
-        a.push(format!("--append={ROOT_ARG}").into());
+        a.push(format!("--append={ROOT_ARG}"));
         if self.dry_run {
             a.push("--dry-run".into());
         }
@@ -83,40 +83,40 @@ impl Vng {
         }
         if let Some(u) = &self.user {
             a.push("--user".into());
-            a.push(u.into());
+            a.push(u.clone());
         }
         if let Some(s) = &self.shell {
             a.push("--shell".into());
-            a.push(s.clone().into());
+            a.push(path(s));
         }
         if let Some(d) = &self.cwd {
             a.push("--cwd".into());
-            a.push(d.clone().into());
+            a.push(path(d));
         }
         if self.memory_mb > 0 {
             a.push("--memory".into());
-            a.push(format!("{}M", self.memory_mb).into());
+            a.push(format!("{}M", self.memory_mb));
         }
         if self.cpus > 0 {
             a.push("--cpus".into());
-            a.push(self.cpus.to_string().into());
+            a.push(self.cpus.to_string());
         }
         for d in &self.rodirs {
-            a.push(format!("--rodir={d}").into());
+            a.push(format!("--rodir={d}"));
         }
         for d in &self.rwdirs {
-            a.push(format!("--rwdir={d}").into());
+            a.push(format!("--rwdir={d}"));
         }
         for s in &self.append {
             // `=`: an argument that starts with `-` is not taken for an option.
-            a.push(format!("--append={s}").into());
+            a.push(format!("--append={s}"));
         }
         if !self.qemu_opts.is_empty() {
-            a.push(format!("--qemu-opts={}", self.qemu_opts.join(" ")).into());
+            a.push(format!("--qemu-opts={}", self.qemu_opts.join(" ")));
         }
         if let Some(e) = &self.exec {
             a.push("--exec".into());
-            a.push(e.into());
+            a.push(e.clone());
         }
         a
     }
@@ -130,11 +130,7 @@ impl Vng {
 
     /// A shell-quoted command line, for logs and reproduce hints.
     pub fn shell_line(&self, bin: &Path) -> String {
-        std::iter::once(bin.as_os_str().to_os_string())
-            .chain(self.args())
-            .map(|a| crate::boot::quote(&a.to_string_lossy()))
-            .collect::<Vec<_>>()
-            .join(" ")
+        crate::boot::command_line(bin, &self.args())
     }
 
     /// The QEMU command line vng would run (`--dry-run`).
@@ -212,10 +208,16 @@ pub fn find() -> Option<PathBuf> {
     })
 }
 
-/// vng, its version and udev, or an error that says what to do.
+/// vng, its version and udev, or an error that says what to do. A success
+/// is remembered for the process: a suite checks once, not once per case.
 pub fn check() -> Result<VngInfo> {
+    static FOUND: std::sync::OnceLock<VngInfo> = std::sync::OnceLock::new();
+    if let Some(info) = FOUND.get() {
+        return Ok(info.clone());
+    }
     let udev = on_path("udevadm").is_some() || Path::new("/usr/bin/udevadm").exists();
-    check_at(find(), udev)
+    let info = check_at(find(), udev)?;
+    Ok(FOUND.get_or_init(|| info).clone())
 }
 
 /// [`check`] for a given `vng` (or none) and whether udev is there.
@@ -294,13 +296,6 @@ pub fn ensure_installed() -> Result<VngInfo> {
 mod tests {
     use super::*;
 
-    fn words(v: &Vng) -> Vec<String> {
-        v.args()
-            .into_iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect()
-    }
-
     #[test]
     fn a_case_run_is_an_exec_with_its_resources() {
         let v = Vng {
@@ -316,7 +311,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            words(&v),
+            v.args(),
             [
                 "--run",
                 "/k/bzImage",
@@ -349,7 +344,7 @@ mod tests {
             dry_run: true,
             ..Default::default()
         };
-        let w = words(&v);
+        let w = v.args();
         assert!(!w.contains(&"--disable-kvm".to_string()), "{w:?}");
         assert!(!w.contains(&"--exec".to_string()), "{w:?}");
         assert!(w.contains(&"--dry-run".to_string()), "{w:?}");

@@ -21,7 +21,8 @@ use crate::setup;
 
 /// Bump when the way kernels are built changes (invalidates the cache).
 const BUILDER_VERSION: &str = "gmemtest-kernel-build-1";
-const COMPLETE: &str = "complete";
+/// The marker of a finished cache entry ([`publish`] writes it last).
+pub(crate) const COMPLETE: &str = "complete";
 
 /// A built kernel, ready to boot.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -155,18 +156,37 @@ fn build_debian(
         "variant": recipe.name, "source": desc, "key": key, "compiler": compiler,
         "build_seconds": took.as_secs_f64(), "steps": steps,
     });
+    publish(tmp, &entry, &meta)?;
+    eprintln!("kernel {}: built in {:.0?} ({desc})", recipe.name, took);
+    Ok(artifacts_in(&entry, recipe, &desc, &key, Some(took)))
+}
+
+/// Makes a filled temporary directory the cache entry `entry`: its
+/// `meta.json` and completion marker written, then renamed into place, so a
+/// reader never sees half an entry.
+pub(crate) fn publish(
+    tmp: tempfile::TempDir,
+    entry: &Path,
+    meta: &serde_json::Value,
+) -> Result<()> {
     std::fs::write(
         tmp.path().join("meta.json"),
-        serde_json::to_vec_pretty(&meta)?,
+        serde_json::to_vec_pretty(meta)?,
     )?;
     std::fs::write(tmp.path().join(COMPLETE), "")?;
     if entry.exists() {
-        std::fs::remove_dir_all(&entry)?;
+        std::fs::remove_dir_all(entry)?;
     }
-    std::fs::rename(tmp.keep(), &entry)
+    std::fs::rename(tmp.keep(), entry)
         .with_context(|| format!("cannot move the build into {}", entry.display()))?;
-    eprintln!("kernel {}: built in {:.0?} ({desc})", recipe.name, took);
-    Ok(artifacts_in(&entry, recipe, &desc, &key, Some(took)))
+    Ok(())
+}
+
+/// A short name for a user's tree (its path), for directories of ours.
+pub(crate) fn tree_id(tree: &Path) -> String {
+    let mut h = Sha256::new();
+    h.update(tree.as_os_str().as_encoded_bytes());
+    hex(&h.finalize())[..12].to_string()
 }
 
 /// The key of a Debian variant's source tree: the package version and its
@@ -319,12 +339,9 @@ fn build_tree(paths: &Paths, recipe: &Recipe, tree: &Path) -> Result<BuiltKernel
     let tree = tree
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", tree.display()))?;
-    let mut h = Sha256::new();
-    h.update(tree.as_os_str().as_encoded_bytes());
-    let id = &hex(&h.finalize())[..12];
     let obj = paths
         .build_dirs()
-        .join(format!("tree-{}-{id}", recipe.name));
+        .join(format!("tree-{}-{}", recipe.name, tree_id(&tree)));
     std::fs::create_dir_all(&obj)?;
     let _lock = lock(&obj.join(".lock"))?;
     let rev = Command::new("git")
@@ -502,20 +519,8 @@ fn make(
     );
     let mut child = cmd.spawn().context("cannot run make")?;
     let stderr = child.stderr.take().expect("piped");
-    let log_err = log.try_clone()?;
     // stderr: warnings and errors, kept in the log as they come.
-    let err_thread = std::thread::spawn(move || {
-        let mut log = log_err;
-        let mut tail = Vec::new();
-        for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
-            let _ = writeln!(log, "{line}");
-            tail.push(line);
-            if tail.len() > 40 {
-                tail.remove(0);
-            }
-        }
-        tail
-    });
+    let err_thread = tee_lines(stderr, log.try_clone()?, 40);
     let mut log = log;
     let mut compiled = 0usize;
     let expected = previous_full_build_steps(paths);
@@ -557,6 +562,26 @@ fn make(
         );
     }
     Ok((started.elapsed(), compiled))
+}
+
+/// Copies `from`'s lines into `log` as they come, on a thread of its own;
+/// the thread's result is the last `keep` lines (for an error message).
+pub(crate) fn tee_lines(
+    from: impl std::io::Read + Send + 'static,
+    mut log: std::fs::File,
+    keep: usize,
+) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        let mut tail = std::collections::VecDeque::new();
+        for line in BufReader::new(from).lines().map_while(|l| l.ok()) {
+            let _ = writeln!(log, "{line}");
+            tail.push_back(line);
+            if tail.len() > keep {
+                tail.pop_front();
+            }
+        }
+        tail.into()
+    })
 }
 
 /// How many steps a full build took last time (from any cached build's

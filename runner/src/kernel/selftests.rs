@@ -19,14 +19,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::build::{compiler_version, ensure_tree, hex, tree_key, variant_lock};
+use super::build::{
+    compiler_version, ensure_tree, hex, publish, tee_lines, tree_id, tree_key, variant_lock,
+    COMPLETE,
+};
 use super::recipe::{expand_home, Recipe, SourceSpec};
 use crate::paths::Paths;
 use crate::setup;
 
 /// Bump when the way selftests are built changes (invalidates the cache).
 const BUILDER_VERSION: &str = "gmemtest-kselftests-1";
-const COMPLETE: &str = "complete";
 /// Where the KVM selftests live in a kernel tree.
 pub const KVM_SELFTESTS: &str = "tools/testing/selftests/kvm";
 
@@ -245,16 +247,7 @@ fn build_debian(
         "variant": recipe.name, "source": desc, "tree_key": tree_key, "key": key,
         "compiler": compiler, "tests": tests, "build_seconds": took.as_secs_f64(),
     });
-    std::fs::write(
-        tmp.path().join("meta.json"),
-        serde_json::to_vec_pretty(&meta)?,
-    )?;
-    std::fs::write(tmp.path().join(COMPLETE), "")?;
-    if entry.exists() {
-        std::fs::remove_dir_all(&entry)?;
-    }
-    std::fs::rename(tmp.keep(), &entry)
-        .with_context(|| format!("cannot move the selftests into {}", entry.display()))?;
+    publish(tmp, &entry, &meta)?;
     eprintln!("kselftests {}: built in {:.0?}", recipe.name, took);
     Ok(built(Some(took)))
 }
@@ -268,12 +261,11 @@ fn build_tree(
     let tree = tree
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", tree.display()))?;
-    let mut h = Sha256::new();
-    h.update(tree.as_os_str().as_encoded_bytes());
-    let id = &hex(&h.finalize())[..12];
-    let work = paths
-        .build_dirs()
-        .join(format!("tree-{}-{id}-kselftests", recipe.name));
+    let work = paths.build_dirs().join(format!(
+        "tree-{}-{}-kselftests",
+        recipe.name,
+        tree_id(&tree)
+    ));
     std::fs::create_dir_all(&work)?;
     let _lock = super::build::lock(&work.join(".lock"))?;
     let log_path = work.join("build.log");
@@ -378,19 +370,7 @@ fn run_logged(
         .spawn()
         .with_context(|| format!("cannot run {what}: {line}"))?;
     let stderr = child.stderr.take().expect("piped");
-    let err_log = log.try_clone()?;
-    let err_thread = std::thread::spawn(move || {
-        let mut log = err_log;
-        let mut tail = Vec::new();
-        for l in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
-            let _ = writeln!(log, "{l}");
-            tail.push(l);
-            if tail.len() > 30 {
-                tail.remove(0);
-            }
-        }
-        tail
-    });
+    let err_thread = tee_lines(stderr, log.try_clone()?, 30);
     let started = Instant::now();
     let mut last = Instant::now();
     let mut out_tail = Vec::new();
