@@ -277,8 +277,12 @@ pub enum BootEnd {
 pub struct BootResult {
     pub console: String,
     pub records: Vec<Record>,
-    /// Result-stream lines that were not records (a corrupted stream).
+    /// When each record arrived, from the start of the boot.
+    pub record_times: Vec<Duration>,
+    /// Result-stream lines that were not records (a corrupted stream), each
+    /// with the number of records that came before it.
     pub bad_lines: Vec<String>,
+    pub bad_line_positions: Vec<usize>,
     pub end: BootEnd,
     pub elapsed: Duration,
     /// QEMU's own stderr (its errors, not the guest's).
@@ -442,10 +446,18 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
         }
     });
     let mut records = Vec::new();
+    let mut record_times = Vec::new();
     let mut bad_lines = Vec::new();
+    let mut bad_line_positions = Vec::new();
     let mut take_line = |line: String| match Record::from_line(&line) {
-        Ok(r) => records.push(r),
-        Err(_) => bad_lines.push(line),
+        Ok(r) => {
+            records.push(r);
+            record_times.push(started.elapsed());
+        }
+        Err(_) => {
+            bad_lines.push(line);
+            bad_line_positions.push(records.len());
+        }
     };
 
     let mut console = String::new();
@@ -562,7 +574,9 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
     Ok(BootResult {
         console,
         records,
+        record_times,
         bad_lines,
+        bad_line_positions,
         end,
         elapsed: started.elapsed(),
         qemu_stderr,

@@ -12,6 +12,7 @@
 //!                               # expect_crash: [nodirectmap-rfc]
 //! keep_dmesg: ["kvm_amd: .*"]   # regexes: matching kernel log lines go in the outcome
 //! silence: 30                   # no output this long: hung, NMI for backtraces (default: longest step + 10; 0: off)
+//! batch: true                   # may share a boot with other cases (default); false: a fresh kernel
 //! steps:
 //!   - name: discover
 //!     probe: caps               # one of gmem_protocol::PROBES
@@ -26,7 +27,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 use crate::yaml::load_yaml;
-use gmem_protocol::{Plan, PlanStep, PROBES, PROTOCOL_VERSION};
+use gmem_protocol::{CasePlan, PlanStep, PROBES};
 
 /// Boot and power-off, on top of the steps' own timeouts, when a case does
 /// not set its `timeout`.
@@ -64,7 +65,13 @@ struct CaseFile {
     keep_dmesg: Vec<String>,
     #[serde(default)]
     silence: Option<u64>,
+    #[serde(default = "default_batch")]
+    batch: bool,
     steps: Vec<StepFile>,
+}
+
+fn default_batch() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,7 +104,10 @@ pub struct Case {
     pub keep_dmesg: Vec<Regex>,
     /// No output for this long means a hung guest (0: never).
     pub silence_s: u64,
-    pub plan: Plan,
+    /// May share a boot with other cases (batch mode); `batch: false` in
+    /// the file for a case that needs a fresh kernel.
+    pub batch: bool,
+    pub plan: CasePlan,
 }
 
 impl Case {
@@ -262,11 +272,9 @@ impl Case {
             );
         }
         Ok(Case {
-            plan: Plan {
-                protocol: PROTOCOL_VERSION,
+            plan: CasePlan {
                 case: name.clone(),
                 steps,
-                shell: false,
             },
             name,
             file: file.to_path_buf(),
@@ -279,6 +287,7 @@ impl Case {
             expect_crash_on,
             keep_dmesg,
             silence_s,
+            batch: raw.batch,
         })
     }
 }

@@ -11,10 +11,11 @@
 //! ```
 //!
 //! `setup` installs what the stages need (`vng` wraps virtme-ng, the other
-//! way to boot); `suite` drives them for many
-//! (case, kernel) pairs. Library code returns errors with context; only xtask
+//! way to boot); `suite` drives them for one (case, kernel) pair and `batch`
+//! for many: several cases in one boot, several boots at once. Library code returns errors with context; only xtask
 //! decides exit codes.
 
+pub mod batch;
 pub mod bisect;
 pub mod boot;
 pub mod case;

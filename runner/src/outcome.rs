@@ -109,7 +109,10 @@ pub fn build(case: &Case, kernel: &str, boot: &BootResult, crashes: &[Crash]) ->
                 });
             }
             Record::InitError { message } => guest_errors.push(format!("init: {message}")),
-            Record::Done => done = true,
+            // One case alone ends with both; a case cut from a batch with
+            // its CaseEnd.
+            Record::CaseEnd { .. } | Record::Done => done = true,
+            Record::CaseStart { .. } => {}
         }
     }
     guest_errors.extend(boot.bad_lines.iter().map(|l| format!("not a record: {l}")));

@@ -344,12 +344,10 @@ mod tests {
             built_in: None,
         };
         let gz = kselftests_member(&built).unwrap();
-        let plan = Plan {
-            protocol: 1,
+        let plan = Plan::single(gmem_protocol::CasePlan {
             case: "c".into(),
             steps: vec![],
-            shell: false,
-        };
+        });
         let base = gzip(&[], 1).unwrap();
         let img = image_with(&base, &[&gz], &plan).unwrap();
         assert_eq!(&img[base.len()..base.len() + gz.len()], &gz[..]);
@@ -383,12 +381,10 @@ mod tests {
             1,
         )
         .unwrap();
-        let plan = Plan {
-            protocol: 1,
+        let plan = Plan::single(gmem_protocol::CasePlan {
             case: "c".into(),
             steps: vec![],
-            shell: false,
-        };
+        });
         let img = image(&base, &plan).unwrap();
         assert!(img.starts_with(&base));
         let mut tail = vec![];

@@ -3,7 +3,7 @@
 //! and the JUnit report.
 
 use anyhow::{Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::boot::{self, Accel, Backend, BootEnd, VmConfig};
@@ -155,6 +155,21 @@ pub struct CaseRun {
     /// Boot to power-off (or kill).
     pub boot_time: Option<Duration>,
     pub backend: BackendKind,
+    /// Whether the case had the boot to itself.
+    pub boot: BootMode,
+}
+
+/// How a case was booted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootMode {
+    /// A boot of its own.
+    Alone,
+    /// In one boot with other cases of the same kernel; its console section
+    /// and records were cut from the batch's (logs in `dir`).
+    Batched { cases: usize, dir: PathBuf },
+    /// Run alone again after its batch went wrong (why, in a few words); its
+    /// own boot gives the verdict.
+    Rerun { why: String },
 }
 
 impl CaseRun {
@@ -367,68 +382,20 @@ pub async fn run_pair(
 ) -> Result<CaseRun> {
     let started = Instant::now();
     let dir = log_dir(paths, &case.name, &kernel.name, opts.backend);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut plan = case.plan.clone();
+    fresh_log_dir(&dir)?;
+    if opts.backend == BackendKind::Vng && (opts.shell || opts.gdb.is_some()) {
+        anyhow::bail!("--shell and --gdb are for the hermetic backend; for a shell through vng use `cargo xtask shell --kernel {}`", kernel.name);
+    }
+    let mut plan = gmem_protocol::Plan::single(case.plan.clone());
     plan.shell = opts.shell;
-    let initramfs = dir.join("initramfs.cpio.gz");
-    let backend = match opts.backend {
-        BackendKind::Hermetic => {
-            let extra = prepared.members_for(case, &kernel.name)?;
-            let image = pack::image_with(&prepared.base_image, &extra, &plan)?;
-            std::fs::write(&initramfs, image)?;
-            Backend::Hermetic
-        }
-        BackendKind::Vng => {
-            if !case.kselftests().is_empty() {
-                anyhow::bail!(
-                    "case {} runs KVM selftests, which are packed into the hermetic initramfs only: run it without --backend vng",
-                    case.name
-                );
-            }
-            if opts.shell || opts.gdb.is_some() {
-                anyhow::bail!("--shell and --gdb are for the hermetic backend; for a shell through vng use `cargo xtask shell --kernel {}`", kernel.name);
-            }
-            // The guest sees the host's files: init reads the plan where we
-            // write it and runs the gmem-probe beside it.
-            let plan_file = dir.join("plan.json");
-            std::fs::write(&plan_file, serde_json::to_vec_pretty(&plan)?)?;
-            let vng = crate::vng::check()
-                .with_context(|| format!("case {} on kernel {}", case.name, kernel.name))?;
-            Backend::Vng {
-                bin: vng.bin,
-                exec: format!(
-                    "{} {}",
-                    boot::quote(&prepared.bins.init.to_string_lossy()),
-                    boot::quote(&plan_file.to_string_lossy())
-                ),
-            }
-        }
-    };
-    // A socket path must be short (108 bytes): keep it in a private temp dir.
-    let sock_dir = tempfile::Builder::new().prefix("gmemtest-").tempdir()?;
-    let mut cfg = VmConfig {
-        backend,
-        kernel: kernel.bzimage.clone(),
-        initramfs,
-        memory_mb: case.memory_mb,
-        cpus: case.cpus,
-        extra_cmdline: case.cmdline.clone(),
-        accel: prepared.accel,
-        deadline: Duration::from_secs(case.timeout_s)
-            + match opts.backend {
-                BackendKind::Hermetic => Duration::ZERO,
-                BackendKind::Vng => VNG_BOOT_ALLOWANCE,
-            },
-        result_socket: sock_dir.path().join("results.sock"),
-        monitor_socket: sock_dir.path().join("monitor.sock"),
-        silence: (case.silence_s > 0).then(|| Duration::from_secs(case.silence_s)),
-        interactive: opts.shell.then(|| dir.join("console.log")),
-        gdb: opts.gdb,
-    };
+    let machine = Machine::of(&[case]);
+    let (mut cfg, _sock_dir) = launch(&dir, &plan, &[case], &machine, kernel, prepared, opts)?;
     if opts.shell || opts.gdb.is_some() {
         // A person is at the controls: no deadline, no hang detection.
         cfg.deadline = Duration::from_secs(7 * 24 * 3600);
         cfg.silence = None;
+        cfg.interactive = opts.shell.then(|| dir.join("console.log"));
+        cfg.gdb = opts.gdb;
     }
     if let Some(port) = opts.gdb {
         eprintln!(
@@ -443,15 +410,7 @@ pub async fn run_pair(
             );
         }
     }
-    let (program, args) = boot::launch_command(&cfg);
-    let cmdline_file = match opts.backend {
-        BackendKind::Hermetic => "qemu.cmdline",
-        BackendKind::Vng => "vng.cmdline",
-    };
-    std::fs::write(
-        dir.join(cmdline_file),
-        boot::command_line(&program, &args) + "\n",
-    )?;
+    write_command_line(&dir, &cfg, opts.backend)?;
     let prefix = format!("[{}@{}] ", case.name, kernel.name);
     let boot_res = boot::boot(&cfg, |line| {
         if opts.stream {
@@ -460,6 +419,147 @@ pub async fn run_pair(
     })
     .await
     .with_context(|| format!("case {} on kernel {}: boot failed", case.name, kernel.name))?;
+    let mut run = conclude(paths, case, kernel, &dir, &boot_res, opts)?;
+    run.elapsed = started.elapsed();
+    Ok(run)
+}
+
+/// The machine a boot gets: what its cases ask for (the cases of a batch
+/// all ask for the same memory, CPUs and command line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Machine {
+    pub memory_mb: u32,
+    pub cpus: u32,
+    pub cmdline: String,
+    /// The whole boot's deadline: each case's own (it includes a boot's
+    /// allowance, so a batch's is generous; every step has its own in the
+    /// guest).
+    pub deadline: Duration,
+    /// The longest silence any case allows; `None` if one turns it off.
+    pub silence: Option<Duration>,
+}
+
+impl Machine {
+    pub fn of(cases: &[&Case]) -> Machine {
+        let first = cases[0];
+        Machine {
+            memory_mb: first.memory_mb,
+            cpus: first.cpus,
+            cmdline: first.cmdline.clone(),
+            deadline: Duration::from_secs(cases.iter().map(|c| c.timeout_s).sum()),
+            silence: cases
+                .iter()
+                .map(|c| (c.silence_s > 0).then(|| Duration::from_secs(c.silence_s)))
+                .try_fold(Duration::ZERO, |m, s| s.map(|s| m.max(s))),
+        }
+    }
+}
+
+/// The VM that runs `plan` (the steps of `cases`), with its logs in `dir`:
+/// the initramfs packed there (hermetic) or the plan written there for vng.
+/// The returned directory holds QEMU's sockets; keep it until the boot ends.
+pub(crate) fn launch(
+    dir: &Path,
+    plan: &gmem_protocol::Plan,
+    cases: &[&Case],
+    machine: &Machine,
+    kernel: &BuiltKernel,
+    prepared: &Prepared,
+    opts: RunOptions,
+) -> Result<(VmConfig, tempfile::TempDir)> {
+    let initramfs = dir.join("initramfs.cpio.gz");
+    let backend = match opts.backend {
+        BackendKind::Hermetic => {
+            let mut extra: Vec<&[u8]> = Vec::new();
+            for c in cases {
+                for m in prepared.members_for(c, &kernel.name)? {
+                    if !extra.contains(&m) {
+                        extra.push(m);
+                    }
+                }
+            }
+            let image = pack::image_with(&prepared.base_image, &extra, plan)?;
+            std::fs::write(&initramfs, image)?;
+            Backend::Hermetic
+        }
+        BackendKind::Vng => {
+            if let Some(c) = cases.iter().find(|c| !c.kselftests().is_empty()) {
+                anyhow::bail!(
+                    "case {} runs KVM selftests, which are packed into the hermetic initramfs only: run it without --backend vng",
+                    c.name
+                );
+            }
+            // The guest sees the host's files: init reads the plan where we
+            // write it and runs the gmem-probe beside it.
+            let plan_file = dir.join("plan.json");
+            std::fs::write(&plan_file, serde_json::to_vec_pretty(plan)?)?;
+            let vng = crate::vng::check()
+                .with_context(|| format!("case {} on kernel {}", cases[0].name, kernel.name))?;
+            Backend::Vng {
+                bin: vng.bin,
+                exec: format!(
+                    "{} {}",
+                    boot::quote(&prepared.bins.init.to_string_lossy()),
+                    boot::quote(&plan_file.to_string_lossy())
+                ),
+            }
+        }
+    };
+    // A socket path must be short (108 bytes): keep it in a private temp dir.
+    let sock_dir = tempfile::Builder::new().prefix("gmemtest-").tempdir()?;
+    let cfg = VmConfig {
+        backend,
+        kernel: kernel.bzimage.clone(),
+        initramfs,
+        memory_mb: machine.memory_mb,
+        cpus: machine.cpus,
+        extra_cmdline: machine.cmdline.clone(),
+        accel: prepared.accel,
+        deadline: machine.deadline
+            + match opts.backend {
+                BackendKind::Hermetic => Duration::ZERO,
+                BackendKind::Vng => VNG_BOOT_ALLOWANCE,
+            },
+        result_socket: sock_dir.path().join("results.sock"),
+        monitor_socket: sock_dir.path().join("monitor.sock"),
+        silence: machine.silence,
+        interactive: None,
+        gdb: None,
+    };
+    Ok((cfg, sock_dir))
+}
+
+/// Keeps the exact command that started the VM beside its logs.
+pub(crate) fn write_command_line(dir: &Path, cfg: &VmConfig, backend: BackendKind) -> Result<()> {
+    let (program, args) = boot::launch_command(cfg);
+    let file = match backend {
+        BackendKind::Hermetic => "qemu.cmdline",
+        BackendKind::Vng => "vng.cmdline",
+    };
+    std::fs::write(dir.join(file), boot::command_line(&program, &args) + "\n")?;
+    Ok(())
+}
+
+/// A pair's log directory, emptied of an earlier run's files (a stale
+/// crash report must not sit beside a clean run).
+pub(crate) fn fresh_log_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot empty {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// From what a boot gave `case` to its verdict: the console and records
+/// kept in `dir`, the crashes found and decoded, the outcome normalized and
+/// compared with the snapshot.
+pub(crate) fn conclude(
+    paths: &Paths,
+    case: &Case,
+    kernel: &BuiltKernel,
+    dir: &Path,
+    boot_res: &boot::BootResult,
+    opts: RunOptions,
+) -> Result<CaseRun> {
     std::fs::write(dir.join("console.log"), &boot_res.console)?;
     let results: String = boot_res
         .records
@@ -475,7 +575,7 @@ pub async fn run_pair(
     if let Some(text) = &crash_report {
         std::fs::write(dir.join("crash-report.txt"), text)?;
     }
-    let outcome = outcome::build(case, &kernel.name, &boot_res, &crashes);
+    let outcome = outcome::build(case, &kernel.name, boot_res, &crashes);
     std::fs::write(dir.join("outcome.yaml"), serde_yaml::to_string(&outcome)?)?;
 
     let snap = (!opts.no_snapshot)
@@ -494,10 +594,11 @@ pub async fn run_pair(
         crash_report,
         snapshot: snap,
         snapshot_diff,
-        log_dir: dir,
-        elapsed: started.elapsed(),
+        log_dir: dir.to_path_buf(),
+        elapsed: boot_res.elapsed,
         boot_time: Some(boot_res.elapsed),
         backend: opts.backend,
+        boot: BootMode::Alone,
     })
 }
 
@@ -571,6 +672,7 @@ pub fn errored(
         elapsed: Duration::ZERO,
         boot_time: None,
         backend,
+        boot: BootMode::Alone,
     }
 }
 

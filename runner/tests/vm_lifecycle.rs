@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use gmem_protocol::{Plan, PlanStep, PROTOCOL_VERSION};
+use gmem_protocol::{CasePlan, Plan, PlanStep};
 use runner::boot::{self, Accel, Backend, BootEnd, VmConfig};
 use runner::paths::Paths;
 
@@ -36,12 +36,10 @@ fn stock_kernel(paths: &Paths) -> runner::kernel::BuiltKernel {
 fn image(paths: &Paths, dir: &std::path::Path, step: PlanStep) -> std::path::PathBuf {
     let bins = runner::pack::build_guest_binaries(paths).expect("guest binaries");
     let base = runner::pack::base_image(&bins).expect("base image");
-    let plan = Plan {
-        protocol: PROTOCOL_VERSION,
+    let plan = Plan::single(CasePlan {
         case: "lifecycle".into(),
         steps: vec![step],
-        shell: false,
-    };
+    });
     let p = dir.join("initramfs.cpio.gz");
     std::fs::write(&p, runner::pack::image(&base, &plan).unwrap()).unwrap();
     p

@@ -54,6 +54,13 @@ enum Cmd {
         /// What boots the guests: `hermetic` (QEMU + our initramfs) or `vng` (virtme-ng on the host's root).
         #[arg(long, default_value = "hermetic", value_parser = parse_backend)]
         backend: BackendKind,
+        /// A boot of its own for every case (by default the cases of a kernel
+        /// that expect no crash share one boot, with reruns alone on trouble).
+        #[arg(long)]
+        no_batch: bool,
+        /// VMs at once (default: one per two host CPUs, as memory allows).
+        #[arg(long, short = 'j')]
+        jobs: Option<usize>,
     },
     /// Run one case on one kernel with its console streamed live.
     Run {
@@ -97,6 +104,9 @@ enum Cmd {
         cases: Vec<String>,
         #[arg(long = "kernel", short = 'k')]
         kernels: Vec<String>,
+        /// VMs at once.
+        #[arg(long, short = 'j')]
+        jobs: Option<usize>,
     },
     /// List the cases and kernels.
     List,
@@ -196,13 +206,19 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             kernels,
             stream,
             backend,
+            no_batch,
+            jobs,
         } => {
             let opts = RunOptions {
                 stream,
                 backend,
                 ..Default::default()
             };
-            test(Suite::load(paths, &cases, &kernels)?, opts).await
+            let how = How {
+                batch: !no_batch,
+                jobs,
+            };
+            test(Suite::load(paths, &cases, &kernels)?, opts, how).await
         }
         Cmd::Run {
             case,
@@ -219,7 +235,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
                 backend,
                 ..Default::default()
             };
-            test(Suite::load_one(paths, &case, &kernel)?, opts).await
+            test(Suite::load_one(paths, &case, &kernel)?, opts, How::alone()).await
         }
         Cmd::Shell {
             kernel,
@@ -237,11 +253,22 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             };
             shell(paths, &kernel, opts, dry_run).await
         }
-        Cmd::Bless { cases, kernels } => {
+        Cmd::Bless {
+            cases,
+            kernels,
+            jobs,
+        } => {
             // insta writes every snapshot; the verdicts then read "pass".
             std::env::set_var("INSTA_UPDATE", "always");
             std::env::set_var("INSTA_FORCE_PASS", "1");
-            test(Suite::load(paths, &cases, &kernels)?, RunOptions::default()).await
+            // Snapshots are made from boots of their own.
+            let how = How { batch: false, jobs };
+            test(
+                Suite::load(paths, &cases, &kernels)?,
+                RunOptions::default(),
+                how,
+            )
+            .await
         }
         Cmd::Bisect {
             tree,
@@ -422,7 +449,25 @@ fn setup(paths: &Paths) -> Result<()> {
     Ok(())
 }
 
-async fn test(suite: Suite, opts: RunOptions) -> Result<u8> {
+/// How `test` schedules the pairs.
+#[derive(Debug, Clone, Copy)]
+struct How {
+    /// Cases that expect no crash share a boot per kernel.
+    batch: bool,
+    /// VMs at once (`None`: by the host's CPUs and memory).
+    jobs: Option<usize>,
+}
+
+impl How {
+    fn alone() -> How {
+        How {
+            batch: false,
+            jobs: Some(1),
+        }
+    }
+}
+
+async fn test(suite: Suite, opts: RunOptions, how: How) -> Result<u8> {
     if suite.pairs().is_empty() {
         anyhow::bail!("nothing to run: no case runs on the selected kernels");
     }
@@ -432,25 +477,32 @@ async fn test(suite: Suite, opts: RunOptions) -> Result<u8> {
         runner::vng::ensure_installed()?;
     }
     let prepared = suite::prepare(&suite)?;
-    let mut runs: Vec<CaseRun> = Vec::new();
     let pairs = suite.pairs();
     let total = pairs.len();
-    for (i, (case, kname)) in pairs.into_iter().enumerate() {
-        let kernel = prepared
-            .kernels
-            .iter()
-            .find(|k| k.name == kname)
-            .context("kernel not built")?;
-        eprintln!("[{}/{total}] {} on {} ...", i + 1, case.name, kname);
-        let run = match suite::run_pair(&suite.paths, case, kernel, &prepared, opts).await {
-            Ok(r) => r,
-            Err(e) => suite::errored(&suite.paths, &case.name, kname, opts.backend, &e),
+    let units = runner::batch::units(&pairs, how.batch);
+    let cases: Vec<_> = pairs.iter().map(|(c, _)| *c).collect();
+    let jobs = how
+        .jobs
+        .unwrap_or_else(|| runner::batch::default_jobs(&cases))
+        .clamp(1, units.len());
+    let shared = units.iter().filter(|u| u.cases.len() > 1).count();
+    eprintln!(
+        "running {total} pairs in {} boots ({shared} shared by several cases), {jobs} at a time",
+        units.len()
+    );
+    let finished = std::sync::atomic::AtomicUsize::new(0);
+    let started = std::time::Instant::now();
+    let done = |run: &CaseRun| {
+        let n = finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let how = match &run.boot {
+            suite::BootMode::Alone => String::new(),
+            suite::BootMode::Batched { cases, .. } => format!(", in a boot of {cases}"),
+            suite::BootMode::Rerun { .. } => ", rerun alone".into(),
         };
         eprintln!(
-            "[{}/{total}] {} on {}: {}{} ({:.1}s)",
-            i + 1,
-            case.name,
-            kname,
+            "[{n}/{total}] {} on {}: {}{} ({:.1}s{how})",
+            run.case,
+            run.kernel,
             run.verdict.label(),
             run.reason
                 .as_deref()
@@ -458,12 +510,31 @@ async fn test(suite: Suite, opts: RunOptions) -> Result<u8> {
                 .unwrap_or_default(),
             run.elapsed.as_secs_f64()
         );
-        runs.push(run);
-    }
+    };
+    let mut runs =
+        runner::batch::run_units(&suite.paths, &units, &prepared, opts, jobs, &done).await?;
+    // The table in the suite's order, whatever order they finished in.
+    let order = |r: &CaseRun| {
+        pairs
+            .iter()
+            .position(|(c, k)| c.name == r.case && *k == r.kernel)
+            .unwrap_or(usize::MAX)
+    };
+    runs.sort_by_key(order);
     let junit = suite.paths.out.join("junit.xml");
     runner::paths::write_atomic(&junit, suite::junit_xml(&runs)?.as_bytes())?;
     print_failures(&runs);
+    print_reruns(&runs);
     println!("\n{}", suite::summary_table(&runs));
+    println!(
+        "{total} pairs in {:.1?} ({} boots, {jobs} at a time)",
+        started.elapsed(),
+        units.len()
+            + runs
+                .iter()
+                .filter(|r| matches!(r.boot, suite::BootMode::Rerun { .. }))
+                .count()
+    );
     println!("JUnit report: {}", junit.display());
     let has = |v: Verdict| runs.iter().any(|r| r.verdict == v);
     Ok(if has(Verdict::Error) {
@@ -475,6 +546,37 @@ async fn test(suite: Suite, opts: RunOptions) -> Result<u8> {
     } else {
         exit::PASS
     })
+}
+
+/// The cases that ran again alone after their shared boot went wrong: a
+/// case that passes alone but not after others is worth knowing about.
+fn print_reruns(runs: &[CaseRun]) {
+    let reruns: Vec<_> = runs
+        .iter()
+        .filter_map(|r| match &r.boot {
+            suite::BootMode::Rerun { why } => Some((r, why)),
+            _ => None,
+        })
+        .collect();
+    if reruns.is_empty() {
+        return;
+    }
+    println!("\nrun again alone (their own boot gives the verdict):");
+    for (r, why) in reruns {
+        let ran_before = !why.starts_with("its batch could not run")
+            && !why.starts_with("the batch's kernel stopped");
+        let note = if r.verdict == Verdict::Pass && ran_before {
+            "; alone it passes: an earlier case of the boot changed its outcome"
+        } else {
+            ""
+        };
+        println!(
+            "    {} on {}: {}, because {why}{note}",
+            r.case,
+            r.kernel,
+            r.verdict.label()
+        );
+    }
 }
 
 fn print_failures(runs: &[CaseRun]) {
@@ -537,7 +639,7 @@ mod tests {
         let cli = Cli::try_parse_from(["xtask", "test", "-c", "a", "-c", "b", "-k", "stock-7.3"])
             .unwrap();
         assert!(
-            matches!(cli.cmd, Cmd::Test { ref cases, ref kernels, stream: false, backend: BackendKind::Hermetic }
+            matches!(cli.cmd, Cmd::Test { ref cases, ref kernels, stream: false, backend: BackendKind::Hermetic, no_batch: false, jobs: None }
             if cases == &["a", "b"] && kernels == &["stock-7.3"])
         );
     }

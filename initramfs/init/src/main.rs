@@ -1,9 +1,12 @@
 //! PID 1 of the gmemtest guest.
 //!
 //! Mounts /dev, /proc, /sys, debugfs and /tmp; opens the result port; reads
-//! the plan; sends Hello; runs each step (the probe binary, with a deadline)
-//! and reports it; sends Done; syncs and reboots, which ends QEMU (it runs
-//! with -no-reboot; the guest kernel has no ACPI, so power-off would hang).
+//! the plan; sends Hello; for each case of the plan (one, or a batch),
+//! writes its marker to the kernel log, sends CaseStart, runs each step (the
+//! probe binary, with a deadline) and reports it, waits for the console to
+//! drain and sends CaseEnd; sends Done; syncs and reboots, which ends QEMU
+//! (it runs with -no-reboot; the guest kernel has no ACPI, so power-off
+//! would hang).
 //!
 //! PID 1 must never exit or panic (either panics the kernel): the main logic
 //! runs under `catch_unwind`, and whatever happens the guest reboots.
@@ -21,10 +24,11 @@ mod step;
 
 use std::ffi::CStr;
 use std::panic::{self, AssertUnwindSafe};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use gmem_protocol::{
-    Plan, Record, GUEST_MARKER, PLAN_PATH, PROBE_BIN, PROTOCOL_VERSION, RESULT_PORT,
+    case_marker, CasePlan, Plan, Record, GUEST_MARKER, PLAN_PATH, PROBE_BIN, PROTOCOL_VERSION,
+    RESULT_PORT,
 };
 use report::{console, Reporter};
 
@@ -139,20 +143,53 @@ fn run(reporter: &mut Reporter, mode: &Mode) -> Result<(), String> {
         kernel_release: kernel_release.clone(),
         cpus,
     });
+    for case in &plan.cases {
+        run_case(reporter, case, &kernel_release, cpus, &probe);
+    }
+    reporter.send(&Record::Done);
+    if plan.shell {
+        match mode {
+            Mode::Pid1 => shell::run(),
+            Mode::Hosted { .. } => {
+                console("no shell after the plan under vng (use `cargo xtask shell`)")
+            }
+        }
+    }
+    console(match mode {
+        Mode::Pid1 => "done, rebooting",
+        Mode::Hosted { .. } => "done",
+    });
+    Ok(())
+}
+
+/// One case: its marker in the kernel log, its steps, and its end once the
+/// console has sent everything it printed (so the next marker follows it).
+fn run_case(
+    reporter: &mut Reporter,
+    case: &CasePlan,
+    kernel_release: &str,
+    cpus: u32,
+    probe: &Path,
+) {
+    // Whatever is still queued for the console belongs before the marker.
+    report::drain_console();
+    report::kernel_log(&case_marker(&case.case));
+    reporter.send(&Record::CaseStart {
+        case: case.case.clone(),
+    });
     console(&format!(
         "case {} on {kernel_release} ({cpus} cpus): {} steps",
-        plan.case,
-        plan.steps.len()
+        case.case,
+        case.steps.len()
     ));
-
-    for s in &plan.steps {
+    for s in &case.steps {
         let pin = s.cpu.map(|c| format!(" on cpu {c}")).unwrap_or_default();
         console(&format!("step {} (probe {}){pin} ...", s.name, s.probe));
         reporter.send(&Record::StepStart {
             step: s.name.clone(),
             probe: s.probe.clone(),
         });
-        let r = step::run(s, &probe);
+        let r = step::run(s, probe);
         console(&format!(
             "step {} {} in {} ms",
             s.name,
@@ -171,20 +208,10 @@ fn run(reporter: &mut Reporter, mode: &Mode) -> Result<(), String> {
         });
         reap_orphans();
     }
-    reporter.send(&Record::Done);
-    if plan.shell {
-        match mode {
-            Mode::Pid1 => shell::run(),
-            Mode::Hosted { .. } => {
-                console("no shell after the plan under vng (use `cargo xtask shell`)")
-            }
-        }
-    }
-    console(match mode {
-        Mode::Pid1 => "done, rebooting",
-        Mode::Hosted { .. } => "done",
+    report::drain_console();
+    reporter.send(&Record::CaseEnd {
+        case: case.case.clone(),
     });
-    Ok(())
 }
 
 fn kernel_release() -> String {

@@ -20,6 +20,26 @@ pub fn console(msg: &str) {
     let _ = writeln!(io::stderr().lock(), "gmemtest: {msg}");
 }
 
+/// A line in the kernel's log (`/dev/kmsg`, info level): unlike a write to
+/// the console, it is ordered with the kernel's own messages. Falls back to
+/// the console if the log cannot be written.
+pub fn kernel_log(msg: &str) {
+    let written = OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .and_then(|mut k| k.write_all(format!("<6>{msg}\n").as_bytes()));
+    if let Err(e) = written {
+        console(&format!("cannot write to /dev/kmsg ({e}): {msg}"));
+    }
+}
+
+/// Waits until what init and the probes wrote to the console (stderr) has
+/// left the UART, so that it is in the console log before what comes next.
+pub fn drain_console() {
+    // SAFETY: tcdrain on fd 2; on a non-tty it fails with ENOTTY, harmlessly.
+    unsafe { libc::tcdrain(2) };
+}
+
 /// Makes sure fds 0-2 are the console, which the kernel only sets up when
 /// the initramfs has /dev/console; the probes' stderr is inherited from here.
 pub fn ensure_console_fds() {

@@ -1,10 +1,17 @@
 //! The guest/host protocol of gmemtest, defined once for both sides.
 //!
 //! The host writes a [`Plan`] into the initramfs at [`PLAN_PATH`]. The guest's
-//! PID 1 (`initramfs/init`) reads it, runs each [`PlanStep`] by executing the
-//! probe binary with the step's arguments, and reports every event as one
-//! [`Record`] per line of JSON on the result port ([`RESULT_PORT`], the second
-//! serial port). The kernel's own log stays on the first serial port.
+//! PID 1 (`initramfs/init`) reads it and runs its cases in order (one, or a
+//! batch of several sharing the boot); for each case it runs each
+//! [`PlanStep`] by executing the probe binary with the step's arguments, and
+//! reports every event as one [`Record`] per line of JSON on the result port
+//! ([`RESULT_PORT`], the second serial port). The kernel's own log stays on
+//! the first serial port.
+//!
+//! Each case begins with a line [`case_marker`] written to the kernel's log
+//! (`/dev/kmsg`), so that it is ordered with the kernel's own messages: the
+//! host cuts the console at these lines to give each case of a batch its own
+//! section, exactly as it would have seen it booted alone.
 //!
 //! Under virtme-ng (the `vng` backend) init is not PID 1: vng's init runs
 //! it as a command, `init PLAN_FILE`, on the host's root filesystem; the
@@ -19,7 +26,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to the types below.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Where the plan is found inside the initramfs.
 pub const PLAN_PATH: &str = "/gmemtest/plan.json";
@@ -61,17 +68,65 @@ pub const GUEST_MARKER: &str = "gmemtest.guest=1";
 /// The serial device that carries [`Record`]s from guest to host.
 pub const RESULT_PORT: &str = "/dev/ttyS1";
 
-/// What the guest runs, in order.
+/// What the guest runs, in order: one case, or a batch of cases sharing
+/// one boot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     pub protocol: u32,
-    /// The case's name (for the guest's own log lines).
-    pub case: String,
-    pub steps: Vec<PlanStep>,
-    /// After the steps, a shell on the console until it exits.
+    pub cases: Vec<CasePlan>,
+    /// After the cases, a shell on the console until it exits.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shell: bool,
+}
+
+impl Plan {
+    /// The plan of one case alone.
+    pub fn single(case: CasePlan) -> Plan {
+        Plan::batch(vec![case])
+    }
+
+    /// The plan of several cases, run in this order in one boot.
+    pub fn batch(cases: Vec<CasePlan>) -> Plan {
+        Plan {
+            protocol: PROTOCOL_VERSION,
+            cases,
+            shell: false,
+        }
+    }
+}
+
+/// One case's steps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CasePlan {
+    /// The case's name (in the records and the console markers).
+    pub case: String,
+    pub steps: Vec<PlanStep>,
+}
+
+/// The kernel-log line (without its timestamp) that begins `case`'s section
+/// of the console. Written through `/dev/kmsg`, it is ordered with the
+/// kernel's messages, which a write to the console is not.
+pub fn case_marker(case: &str) -> String {
+    format!("{CASE_MARKER_PREFIX}{case}")
+}
+
+/// What every [`case_marker`] line starts with.
+pub const CASE_MARKER_PREFIX: &str = "gmemtest: begin case ";
+
+/// The case whose section `console_line` begins, if it is a marker: the
+/// marker after the kernel's timestamp, or (when a program's output was
+/// still in the UART's queue) after other text and then the timestamp.
+pub fn case_of_marker(console_line: &str) -> Option<&str> {
+    let text = if console_line.starts_with(CASE_MARKER_PREFIX) {
+        console_line
+    } else {
+        let at = console_line.find(&format!("] {CASE_MARKER_PREFIX}"))?;
+        &console_line[at + 2..]
+    };
+    let name = text.trim_end().strip_prefix(CASE_MARKER_PREFIX)?;
+    (!name.is_empty() && !name.contains(char::is_whitespace)).then_some(name)
 }
 
 /// One step: one run of one probe.
@@ -108,12 +163,16 @@ pub enum StepExit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
 pub enum Record {
-    /// init is up and has read the plan.
+    /// init is up and has read the plan (once per boot).
     Hello {
         protocol: u32,
         /// `uname -r` of the guest kernel.
         kernel_release: String,
         cpus: u32,
+    },
+    /// A case's steps begin (after its marker is in the kernel log).
+    CaseStart {
+        case: String,
     },
     StepStart {
         step: String,
@@ -134,7 +193,12 @@ pub enum Record {
     InitError {
         message: String,
     },
-    /// Every step has run; the guest powers off next.
+    /// Every step of the case has run, and what they printed on the console
+    /// has left it.
+    CaseEnd {
+        case: String,
+    },
+    /// Every case has run; the guest powers off next.
     Done,
 }
 
@@ -174,10 +238,37 @@ mod tests {
 
     #[test]
     fn plan_rejects_unknown_fields() {
-        let plan: Plan = serde_json::from_str(r#"{"protocol":1,"case":"c","steps":[]}"#).unwrap();
+        let plan: Plan =
+            serde_json::from_str(r#"{"protocol":2,"cases":[{"case":"c","steps":[]}]}"#).unwrap();
         assert!(!plan.shell, "no shell unless asked");
-        let err = serde_json::from_str::<Plan>(r#"{"protocol":1,"case":"c","steps":[],"extra":1}"#)
-            .unwrap_err();
+        assert_eq!(plan.cases[0].case, "c");
+        let err =
+            serde_json::from_str::<Plan>(r#"{"protocol":2,"cases":[],"extra":1}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `extra`"), "{err}");
+        // A version-1 plan (one case, no `cases`) is refused by name.
+        let err =
+            serde_json::from_str::<Plan>(r#"{"protocol":1,"case":"c","steps":[]}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `case`"), "{err}");
+    }
+
+    #[test]
+    fn markers_are_found_with_or_without_a_timestamp() {
+        let m = case_marker("gmem_caps");
+        assert_eq!(case_of_marker(&m), Some("gmem_caps"));
+        assert_eq!(
+            case_of_marker(&format!("[    1.234567] {m}")),
+            Some("gmem_caps")
+        );
+        assert_eq!(
+            case_of_marker(&format!("[    1.2] {m}\r")),
+            Some("gmem_caps")
+        );
+        assert_eq!(case_of_marker("gmemtest: step x exited 0"), None);
+        assert_eq!(case_of_marker("[    1.2] gmemtest: begin case "), None);
+        assert_eq!(case_of_marker("foo gmemtest: begin case x"), None);
+        assert_eq!(
+            case_of_marker("step y ...[    2.5] gmemtest: begin case x"),
+            Some("x")
+        );
     }
 }

@@ -1,0 +1,203 @@
+//! Batch mode gives what one boot per case gives.
+//!
+//! 1. The whole suite in batch mode: every batchable pair is judged from its
+//!    section of a shared boot (no reruns), and every pair's outcome equals
+//!    its snapshot, which the `cases` harness checks against one boot per
+//!    case.
+//! 2. A batch in which a case crashes the kernel (the RFC's GUP oops): the
+//!    case before it keeps its batched verdict, the crashing case runs again
+//!    alone, the cases after it run in a fresh shared boot, and every outcome
+//!    equals the one from a boot of its own.
+
+use std::sync::Mutex;
+
+use runner::batch::{self, Unit};
+use runner::paths::Paths;
+use runner::suite::{self, BootMode, CaseRun, RunOptions, Suite, Verdict};
+
+fn prepared(suite: &Suite) -> suite::Prepared {
+    runner::setup::ensure_host_packages().expect("setup");
+    suite::prepare(suite).expect("prepare")
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn quiet(_: &CaseRun) {}
+
+/// The tests share log directories (and two sets of VMs would slow each
+/// other): one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+#[test]
+fn the_whole_suite_batched_matches_the_snapshots() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let suite = Suite::load(Paths::of_this_checkout().unwrap(), &[], &[]).unwrap();
+    let prepared = prepared(&suite);
+    let pairs = suite.pairs();
+    let units = batch::units(&pairs, true);
+    let shared: usize = units
+        .iter()
+        .filter(|u| u.cases.len() > 1)
+        .map(|u| u.cases.len())
+        .sum();
+    assert!(
+        shared * 2 > pairs.len(),
+        "most pairs share a boot ({shared} of {})",
+        pairs.len()
+    );
+    let started = std::time::Instant::now();
+    let runs = rt()
+        .block_on(batch::run_units(
+            &suite.paths,
+            &units,
+            &prepared,
+            RunOptions::default(),
+            3,
+            &quiet,
+        ))
+        .unwrap();
+    eprintln!(
+        "{} pairs in {} boots: {:.1?}",
+        runs.len(),
+        units.len(),
+        started.elapsed()
+    );
+    assert_eq!(runs.len(), pairs.len(), "every pair has a verdict");
+    let mut problems = Vec::new();
+    for (case, kernel) in &pairs {
+        let run = runs
+            .iter()
+            .find(|r| r.case == case.name && r.kernel == *kernel)
+            .expect("a run per pair");
+        if run.verdict != Verdict::Pass {
+            problems.push(format!(
+                "{}@{}: {}",
+                run.case,
+                run.kernel,
+                run.failure_report()
+            ));
+        }
+        let want_batched = batch::batchable(case, kernel);
+        match (&run.boot, want_batched) {
+            (BootMode::Batched { cases, .. }, true) if *cases > 1 => {}
+            (BootMode::Alone, false) => {}
+            (mode, _) => problems.push(format!(
+                "{}@{}: booted {mode:?}, expected {}",
+                run.case,
+                run.kernel,
+                if want_batched {
+                    "in a shared boot"
+                } else {
+                    "alone"
+                }
+            )),
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn a_crash_in_a_batch_reruns_the_case_alone_and_the_rest_in_a_fresh_boot() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let names = [
+        "gmem_caps",
+        "nodirectmap_gup",
+        "gmem_create",
+        "gmem_fallocate",
+    ]
+    .map(String::from);
+    let kernel = "nodirectmap-rfc";
+    let suite = Suite::load(
+        Paths::of_this_checkout().unwrap(),
+        &names,
+        &[kernel.to_string()],
+    )
+    .unwrap();
+    let prepared = prepared(&suite);
+    // In the plan's order; nodirectmap_gup expects its oops on the RFC, so
+    // the scheduler would never batch it: this unit forces it in.
+    let cases: Vec<_> = names
+        .iter()
+        .map(|n| suite.cases.iter().find(|c| &c.name == n).unwrap())
+        .collect();
+    let unit = Unit {
+        kernel,
+        cases: cases.clone(),
+    };
+    let built = prepared.kernels.iter().find(|k| k.name == kernel).unwrap();
+    let order = Mutex::new(Vec::new());
+    let note = |r: &CaseRun| order.lock().unwrap().push(r.case.clone());
+    let rt = rt();
+    let batched = rt.block_on(batch::run_unit(
+        &suite.paths,
+        &unit,
+        built,
+        &prepared,
+        RunOptions::default(),
+        &note,
+    ));
+    let by = |n: &str| batched.iter().find(|r| r.case == n).unwrap();
+
+    assert!(
+        matches!(by("gmem_caps").boot, BootMode::Batched { cases: 4, .. }),
+        "the case before the crash keeps its section: {:?}",
+        by("gmem_caps").boot
+    );
+    match &by("nodirectmap_gup").boot {
+        BootMode::Rerun { why } => assert!(
+            why.contains("the kernel crashed in its batch") && why.contains("page fault"),
+            "{why}"
+        ),
+        other => panic!("the crashing case runs again alone, not {other:?}"),
+    }
+    for n in ["gmem_create", "gmem_fallocate"] {
+        assert!(
+            matches!(by(n).boot, BootMode::Batched { cases: 2, .. }),
+            "{n} runs again in a fresh shared boot: {:?}",
+            by(n).boot
+        );
+    }
+    assert_eq!(
+        *order.lock().unwrap(),
+        [
+            "gmem_caps",
+            "nodirectmap_gup",
+            "gmem_create",
+            "gmem_fallocate"
+        ]
+    );
+    let batch_console = std::fs::read_to_string(
+        batch::batch_dir(&suite.paths, kernel, "gmem_caps", Default::default()).join("console.log"),
+    )
+    .unwrap();
+    assert!(
+        batch_console.contains("BUG: unable to handle page fault"),
+        "the first boot saw the oops"
+    );
+
+    // The same four, each in a boot of its own: the same outcomes.
+    for c in &cases {
+        let alone = rt
+            .block_on(suite::run_pair(
+                &suite.paths,
+                c,
+                built,
+                &prepared,
+                RunOptions::default(),
+            ))
+            .unwrap();
+        let b = by(&c.name);
+        assert_eq!(
+            b.outcome, alone.outcome,
+            "{}: batched and alone differ",
+            c.name
+        );
+        assert_eq!(b.verdict, Verdict::Pass, "{}", b.failure_report());
+        assert_eq!(alone.verdict, Verdict::Pass, "{}", alone.failure_report());
+    }
+}
