@@ -412,15 +412,14 @@ pub async fn run_unit(
     out
 }
 
-/// How many VMs at once, by default: one per two host CPUs (a guest has two
-/// vCPUs, each a host thread under TCG), and no more than the memory holds.
+/// How many VMs at once, by default: one per host CPU (the guests' vCPUs
+/// are host threads under TCG, mostly idle or one busy at a time in these
+/// cases), and no more than the memory holds.
 pub fn default_jobs(cases: &[&Case]) -> usize {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let guest_cpus = cases.iter().map(|c| c.cpus as usize).max().unwrap_or(2);
-    let by_cpu = (cpus / guest_cpus.max(1)).max(1);
-    by_cpu.min(jobs_by_memory(cases))
+    cpus.min(jobs_by_memory(cases))
 }
 
 /// How many of the largest guests fit in the memory available now, with

@@ -203,6 +203,32 @@ pub fn kselftests_member(built: &BuiltSelftests) -> Result<Vec<u8>> {
     gzip(&entries, 1)
 }
 
+/// [`kselftests_member`], kept beside the binaries (`initramfs-member.cpio.gz`
+/// in their cache entry) and made again only when a binary is newer: packing
+/// several MB of static binaries costs about a second, on every run.
+pub fn kselftests_member_cached(built: &BuiltSelftests) -> Result<Vec<u8>> {
+    let Some(entry) = built.bin_dir.parent() else {
+        return kselftests_member(built);
+    };
+    let cached = entry.join("initramfs-member.cpio.gz");
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let fresh = mtime(&cached).is_some_and(|m| {
+        built
+            .tests
+            .iter()
+            .all(|t| mtime(&built.binary(t)).is_some_and(|b| b <= m))
+    });
+    if fresh {
+        if let Ok(data) = std::fs::read(&cached) {
+            return Ok(data);
+        }
+    }
+    let data = kselftests_member(built)?;
+    // A cache that cannot be written is only slower.
+    let _ = crate::paths::write_atomic(&cached, &data);
+    Ok(data)
+}
+
 /// The image for one plan: the base followed by a member holding the plan
 /// (and, for a plan that ends in a shell, the shell).
 pub fn image(base: &[u8], plan: &Plan) -> Result<Vec<u8>> {

@@ -34,16 +34,30 @@ impl Paths {
                 );
             }
         }
+        // `GMEMTEST_OUT` moves the logs and reports (tests that run side by
+        // side keep theirs apart with it).
+        let out = match std::env::var_os("GMEMTEST_OUT").filter(|o| !o.is_empty()) {
+            Some(o) => PathBuf::from(o),
+            None => dir.join("target").join("gmemtest"),
+        };
         Ok(Paths {
-            out: dir.join("target").join("gmemtest"),
+            out,
             cache: cache_dir()?,
             root: dir,
         })
     }
 
-    /// The checkout this crate was compiled in (for tests and xtask).
+    /// The checkout this crate was built from: where cargo (or
+    /// cargo-nextest, which remaps it for an archive run on another machine)
+    /// says the package is at run time, else where it was compiled.
     pub fn of_this_checkout() -> Result<Paths> {
-        Paths::discover(Path::new(env!("CARGO_MANIFEST_DIR")))
+        let at_run_time = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .filter(|d| d.is_dir());
+        match at_run_time {
+            Some(d) => Paths::discover(&d),
+            None => Paths::discover(Path::new(env!("CARGO_MANIFEST_DIR"))),
+        }
     }
 
     pub fn cases(&self) -> PathBuf {

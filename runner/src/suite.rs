@@ -96,6 +96,27 @@ impl Suite {
         Ok(suite)
     }
 
+    /// The same suite narrowed to one kernel (for preparing only what one
+    /// pair needs).
+    pub fn only_kernel(&self, kernel: &str) -> Suite {
+        let mut cases = self.cases.clone();
+        for c in &mut cases {
+            c.kernels.retain(|k| k == kernel);
+        }
+        cases.retain(|c| !c.kernels.is_empty());
+        Suite {
+            paths: self.paths.clone(),
+            cases,
+            recipes: self
+                .recipes
+                .iter()
+                .filter(|r| r.name == kernel)
+                .cloned()
+                .collect(),
+            kselftests: self.kselftests.clone(),
+        }
+    }
+
     /// The (case, kernel) pairs, in case order.
     pub fn pairs(&self) -> Vec<(&Case, &str)> {
         self.cases
@@ -298,7 +319,7 @@ pub fn prepare(suite: &Suite) -> Result<Prepared> {
             .any(|c| c.kernels.contains(&r.name) && !c.kselftests().is_empty())
         {
             let built = kernel::selftests::build(&suite.paths, r, &suite.kselftests)?;
-            kselftests.push((r.name.clone(), pack::kselftests_member(&built)?));
+            kselftests.push((r.name.clone(), pack::kselftests_member_cached(&built)?));
         }
     }
     let bins = pack::build_guest_binaries(&suite.paths)?;

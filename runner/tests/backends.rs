@@ -33,7 +33,9 @@ fn run(suite: &Suite, prepared: &suite::Prepared, case: &str, backend: BackendKi
 fn vng_and_hermetic_give_the_same_outcome() {
     runner::setup::ensure_host_packages().expect("setup");
     runner::vng::ensure_installed().expect("virtme-ng");
-    let paths = Paths::of_this_checkout().unwrap();
+    let mut paths = Paths::of_this_checkout().unwrap();
+    // Logs of its own: the `cases` harness may run beside it (cargo-nextest).
+    paths.out = paths.out.join("tests").join("backends");
     let cases: Vec<String> = CASES.iter().map(|c| c.to_string()).collect();
     let suite = Suite::load(paths, &cases, &[KERNEL.to_string()]).expect("suite");
     let prepared = suite::prepare(&suite).expect("prepare");

@@ -29,6 +29,14 @@ fn rt() -> tokio::runtime::Runtime {
 
 fn quiet(_: &CaseRun) {}
 
+/// This checkout, with logs of its own (the `cases` harness may run beside
+/// it under cargo-nextest, in the same log directories otherwise).
+fn paths() -> Paths {
+    let mut p = Paths::of_this_checkout().unwrap();
+    p.out = p.out.join("tests").join("batch");
+    p
+}
+
 /// The tests share log directories (and two sets of VMs would slow each
 /// other): one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -36,7 +44,7 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 #[test]
 fn the_whole_suite_batched_matches_the_snapshots() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let suite = Suite::load(Paths::of_this_checkout().unwrap(), &[], &[]).unwrap();
+    let suite = Suite::load(paths(), &[], &[]).unwrap();
     let prepared = prepared(&suite);
     let pairs = suite.pairs();
     let units = batch::units(&pairs, true);
@@ -112,12 +120,7 @@ fn a_crash_in_a_batch_reruns_the_case_alone_and_the_rest_in_a_fresh_boot() {
     ]
     .map(String::from);
     let kernel = "nodirectmap-rfc";
-    let suite = Suite::load(
-        Paths::of_this_checkout().unwrap(),
-        &names,
-        &[kernel.to_string()],
-    )
-    .unwrap();
+    let suite = Suite::load(paths(), &names, &[kernel.to_string()]).unwrap();
     let prepared = prepared(&suite);
     // In the plan's order; nodirectmap_gup expects its oops on the RFC, so
     // the scheduler would never batch it: this unit forces it in.

@@ -1,8 +1,12 @@
 //! The end-to-end suite as tests: one test per (case, kernel), named
-//! `CASE@KERNEL`. The first test to run builds what the suite needs (setup,
-//! kernels, initramfs); listing builds nothing.
+//! `CASE@KERNEL`, each in a boot of its own (the reference that batch mode
+//! is checked against). The first test of a kernel to run builds what it
+//! needs (setup, that kernel, the initramfs); listing builds nothing. Under
+//! cargo-nextest every test is a process of its own, so each prepares only
+//! its own kernel (a cache hit), and `--partition count:K/N` shards them.
 
 use libtest_mimic::{Arguments, Failed, Trial};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use runner::paths::Paths;
@@ -19,7 +23,14 @@ fn main() {
             std::process::exit(101);
         }
     };
-    let prepared: Arc<OnceLock<Result<Prepared, String>>> = Arc::new(OnceLock::new());
+    // Per kernel, prepared by the first of its tests to run.
+    let prepared: Arc<HashMap<String, OnceLock<Result<Prepared, String>>>> = Arc::new(
+        suite
+            .recipes
+            .iter()
+            .map(|r| (r.name.clone(), OnceLock::new()))
+            .collect(),
+    );
     let runs: Arc<Mutex<Vec<CaseRun>>> = Arc::new(Mutex::new(Vec::new()));
     let mut trials = Vec::new();
     for (case, kernel) in suite.pairs() {
@@ -28,10 +39,10 @@ fn main() {
         trials.push(Trial::test(
             format!("{case_name}@{kernel_name}"),
             move || {
-                let prepared = prepared
+                let prepared = prepared[&kernel_name]
                     .get_or_init(|| {
                         runner::setup::ensure_host_packages()
-                            .and_then(|_| suite::prepare(&suite))
+                            .and_then(|_| suite::prepare(&suite.only_kernel(&kernel_name)))
                             .map_err(|e| format!("{e:#}"))
                     })
                     .as_ref()

@@ -9,6 +9,12 @@ use std::time::Duration;
 fn xtask() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    // Logs of its own: the `cases` harness may run beside it (cargo-nextest).
+    c.env(
+        "GMEMTEST_OUT",
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/gmemtest/tests/interactive"),
+    );
     c
 }
 

@@ -426,7 +426,16 @@ pub(crate) fn configure_and_make(
             dropped.join("\n  ")
         );
     }
+    // make already uses every CPU: two kernel builds at once (two runners,
+    // or cargo-nextest's processes each preparing a kernel) only thrash.
+    let _one_make = machine_make_lock(paths)?;
     make(paths, recipe, src, obj_arg, log, log_path)
+}
+
+/// Held while a kernel (or its selftests) builds: one make at a time per
+/// cache, whichever variant.
+pub(crate) fn machine_make_lock(paths: &Paths) -> Result<FileLock> {
+    lock(&paths.cache.join(".make.lock"))
 }
 
 /// One line of a config fragment: `CONFIG_X=v` or `# CONFIG_X is not set`.

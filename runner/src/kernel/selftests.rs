@@ -236,7 +236,10 @@ fn build_debian(
         .prefix(&format!(".{}-", recipe.name))
         .tempdir_in(cache_dir(paths))?;
     let log_path = tmp.path().join("build.log");
-    let took = make_all(&recipe.name, &src_dir, work.path(), tests, &log_path)?;
+    let took = {
+        let _one_make = super::build::machine_make_lock(paths)?;
+        make_all(&recipe.name, &src_dir, work.path(), tests, &log_path)?
+    };
     for t in tests {
         let to = tmp.path().join("bin").join(t);
         std::fs::create_dir_all(to.parent().expect("has a parent"))?;
@@ -269,7 +272,10 @@ fn build_tree(
     std::fs::create_dir_all(&work)?;
     let _lock = super::build::lock(&work.join(".lock"))?;
     let log_path = work.join("build.log");
-    let took = make_all(&recipe.name, &tree, &work, tests, &log_path)?;
+    let took = {
+        let _one_make = super::build::machine_make_lock(paths)?;
+        make_all(&recipe.name, &tree, &work, tests, &log_path)?
+    };
     eprintln!("kselftests {}: make done in {:.0?}", recipe.name, took);
     Ok(BuiltSelftests {
         kernel: recipe.name.clone(),
