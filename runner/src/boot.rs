@@ -159,16 +159,27 @@ pub fn machine_args(memory_mb: u32, cpus: u32) -> Vec<String> {
     .collect()
 }
 
-/// Direct kernel boot with our initramfs.
+/// qboot, a firmware that only loads a kernel (from qemu-system-data): it
+/// starts the guest about 0.1 s sooner than SeaBIOS, about a twentieth of a
+/// case's boot-to-result.
+pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+
+/// Direct kernel boot with our initramfs (through qboot where it is
+/// installed).
 pub fn kernel_args(kernel: &Path, initramfs: &Path, cmdline: &str) -> Vec<String> {
-    vec![
-        "-kernel".into(),
+    let mut a = Vec::new();
+    if Path::new(QBOOT).is_file() {
+        a.extend(["-bios".to_string(), QBOOT.to_string()]);
+    }
+    a.extend([
+        "-kernel".to_string(),
         kernel.display().to_string(),
-        "-initrd".into(),
+        "-initrd".to_string(),
         initramfs.display().to_string(),
-        "-append".into(),
+        "-append".to_string(),
         cmdline.to_string(),
-    ]
+    ]);
+    a
 }
 
 /// ttyS0 = QEMU's stdio (the kernel log), ttyS1 = our result socket, and

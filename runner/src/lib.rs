@@ -16,6 +16,7 @@
 //! decides exit codes.
 
 pub mod batch;
+pub mod bench;
 pub mod bisect;
 pub mod boot;
 pub mod case;

@@ -26,6 +26,10 @@ pub const HOST_PACKAGES: &[(&str, &str)] = &[
     ("libssl-dev", "kernel build dependency"),
     ("ccache", "fast kernel rebuilds"),
     (
+        "lz4",
+        "compresses the kernel image (CONFIG_KERNEL_LZ4: faster to boot)",
+    ),
+    (
         "cpio",
         "kernel build (kheaders) and debugging initramfs images",
     ),

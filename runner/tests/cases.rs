@@ -14,8 +14,8 @@ use runner::suite::{self, CaseRun, Prepared, Suite, Verdict};
 
 fn main() {
     let mut args = Arguments::from_args();
-    // One VM at a time by default: two TCG guests share 2 cores badly.
-    args.test_threads.get_or_insert(1);
+    // As many VMs at once as `cargo xtask test` runs by default (one per
+    // CPU, as memory allows); `--test-threads` overrides.
     let suite = match Paths::of_this_checkout().and_then(|p| Suite::load(p, &[], &[])) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -32,6 +32,9 @@ fn main() {
             .collect(),
     );
     let runs: Arc<Mutex<Vec<CaseRun>>> = Arc::new(Mutex::new(Vec::new()));
+    let cases: Vec<_> = suite.cases.iter().collect();
+    args.test_threads
+        .get_or_insert(runner::batch::default_jobs(&cases));
     let mut trials = Vec::new();
     for (case, kernel) in suite.pairs() {
         let (suite, prepared, runs) = (suite.clone(), prepared.clone(), runs.clone());

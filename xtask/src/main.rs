@@ -108,6 +108,23 @@ enum Cmd {
         #[arg(long, short = 'j')]
         jobs: Option<usize>,
     },
+    /// Measure what users feel (medians): boot-to-result, edit-to-result,
+    /// the warm suite in shared boots and a boot per case, vng against the
+    /// hermetic backend. Writes target/gmemtest/bench/bench.{md,svg,json}.
+    Bench {
+        /// Only these parts (comma-separated): boot, edit, suite, vng.
+        #[arg(long, value_delimiter = ',', default_value = "boot,vng,edit,suite")]
+        only: Vec<runner::bench::Part>,
+        /// Runs of the short figures (boot, vng, edit).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Runs of each whole-suite figure.
+        #[arg(long, default_value_t = 3)]
+        suite_runs: usize,
+        /// VMs at once for the suite figures (default: as `test`).
+        #[arg(long, short = 'j')]
+        jobs: Option<usize>,
+    },
     /// List the cases and kernels.
     List,
     /// Find the first bad commit of a kernel git tree with a case as the oracle
@@ -299,6 +316,12 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
                 }
             }
         }
+        Cmd::Bench {
+            only,
+            runs,
+            suite_runs,
+            jobs,
+        } => bench(paths, only, runs, suite_runs, jobs).await,
         Cmd::List => {
             let suite = Suite::load(paths, &[], &[])?;
             println!("kernels:");
@@ -384,6 +407,33 @@ async fn bisect(
     } else {
         exit::SNAPSHOT
     })
+}
+
+async fn bench(
+    paths: Paths,
+    parts: Vec<runner::bench::Part>,
+    runs: usize,
+    suite_runs: usize,
+    jobs: Option<usize>,
+) -> Result<u8> {
+    runner::setup::ensure_host_packages()?;
+    let suite = Suite::load(paths.clone(), &[], &[])?;
+    let cases: Vec<_> = suite.cases.iter().collect();
+    let opts = runner::bench::Options {
+        parts,
+        runs: runs.max(1),
+        suite_runs: suite_runs.max(1),
+        jobs: jobs.unwrap_or_else(|| runner::batch::default_jobs(&cases)),
+    };
+    let started = std::time::Instant::now();
+    let say = |s: &str| eprintln!("bench: {s} ({:.0?} so far)", started.elapsed());
+    let report = runner::bench::run(&paths, &opts, &say).await?;
+    let files = report.write(&paths.out.join("bench"))?;
+    println!("\n{}", report.markdown());
+    for f in files {
+        println!("{}", f.display());
+    }
+    Ok(exit::PASS)
 }
 
 fn parse_backend(s: &str) -> Result<BackendKind, String> {

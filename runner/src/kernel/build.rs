@@ -21,6 +21,12 @@ use crate::setup;
 
 /// Bump when the way kernels are built changes (invalidates the cache).
 const BUILDER_VERSION: &str = "gmemtest-kernel-build-1";
+
+/// What `debug_info: true` adds to a recipe's fragments. Reduced: line
+/// tables and functions (all that addr2line and gdb's backtraces need)
+/// without variable tracking, which is what makes a full one slow to build.
+const DEBUG_INFO_FRAGMENT: &str =
+    "CONFIG_DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT=y\nCONFIG_DEBUG_INFO_REDUCED=y\n";
 /// The marker of a finished cache entry ([`publish`] writes it last).
 pub(crate) const COMPLETE: &str = "complete";
 
@@ -102,6 +108,9 @@ fn build_debian(
         hash_file(&mut h, f)?;
     }
     h.update(format!("{compiler}\0debug_info={}\0", recipe.debug_info));
+    if recipe.debug_info {
+        h.update(DEBUG_INFO_FRAGMENT);
+    }
     let key = hex(&h.finalize());
     let desc = format!(
         "{} {}{}",
@@ -159,6 +168,39 @@ fn build_debian(
     publish(tmp, &entry, &meta)?;
     eprintln!("kernel {}: built in {:.0?} ({desc})", recipe.name, took);
     Ok(artifacts_in(&entry, recipe, &desc, &key, Some(took)))
+}
+
+/// Runs make in a Debian variant's own tree (`build/VARIANT/src`, objects in
+/// `src/out`) whatever the cache holds, as a developer's edit-and-build loop
+/// in that tree does (`cargo xtask bench` times it after touching a file).
+/// The kernel returned is the tree's own build, not a cache entry.
+pub fn make_in_tree(paths: &Paths, recipe: &Recipe) -> Result<(BuiltKernel, PathBuf)> {
+    let SourceSpec::Debian { package, version } = &recipe.source else {
+        bail!(
+            "kernel {}: not a Debian variant (a tree of your own is always built in place)",
+            recipe.name
+        );
+    };
+    let src = setup::ensure_source(paths, package, version.as_deref())?;
+    let tree_key = tree_key(&src, recipe)?;
+    let desc = format!("{} {} (its tree, built in place)", src.package, src.version);
+    let _lock = variant_lock(paths, recipe)?;
+    let src_dir = ensure_tree(paths, recipe, &src, &tree_key, &desc)?;
+    let obj = src_dir.join("out");
+    let log_path = paths.build_dirs().join(&recipe.name).join("build.log");
+    let (took, _) = configure_and_make(paths, recipe, &src_dir, Path::new("out"), &obj, &log_path)?;
+    let kernel = BuiltKernel {
+        name: recipe.name.clone(),
+        source: desc,
+        key: String::new(),
+        bzimage: obj.join("arch/x86/boot/bzImage"),
+        vmlinux: obj.join("vmlinux"),
+        system_map: obj.join("System.map"),
+        config: obj.join(".config"),
+        build_log: log_path,
+        built_in: Some(took),
+    };
+    Ok((kernel, src_dir))
 }
 
 /// Makes a filled temporary directory the cache entry `entry`: its
@@ -389,7 +431,7 @@ pub(crate) fn configure_and_make(
     let mut fragments = recipe.fragments.clone();
     if recipe.debug_info {
         let dbg = obj.join("gmemtest-debug-info.config");
-        std::fs::write(&dbg, "CONFIG_DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT=y\n")?;
+        std::fs::write(&dbg, DEBUG_INFO_FRAGMENT)?;
         fragments.push(dbg);
     }
     let merged = Command::new("scripts/kconfig/merge_config.sh")
