@@ -433,7 +433,9 @@ impl Report {
             .iter()
             .filter(|f| f.unit == "x" && !f.samples.is_empty())
             .collect();
-        let (left, width, row) = (330.0, 420.0, 26.0);
+        // Room for the longest label (about 6.8 px a character at 12 px).
+        let longest = times.iter().map(|f| f.label.chars().count()).max().unwrap_or(10);
+        let (left, width, row) = (20.0 + 6.8 * longest as f64, 420.0, 26.0);
         let top = 40.0;
         let height = top + row * times.len() as f64 + 40.0 + 20.0 * ratios.len() as f64 + 10.0;
         let (lo, hi) = (0.1f64, 1000.0f64);
@@ -481,7 +483,10 @@ impl Report {
                 x1 = x(min),
                 x2 = x(max),
                 my = y + 9.0,
-                vx = x(max) + 6.0,
+                vx = match f.target {
+                    Some(Target::AtMost(t)) => x(max).max(x(t)),
+                    _ => x(max),
+                } + 6.0,
                 value = fmt(med, "s"),
             );
             if let Some(Target::AtMost(t)) = f.target {
