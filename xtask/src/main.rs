@@ -537,8 +537,9 @@ async fn test(suite: Suite, opts: RunOptions, how: How) -> Result<u8> {
         .clamp(1, units.len());
     let shared = units.iter().filter(|u| u.cases.len() > 1).count();
     eprintln!(
-        "running {total} pairs in {} boots ({shared} shared by several cases), {jobs} at a time",
-        units.len()
+        "running {total} pairs in {} boot{} ({shared} shared by several cases), {jobs} at a time",
+        units.len(),
+        if units.len() == 1 { "" } else { "s" }
     );
     let finished = std::sync::atomic::AtomicUsize::new(0);
     let started = std::time::Instant::now();
@@ -576,14 +577,15 @@ async fn test(suite: Suite, opts: RunOptions, how: How) -> Result<u8> {
     print_failures(&runs);
     print_reruns(&runs);
     println!("\n{}", suite::summary_table(&runs));
+    let boots = units.len()
+        + runs
+            .iter()
+            .filter(|r| matches!(r.boot, suite::BootMode::Rerun { .. }))
+            .count();
     println!(
-        "{total} pairs in {:.1?} ({} boots, {jobs} at a time)",
+        "{total} pairs in {:.1?} ({boots} boot{}, {jobs} at a time)",
         started.elapsed(),
-        units.len()
-            + runs
-                .iter()
-                .filter(|r| matches!(r.boot, suite::BootMode::Rerun { .. }))
-                .count()
+        if boots == 1 { "" } else { "s" }
     );
     println!("JUnit report: {}", junit.display());
     let has = |v: Verdict| runs.iter().any(|r| r.verdict == v);
