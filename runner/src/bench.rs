@@ -434,7 +434,11 @@ impl Report {
             .filter(|f| f.unit == "x" && !f.samples.is_empty())
             .collect();
         // Room for the longest label (about 6.8 px a character at 12 px).
-        let longest = times.iter().map(|f| f.label.chars().count()).max().unwrap_or(10);
+        let longest = times
+            .iter()
+            .map(|f| f.label.chars().count())
+            .max()
+            .unwrap_or(10);
         let (left, width, row) = (20.0 + 6.8 * longest as f64, 420.0, 26.0);
         let top = 40.0;
         let height = top + row * times.len() as f64 + 40.0 + 20.0 * ratios.len() as f64 + 10.0;

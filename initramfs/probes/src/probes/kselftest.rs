@@ -99,6 +99,10 @@ impl Probe for Args {
             match child.try_wait() {
                 Ok(Some(status)) => break Some(status),
                 Ok(None) if Instant::now() >= deadline => {
+                    // Where it is stuck, for the console log, before it goes.
+                    for l in where_stuck(pid) {
+                        eprintln!("[{} stuck] {l}", self.test);
+                    }
                     // SAFETY: kill(2) on the process group we created.
                     unsafe { libc::kill(-pid, libc::SIGKILL) };
                     let _ = child.wait();
@@ -152,6 +156,49 @@ fn read_all(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8
     })
 }
 
+/// Each thread of process `pid`: its name, state, the kernel function it
+/// sleeps in (wchan) and the system call it is in (number and first
+/// arguments, from /proc's `syscall`), so that a hung test says whether it
+/// spins in user space, sleeps, or loops in an ioctl.
+pub fn where_stuck(pid: i32) -> Vec<String> {
+    let read = |p: std::path::PathBuf| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|e| format!("({e})"))
+    };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return vec![format!("pid {pid}: no /proc/{pid}/task")];
+    };
+    let mut tids: Vec<String> = tasks
+        .flatten()
+        .map(|t| t.file_name().to_string_lossy().into_owned())
+        .collect();
+    tids.sort_by_key(|t| t.parse::<u64>().unwrap_or(0));
+    tids.iter()
+        .map(|tid| {
+            let dir = std::path::PathBuf::from(format!("/proc/{pid}/task/{tid}"));
+            let stat = read(dir.join("stat"));
+            // `pid (comm) S ...`: the state follows the last ')'.
+            let state = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .unwrap_or("?")
+                .to_string();
+            let syscall: Vec<String> = read(dir.join("syscall"))
+                .split_whitespace()
+                .take(3)
+                .map(String::from)
+                .collect();
+            format!(
+                "thread {tid} {}: state {state}, wchan {}, syscall {}",
+                read(dir.join("comm")),
+                read(dir.join("wchan")),
+                syscall.join(" ")
+            )
+        })
+        .collect()
+}
+
 /// The test's own output, on the console for a person reading the log.
 fn echo(test: &str, stdout: &str, stderr: &str) {
     let mut e = std::io::stderr().lock();
@@ -159,6 +206,29 @@ fn echo(test: &str, stdout: &str, stderr: &str) {
         for l in text.lines() {
             let _ = writeln!(e, "[{test} {name}] {l}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sleeping_process_says_where_it_sleeps() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let lines = where_stuck(child.id() as i32);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let l = &lines[0];
+        assert!(l.contains(" sleep: state S, wchan "), "{l}");
+        // clock_nanosleep (230) or nanosleep (35), on x86-64.
+        assert!(
+            l.contains("syscall 230 ") || l.contains("syscall 35 "),
+            "{l}"
+        );
+        assert!(where_stuck(i32::MAX)[0].contains("no /proc"));
     }
 }
 
