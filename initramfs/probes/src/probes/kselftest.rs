@@ -209,6 +209,20 @@ fn echo(test: &str, stdout: &str, stderr: &str) {
     }
 }
 
+fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGSEGV => "SIGSEGV".into(),
+        libc::SIGBUS => "SIGBUS".into(),
+        libc::SIGABRT => "SIGABRT".into(),
+        libc::SIGKILL => "SIGKILL".into(),
+        libc::SIGILL => "SIGILL".into(),
+        libc::SIGFPE => "SIGFPE".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGTRAP => "SIGTRAP".into(),
+        n => format!("signal {n}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,19 +243,5 @@ mod tests {
             "{l}"
         );
         assert!(where_stuck(i32::MAX)[0].contains("no /proc"));
-    }
-}
-
-fn signal_name(sig: i32) -> String {
-    match sig {
-        libc::SIGSEGV => "SIGSEGV".into(),
-        libc::SIGBUS => "SIGBUS".into(),
-        libc::SIGABRT => "SIGABRT".into(),
-        libc::SIGKILL => "SIGKILL".into(),
-        libc::SIGILL => "SIGILL".into(),
-        libc::SIGFPE => "SIGFPE".into(),
-        libc::SIGTERM => "SIGTERM".into(),
-        libc::SIGTRAP => "SIGTRAP".into(),
-        n => format!("signal {n}"),
     }
 }
