@@ -50,10 +50,13 @@
 //!   probe failing (`times` 1000), punch a hole over the first half, and
 //!   close the rest (munmap, close: the last fput runs before the syscall
 //!   returns, still armed). Observed: `before` (/dev/mem at their PFNs:
-//!   counts), each step's result and `failed_allocations` (how many
-//!   allocations the injection failed during it: 0 means the path
-//!   allocated nothing), and `after` (/dev/mem after both). A BUG() in the
-//!   restore would kill the probe: the console shows it.
+//!   counts), each step's result, and `after` (/dev/mem after both). A BUG()
+//!   in the restore would kill the probe: the console shows it. How many
+//!   allocations the injection failed in each step goes to the console
+//!   only: it counts incidental allocations too (a new slab page when the
+//!   inode's mapping is torn down, say), which depend on what the kernel
+//!   did before, so it differs from run to run even on stock, where nothing
+//!   is restored (seen: 0, and 1 with other VMs running beside).
 //!
 //! `fail_page_alloc` is "ok", or the errno of setting injection up
 //! ("ENOENT": the kernel has no CONFIG_FAIL_PAGE_ALLOC), and then nothing
@@ -149,11 +152,7 @@ pub struct Restore {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub punch_hole: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub punch_hole_failed_allocations: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub close: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub close_failed_allocations: Option<i64>,
     #[serde(skip_serializing_if = "Counts::is_empty")]
     pub after: Counts,
 }
@@ -534,7 +533,10 @@ fn restore_phase(
     let punch = gmem.punch_hole(0, punched);
     arm.set(false)?;
     obs.punch_hole = Some(errno::outcome(&punch));
-    obs.punch_hole_failed_allocations = Some(MANY - fail.times()?);
+    eprintln!(
+        "fault_inject: restore: {} allocations failed during the punch hole",
+        MANY - fail.times()?
+    );
 
     fail.set_times(MANY)?;
     arm.set(true)?;
@@ -542,7 +544,10 @@ fn restore_phase(
     drop(gmem);
     arm.set(false)?;
     obs.close = Some("ok".into());
-    obs.close_failed_allocations = Some(MANY - fail.times()?);
+    eprintln!(
+        "fault_inject: restore: {} allocations failed during munmap and close",
+        MANY - fail.times()?
+    );
     fail.set_times(0)?;
     obs.after = read_all()?;
     Ok(obs)
