@@ -18,7 +18,7 @@
 //! batch changed its outcome. So verdicts and snapshots are those of one boot
 //! per case (`runner/tests/batch.rs` checks this).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -67,15 +67,6 @@ pub fn units<'a>(pairs: &[(&'a Case, &'a str)], batch: bool) -> Vec<Unit<'a>> {
         });
     }
     units
-}
-
-impl Machine {
-    /// The same VM: memory, CPUs and command line (deadlines may differ).
-    pub(crate) fn same_shape(&self, other: &Machine) -> bool {
-        self.memory_mb == other.memory_mb
-            && self.cpus == other.cpus
-            && self.cmdline == other.cmdline
-    }
 }
 
 /// One case's part of a batch boot.
@@ -208,7 +199,6 @@ async fn run_batch<'a>(
     prepared: &Prepared,
     opts: RunOptions,
 ) -> Result<BatchBoot<'a>> {
-    use anyhow::Context;
     let dir = batch_dir(paths, &kernel.name, &cases[0].name, opts.backend);
     suite::fresh_log_dir(&dir)?;
     let plan = Plan::batch(cases.iter().map(|c| c.plan.clone()).collect());
@@ -474,10 +464,6 @@ mod tests {
     use super::*;
     use gmem_protocol::{case_marker, StepExit};
 
-    fn rec(r: Record) -> Record {
-        r
-    }
-
     fn hello() -> Record {
         Record::Hello {
             protocol: gmem_protocol::PROTOCOL_VERSION,
@@ -521,20 +507,20 @@ mod tests {
         );
         let records = vec![
             hello(),
-            rec(Record::CaseStart { case: "a".into() }),
-            rec(Record::StepStart {
+            Record::CaseStart { case: "a".into() },
+            Record::StepStart {
                 step: "s".into(),
                 probe: "caps".into(),
-            }),
+            },
             step_end("s"),
-            rec(Record::CaseEnd { case: "a".into() }),
-            rec(Record::CaseStart { case: "b".into() }),
-            rec(Record::StepStart {
+            Record::CaseEnd { case: "a".into() },
+            Record::CaseStart { case: "b".into() },
+            Record::StepStart {
                 step: "t".into(),
                 probe: "caps".into(),
-            }),
+            },
             step_end("t"),
-            rec(Record::CaseEnd { case: "b".into() }),
+            Record::CaseEnd { case: "b".into() },
             Record::Done,
         ];
         let b = batch_of(&console, records, BootEnd::Exited { code: Some(0) });
@@ -577,11 +563,11 @@ mod tests {
         );
         let records = vec![
             hello(),
-            rec(Record::CaseStart { case: "a".into() }),
-            rec(Record::StepStart {
+            Record::CaseStart { case: "a".into() },
+            Record::StepStart {
                 step: "s".into(),
                 probe: "gup_read".into(),
-            }),
+            },
         ];
         let b = batch_of(&console, records, BootEnd::Exited { code: Some(0) });
         let s = split(&b, &["a", "b"]);
@@ -598,10 +584,10 @@ mod tests {
         let console = format!("[ 0.9] {}\n[ 1.0] {}\n", case_marker("a"), case_marker("b"));
         let records = vec![
             hello(),
-            rec(Record::CaseStart { case: "a".into() }),
-            rec(Record::CaseEnd { case: "a".into() }),
-            rec(Record::CaseStart { case: "b".into() }),
-            rec(Record::CaseEnd { case: "b".into() }),
+            Record::CaseStart { case: "a".into() },
+            Record::CaseEnd { case: "a".into() },
+            Record::CaseStart { case: "b".into() },
+            Record::CaseEnd { case: "b".into() },
         ];
         let mut b = batch_of(&console, records, BootEnd::Exited { code: Some(0) });
         // One line after a's CaseStart (two records before it), one after b's.

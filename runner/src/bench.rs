@@ -107,6 +107,30 @@ impl Figure {
             how: how.into(),
         }
     }
+    /// `over / under`, run by run (they alternated, so each pair saw the
+    /// same machine).
+    fn ratio(
+        key: &str,
+        label: &str,
+        over: &Figure,
+        under: &Figure,
+        at_least: Option<f64>,
+    ) -> Figure {
+        Figure {
+            key: key.into(),
+            label: label.into(),
+            unit: "x".into(),
+            samples: over
+                .samples
+                .iter()
+                .zip(&under.samples)
+                .map(|(o, u)| o / u)
+                .collect(),
+            target: at_least.map(Target::AtLeast),
+            how: "per alternating pair of runs".into(),
+        }
+    }
+
     pub fn median(&self) -> Option<f64> {
         median(&self.samples)
     }
@@ -218,19 +242,13 @@ pub async fn run(paths: &Paths, opts: &Options, say: &(dyn Fn(&str) + Sync)) -> 
             }
         }
         if want(Part::Vng) {
-            let ratio = Figure {
-                key: "vng_over_hermetic".into(),
-                label: "vng / hermetic, same case".into(),
-                unit: "x".into(),
-                samples: hermetic
-                    .samples
-                    .iter()
-                    .zip(&vng.samples)
-                    .map(|(h, v)| v / h)
-                    .collect(),
-                target: Some(Target::AtLeast(5.0)),
-                how: "per alternating pair of runs".into(),
-            };
+            let ratio = Figure::ratio(
+                "vng_over_hermetic",
+                "vng / hermetic, same case",
+                &vng,
+                &hermetic,
+                Some(5.0),
+            );
             figures.push(hermetic);
             figures.push(vng);
             figures.push(ratio);
@@ -313,19 +331,13 @@ pub async fn run(paths: &Paths, opts: &Options, say: &(dyn Fn(&str) + Sync)) -> 
                 }
             }
         }
-        let ratio = Figure {
-            key: "batch_speedup".into(),
-            label: "a boot per case / shared boots".into(),
-            unit: "x".into(),
-            samples: alone
-                .samples
-                .iter()
-                .zip(&batched.samples)
-                .map(|(a, b)| a / b)
-                .collect(),
-            target: None,
-            how: "per alternating pair of runs".into(),
-        };
+        let ratio = Figure::ratio(
+            "batch_speedup",
+            "a boot per case / shared boots",
+            &alone,
+            &batched,
+            None,
+        );
         figures.extend([batched, alone, ratio]);
     }
     report.figures = figures;

@@ -23,8 +23,21 @@ pub struct GuestBinaries {
 }
 
 /// Builds `init` and `gmem-probe` with `+crt-static` (in their own target
-/// directory, so the host build's flags do not thrash theirs).
+/// directory, so the host build's flags do not thrash theirs), once per
+/// process and checkout: the test harness prepares each kernel apart.
 pub fn build_guest_binaries(paths: &Paths) -> Result<GuestBinaries> {
+    static BUILT: std::sync::Mutex<Vec<(PathBuf, GuestBinaries)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, b)) = built.iter().find(|(root, _)| *root == paths.root) {
+        return Ok(b.clone());
+    }
+    let b = cargo_build_guest_binaries(paths)?;
+    built.push((paths.root.clone(), b.clone()));
+    Ok(b)
+}
+
+fn cargo_build_guest_binaries(paths: &Paths) -> Result<GuestBinaries> {
     let target_dir = paths.root.join("target").join("guest");
     let triple = "x86_64-unknown-linux-gnu";
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

@@ -474,6 +474,13 @@ impl Machine {
                 .try_fold(Duration::ZERO, |m, s| s.map(|s| m.max(s))),
         }
     }
+
+    /// The same VM: memory, CPUs and command line (deadlines may differ).
+    pub fn same_shape(&self, other: &Machine) -> bool {
+        self.memory_mb == other.memory_mb
+            && self.cpus == other.cpus
+            && self.cmdline == other.cmdline
+    }
 }
 
 /// The VM that runs `plan` (the steps of `cases`), with its logs in `dir`:

@@ -189,7 +189,18 @@ pub fn make_in_tree(paths: &Paths, recipe: &Recipe) -> Result<(BuiltKernel, Path
     let obj = src_dir.join("out");
     let log_path = paths.build_dirs().join(&recipe.name).join("build.log");
     let (took, _) = configure_and_make(paths, recipe, &src_dir, Path::new("out"), &obj, &log_path)?;
-    let kernel = BuiltKernel {
+    Ok((in_object_dir(recipe, &obj, desc, log_path, took), src_dir))
+}
+
+/// A kernel as make left it in its object directory (not a cache entry).
+fn in_object_dir(
+    recipe: &Recipe,
+    obj: &Path,
+    desc: String,
+    log_path: PathBuf,
+    took: Duration,
+) -> BuiltKernel {
+    BuiltKernel {
         name: recipe.name.clone(),
         source: desc,
         key: String::new(),
@@ -199,8 +210,7 @@ pub fn make_in_tree(paths: &Paths, recipe: &Recipe) -> Result<(BuiltKernel, Path
         config: obj.join(".config"),
         build_log: log_path,
         built_in: Some(took),
-    };
-    Ok((kernel, src_dir))
+    }
 }
 
 /// Makes a filled temporary directory the cache entry `entry`: its
@@ -401,17 +411,7 @@ fn build_tree(paths: &Paths, recipe: &Recipe, tree: &Path) -> Result<BuiltKernel
     let log_path = obj.join("gmemtest-build.log");
     let (took, _) = configure_and_make(paths, recipe, &tree, &obj, &obj, &log_path)?;
     eprintln!("kernel {}: make done in {:.0?} ({desc})", recipe.name, took);
-    Ok(BuiltKernel {
-        name: recipe.name.clone(),
-        source: desc,
-        key: String::new(),
-        bzimage: obj.join("arch/x86/boot/bzImage"),
-        vmlinux: obj.join("vmlinux"),
-        system_map: obj.join("System.map"),
-        config: obj.join(".config"),
-        build_log: log_path,
-        built_in: Some(took),
-    })
+    Ok(in_object_dir(recipe, &obj, desc, log_path, took))
 }
 
 /// Merges the fragments onto allnoconfig, verifies the result, runs make.
