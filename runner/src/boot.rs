@@ -8,7 +8,7 @@
 //! it is killed when its handle is dropped (error, timeout, Ctrl-C) and, should
 //! the runner itself die, by `PR_SET_PDEATHSIG`.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -210,7 +210,7 @@ pub fn serial_args(
 /// The program and arguments that start the VM of `cfg`.
 pub fn launch_command(cfg: &VmConfig) -> (PathBuf, Vec<String>) {
     match &cfg.backend {
-        Backend::Hermetic => (PathBuf::from(QEMU), qemu_args(cfg)),
+        Backend::Hermetic => (qemu_program(), qemu_args(cfg)),
         Backend::Vng { bin, exec } => (bin.clone(), vng_of(cfg, exec).args()),
     }
 }
@@ -268,8 +268,17 @@ pub fn gdb_args(port: Option<u16>) -> Vec<String> {
     }
 }
 
-/// The QEMU binary.
+/// The QEMU binary (found on the PATH; `GMEMTEST_QEMU` names another).
 pub const QEMU: &str = "qemu-system-x86_64";
+
+/// The QEMU the hermetic backend runs: `GMEMTEST_QEMU` (a QEMU of one's own
+/// build) or [`QEMU`] from the PATH.
+pub fn qemu_program() -> PathBuf {
+    std::env::var_os("GMEMTEST_QEMU")
+        .filter(|q| !q.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(QEMU))
+}
 
 /// How a boot ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -314,7 +323,7 @@ pub fn quote(a: &str) -> String {
 
 /// Shell-quoted QEMU command line, for logs and reproduce hints.
 pub fn shell_line(args: &[String]) -> String {
-    command_line(Path::new(QEMU), args)
+    command_line(&qemu_program(), args)
 }
 
 /// Shell-quoted command line of any program.
@@ -407,12 +416,24 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
         });
     }
     let started = Instant::now();
-    let child = cmd.spawn().with_context(|| {
-        format!(
-            "cannot start {} (run `cargo xtask setup`)",
-            program.display()
-        )
-    })?;
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(crate::fault::Fault::QemuMissing {
+                program: program.display().to_string(),
+                error: e.to_string(),
+            }
+            .into())
+        }
+        Err(e) => {
+            return Err(crate::fault::Fault::QemuFailed {
+                program: program.display().to_string(),
+                code: format!("no process ({e})"),
+                stderr: String::new(),
+            }
+            .into())
+        }
+    };
     let mut vm = VmProcess {
         child,
         own_group: !interactive,
@@ -573,13 +594,15 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
     }
     let _ = std::fs::remove_file(&cfg.result_socket);
     let _ = std::fs::remove_file(&cfg.monitor_socket);
-    if let BootEnd::Exited { code: Some(c) } = end {
-        if c != 0 && console.is_empty() {
-            bail!(
-                "{} failed to start (exit {c}):\n{}",
-                program.display(),
-                qemu_stderr.trim()
-            );
+    if let BootEnd::Exited { code } = end {
+        // Nothing from the guest at all: QEMU never ran it.
+        if code != Some(0) && console.trim().is_empty() {
+            return Err(crate::fault::Fault::QemuFailed {
+                program: program.display().to_string(),
+                code: code.map_or("a signal".into(), |c| format!("exit code {c}")),
+                stderr: qemu_stderr.trim().to_string(),
+            }
+            .into());
         }
     }
     Ok(BootResult {

@@ -12,15 +12,19 @@
 //!
 //! `setup` installs what the stages need (`vng` wraps virtme-ng, the other
 //! way to boot); `suite` drives them for one (case, kernel) pair and `batch`
-//! for many: several cases in one boot, several boots at once. Library code returns errors with context; only xtask
-//! decides exit codes.
+//! for many: several cases in one boot, several boots at once; `flakes`
+//! compares repeated runs. Library code returns errors with context; only
+//! xtask decides exit codes.
 
 pub mod batch;
 pub mod bench;
 pub mod bisect;
 pub mod boot;
 pub mod case;
+pub mod children;
 pub mod decode;
+pub mod fault;
+pub mod flakes;
 pub mod kernel;
 pub mod normalize;
 pub mod outcome;

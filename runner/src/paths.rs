@@ -14,6 +14,9 @@ pub struct Paths {
     pub cache: PathBuf,
     /// `target/gmemtest` under the repository: logs, images, reports.
     pub out: PathBuf,
+    /// Where `cases/` and `snapshots/` are: the repository, or the directory
+    /// `GMEMTEST_SUITE` names (a suite of one's own against these kernels).
+    pub suite: PathBuf,
 }
 
 impl Paths {
@@ -40,10 +43,24 @@ impl Paths {
             Some(o) => PathBuf::from(o),
             None => dir.join("target").join("gmemtest"),
         };
+        let suite = match std::env::var_os("GMEMTEST_SUITE").filter(|o| !o.is_empty()) {
+            Some(s) => {
+                let s = PathBuf::from(s);
+                if !s.join("cases").is_dir() {
+                    bail!(
+                        "GMEMTEST_SUITE={}: expected a directory holding cases/ (and snapshots/)",
+                        s.display()
+                    );
+                }
+                s
+            }
+            None => dir.clone(),
+        };
         Ok(Paths {
             out,
             cache: cache_dir()?,
             root: dir,
+            suite,
         })
     }
 
@@ -61,13 +78,13 @@ impl Paths {
     }
 
     pub fn cases(&self) -> PathBuf {
-        self.root.join("cases")
+        self.suite.join("cases")
     }
     pub fn kernels(&self) -> PathBuf {
         self.root.join("kernels")
     }
     pub fn snapshots(&self) -> PathBuf {
-        self.root.join("snapshots")
+        self.suite.join("snapshots")
     }
     /// Unpacked kernel source trees, one per package version.
     pub fn sources(&self) -> PathBuf {

@@ -16,6 +16,7 @@ use crate::report::{self, Crash};
 use crate::snapshot::{self, SnapshotStatus};
 
 /// Everything loaded and validated before anything runs.
+#[derive(Debug, Clone)]
 pub struct Suite {
     pub paths: Paths,
     pub cases: Vec<Case>,
@@ -176,6 +177,8 @@ pub struct CaseRun {
     /// Boot to power-off (or kill).
     pub boot_time: Option<Duration>,
     pub backend: BackendKind,
+    /// For an `Error`: which infrastructure fault it was, when known.
+    pub fault: Option<crate::fault::Kind>,
     /// Whether the case had the boot to itself.
     pub boot: BootMode,
 }
@@ -606,12 +609,18 @@ pub(crate) fn conclude(
     let outcome = outcome::build(case, &kernel.name, boot_res, &crashes);
     std::fs::write(dir.join("outcome.yaml"), serde_yaml::to_string(&outcome)?)?;
 
-    let snap = (!opts.no_snapshot)
+    // A boot whose init never reported ran nothing to compare: a fault,
+    // not an outcome (see `judge`).
+    let init_ran = boot_res
+        .records
+        .iter()
+        .any(|r| matches!(r, gmem_protocol::Record::Hello { .. }));
+    let snap = (!opts.no_snapshot && init_ran)
         .then(|| snapshot::compare(&paths.snapshots(), &outcome, &case.description));
     let snapshot_diff = (snap == Some(SnapshotStatus::Differs))
         .then(|| snapshot::diff(&paths.snapshots(), &outcome))
         .flatten();
-    let (verdict, reason) = judge(case, &outcome, &boot_res.end, snap);
+    let (verdict, reason, fault) = judge(case, &outcome, boot_res, &crashes, snap);
     Ok(CaseRun {
         case: case.name.clone(),
         kernel: kernel.name.clone(),
@@ -626,30 +635,48 @@ pub(crate) fn conclude(
         elapsed: boot_res.elapsed,
         boot_time: Some(boot_res.elapsed),
         backend: opts.backend,
+        fault,
         boot: BootMode::Alone,
     })
 }
 
-/// The verdict: crash expectations first (an unexpected crash is the news,
-/// whatever the snapshot says), then the snapshot.
+/// The verdict: a boot whose init never reported is an infrastructure
+/// fault (the case did not run, whatever the console shows); then crash
+/// expectations (an unexpected crash is the news, whatever the snapshot
+/// says); then the snapshot.
 fn judge(
     case: &Case,
     o: &Outcome,
-    end: &BootEnd,
+    boot_res: &boot::BootResult,
+    crashes: &[Crash],
     snap: Option<SnapshotStatus>,
-) -> (Verdict, Option<String>) {
+) -> (Verdict, Option<String>, Option<crate::fault::Kind>) {
+    let hello = boot_res
+        .records
+        .iter()
+        .any(|r| matches!(r, gmem_protocol::Record::Hello { .. }));
+    if !hello {
+        let ended = match &boot_res.end {
+            BootEnd::TimedOut { after } => format!("killed at the deadline after {after:.0?}"),
+            BootEnd::Exited { code: Some(c) } => format!("QEMU exited with code {c}"),
+            BootEnd::Exited { code: None } => "QEMU was killed by a signal".into(),
+            BootEnd::Hung { silent_for } => format!("silent for {silent_for:.0?}"),
+        };
+        let f = crate::fault::no_init_fault(
+            &boot_res.console,
+            &ended,
+            crashes.first().map(|c| c.title.as_str()),
+        );
+        return (Verdict::Error, Some(f.to_string()), Some(f.kind()));
+    }
+    let (v, why) = judge_ran(case, o, snap);
+    (v, why, None)
+}
+
+/// The verdict of a case whose init ran.
+fn judge_ran(case: &Case, o: &Outcome, snap: Option<SnapshotStatus>) -> (Verdict, Option<String>) {
     let crashed =
         !o.crashes.is_empty() || matches!(o.end, End::KernelPanic | End::TimedOut | End::Hang);
-    if o.end == End::NoInit && o.crashes.is_empty() {
-        let why = match end {
-            BootEnd::TimedOut { after } => format!("init never reported; killed after {after:.0?}"),
-            BootEnd::Exited { code } => format!("init never reported; QEMU exited ({code:?})"),
-            BootEnd::Hung { silent_for } => {
-                format!("init never reported; silent for {silent_for:.0?}")
-            }
-        };
-        return (Verdict::Error, Some(why));
-    }
     let expected = case.expects_crash(&o.kernel);
     if crashed && !expected {
         let what = o
@@ -700,6 +727,7 @@ pub fn errored(
         elapsed: Duration::ZERO,
         boot_time: None,
         backend,
+        fault: crate::fault::kind_of(err),
         boot: BootMode::Alone,
     }
 }

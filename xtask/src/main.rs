@@ -17,8 +17,29 @@ mod exit {
     pub const CRASH: u8 = 3;
     /// The framework could not run: setup, build, QEMU, bad input.
     pub const INFRA: u8 = 4;
+    /// `--repeat`: a pair's outcome differed between its runs (a flake).
+    pub const FLAKY: u8 = 5;
+    /// Infrastructure faults, each its own code (runner::fault).
+    pub const DISK_FULL: u8 = 6;
+    pub const QEMU_MISSING: u8 = 7;
+    pub const QEMU_FAILED: u8 = 8;
+    pub const KERNEL_NO_INIT: u8 = 9;
+    pub const RESULT_PORT_SILENT: u8 = 10;
     /// Interrupted (Ctrl-C / SIGTERM).
     pub const INTERRUPTED: u8 = 130;
+
+    /// The code of a framework failure: its fault's own, or INFRA.
+    pub fn of_fault(kind: Option<runner::fault::Kind>) -> u8 {
+        use runner::fault::Kind;
+        match kind {
+            Some(Kind::DiskFull) => DISK_FULL,
+            Some(Kind::QemuMissing) => QEMU_MISSING,
+            Some(Kind::QemuFailed) => QEMU_FAILED,
+            Some(Kind::KernelNoInit) => KERNEL_NO_INIT,
+            Some(Kind::ResultPortSilent) => RESULT_PORT_SILENT,
+            None => INFRA,
+        }
+    }
 }
 
 #[derive(Parser)]
@@ -58,9 +79,16 @@ enum Cmd {
         /// that expect no crash share one boot, with reruns alone on trouble).
         #[arg(long)]
         no_batch: bool,
-        /// VMs at once (default: one per two host CPUs, as memory allows).
+        /// VMs at once (default: one per host CPU, as memory allows).
         #[arg(long, short = 'j')]
         jobs: Option<usize>,
+        /// Run every pair N times and report any whose normalized outcome
+        /// differs between runs (a flake), with the fields that differ.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+        repeat: u32,
+        /// Leave out the pairs whose case expects the kernel to crash.
+        #[arg(long)]
+        skip_crashing: bool,
     },
     /// Run one case on one kernel with its console streamed live.
     Run {
@@ -167,15 +195,17 @@ fn main() -> ExitCode {
             biased;
             _ = interrupted() => {
                 // Dropping the running future kills every QEMU it started
-                // and removes what it set up (bisect's worktree).
+                // and removes what it set up (bisect's worktree); a build
+                // running on a blocking thread is killed here.
                 eprintln!("interrupted: stopping");
+                runner::children::kill_all();
                 exit::INTERRUPTED
             }
             r = dispatch(cli.cmd) => match r {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("error: {e:#}");
-                    exit::INFRA
+                    exit::of_fault(runner::fault::kind_of(&e))
                 }
             },
         }
@@ -225,6 +255,8 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             backend,
             no_batch,
             jobs,
+            repeat,
+            skip_crashing,
         } => {
             let opts = RunOptions {
                 stream,
@@ -234,6 +266,8 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             let how = How {
                 batch: !no_batch,
                 jobs,
+                repeat,
+                skip_crashing,
             };
             test(Suite::load(paths, &cases, &kernels)?, opts, how).await
         }
@@ -279,7 +313,11 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             std::env::set_var("INSTA_UPDATE", "always");
             std::env::set_var("INSTA_FORCE_PASS", "1");
             // Snapshots are made from boots of their own.
-            let how = How { batch: false, jobs };
+            let how = How {
+                batch: false,
+                jobs,
+                ..How::alone()
+            };
             test(
                 Suite::load(paths, &cases, &kernels)?,
                 RunOptions::default(),
@@ -506,6 +544,10 @@ struct How {
     batch: bool,
     /// VMs at once (`None`: by the host's CPUs and memory).
     jobs: Option<usize>,
+    /// Rounds: every pair this many times, outcomes compared.
+    repeat: u32,
+    /// Leave out the pairs that expect a crash.
+    skip_crashing: bool,
 }
 
 impl How {
@@ -513,12 +555,19 @@ impl How {
         How {
             batch: false,
             jobs: Some(1),
+            repeat: 1,
+            skip_crashing: false,
         }
     }
 }
 
 async fn test(suite: Suite, opts: RunOptions, how: How) -> Result<u8> {
-    if suite.pairs().is_empty() {
+    let pairs: Vec<_> = suite
+        .pairs()
+        .into_iter()
+        .filter(|(c, k)| !(how.skip_crashing && c.expects_crash(k)))
+        .collect();
+    if pairs.is_empty() {
         anyhow::bail!("nothing to run: no case runs on the selected kernels");
     }
     // Setup is cheap when everything is there, and installs what is missing.
@@ -526,8 +575,14 @@ async fn test(suite: Suite, opts: RunOptions, how: How) -> Result<u8> {
     if opts.backend == BackendKind::Vng {
         runner::vng::ensure_installed()?;
     }
-    let prepared = suite::prepare(&suite)?;
-    let pairs = suite.pairs();
+    // Kernel builds block: on a thread of their own, so that an
+    // interruption is seen at once (and kills the build).
+    let prepared = {
+        let suite = suite.clone();
+        tokio::task::spawn_blocking(move || suite::prepare(&suite))
+            .await
+            .context("the kernel builds' thread failed")??
+    };
     let total = pairs.len();
     let units = runner::batch::units(&pairs, how.batch);
     let cases: Vec<_> = pairs.iter().map(|(c, _)| *c).collect();
@@ -536,61 +591,110 @@ async fn test(suite: Suite, opts: RunOptions, how: How) -> Result<u8> {
         .unwrap_or_else(|| runner::batch::default_jobs(&cases))
         .clamp(1, units.len());
     let shared = units.iter().filter(|u| u.cases.len() > 1).count();
+    let rounds_n = how.repeat.max(1) as usize;
     eprintln!(
-        "running {total} pairs in {} boot{} ({shared} shared by several cases), {jobs} at a time",
+        "running {total} pairs in {} boot{} ({shared} shared by several cases), {jobs} at a time{}",
         units.len(),
-        if units.len() == 1 { "" } else { "s" }
+        if units.len() == 1 { "" } else { "s" },
+        if rounds_n > 1 {
+            format!(", {rounds_n} times")
+        } else {
+            String::new()
+        }
     );
-    let finished = std::sync::atomic::AtomicUsize::new(0);
     let started = std::time::Instant::now();
-    let done = |run: &CaseRun| {
-        let n = finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        let how = match &run.boot {
-            suite::BootMode::Alone => String::new(),
-            suite::BootMode::Batched { cases, .. } => format!(", in a boot of {cases}"),
-            suite::BootMode::Rerun { .. } => ", rerun alone".into(),
+    let mut rounds = Vec::new();
+    for round in 1..=rounds_n {
+        // Each round keeps its own logs, so the runs of a flake can be read
+        // side by side.
+        let mut paths = suite.paths.clone();
+        if rounds_n > 1 {
+            paths.out = suite.paths.out.join(format!("round-{round}"));
+            eprintln!(
+                "round {round} of {rounds_n} (logs in {})",
+                paths.logs().display()
+            );
+        }
+        let finished = std::sync::atomic::AtomicUsize::new(0);
+        let done = |run: &CaseRun| {
+            let n = finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            let how = match &run.boot {
+                suite::BootMode::Alone => String::new(),
+                suite::BootMode::Batched { cases, .. } => format!(", in a boot of {cases}"),
+                suite::BootMode::Rerun { .. } => ", rerun alone".into(),
+            };
+            eprintln!(
+                "[{n}/{total}] {} on {}: {}{} ({:.1}s{how})",
+                run.case,
+                run.kernel,
+                run.verdict.label(),
+                run.reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default(),
+                run.elapsed.as_secs_f64()
+            );
         };
-        eprintln!(
-            "[{n}/{total}] {} on {}: {}{} ({:.1}s{how})",
-            run.case,
-            run.kernel,
-            run.verdict.label(),
-            run.reason
-                .as_deref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default(),
-            run.elapsed.as_secs_f64()
-        );
-    };
-    let mut runs =
-        runner::batch::run_units(&suite.paths, &units, &prepared, opts, jobs, &done).await?;
-    // The table in the suite's order, whatever order they finished in.
-    let order = |r: &CaseRun| {
-        pairs
-            .iter()
-            .position(|(c, k)| c.name == r.case && *k == r.kernel)
-            .unwrap_or(usize::MAX)
-    };
-    runs.sort_by_key(order);
+        let mut runs =
+            runner::batch::run_units(&paths, &units, &prepared, opts, jobs, &done).await?;
+        // The table in the suite's order, whatever order they finished in.
+        let order = |r: &CaseRun| {
+            pairs
+                .iter()
+                .position(|(c, k)| c.name == r.case && *k == r.kernel)
+                .unwrap_or(usize::MAX)
+        };
+        runs.sort_by_key(order);
+        rounds.push(runs);
+    }
+    let runs: Vec<CaseRun> = rounds.iter().flatten().cloned().collect();
     let junit = suite.paths.out.join("junit.xml");
     runner::paths::write_atomic(&junit, suite::junit_xml(&runs)?.as_bytes())?;
     print_failures(&runs);
     print_reruns(&runs);
-    println!("\n{}", suite::summary_table(&runs));
-    let boots = units.len()
+    println!("\n{}", suite::summary_table(&rounds[0]));
+    let boots = rounds_n * units.len()
         + runs
             .iter()
             .filter(|r| matches!(r.boot, suite::BootMode::Rerun { .. }))
             .count();
     println!(
-        "{total} pairs in {:.1?} ({boots} boot{}, {jobs} at a time)",
+        "{total} pairs{} in {:.1?} ({boots} boot{}, {jobs} at a time)",
+        if rounds_n > 1 {
+            format!(" x {rounds_n} rounds")
+        } else {
+            String::new()
+        },
         started.elapsed(),
         if boots == 1 { "" } else { "s" }
     );
+    let flakes = runner::flakes::find(&rounds);
+    if rounds_n > 1 {
+        for (i, r) in rounds.iter().enumerate().skip(1) {
+            let passed = r.iter().filter(|x| x.verdict == Verdict::Pass).count();
+            println!("round {}: {passed} of {} passed", i + 1, r.len());
+        }
+        if flakes.is_empty() {
+            println!("no flakes: every pair gave the same outcome in all {rounds_n} rounds");
+        } else {
+            println!(
+                "\n{} flak{} (the outcome differed between rounds; logs under {}/round-N/logs):",
+                flakes.len(),
+                if flakes.len() == 1 { "e" } else { "es" },
+                suite.paths.out.display()
+            );
+            for f in &flakes {
+                print!("{f}");
+            }
+        }
+    }
     println!("JUnit report: {}", junit.display());
     let has = |v: Verdict| runs.iter().any(|r| r.verdict == v);
-    Ok(if has(Verdict::Error) {
-        exit::INFRA
+    let error = runs.iter().find(|r| r.verdict == Verdict::Error);
+    Ok(if let Some(e) = error {
+        exit::of_fault(e.fault)
+    } else if !flakes.is_empty() {
+        exit::FLAKY
     } else if has(Verdict::Crash) {
         exit::CRASH
     } else if has(Verdict::Mismatch) || has(Verdict::New) {
@@ -691,9 +795,29 @@ mod tests {
         let cli = Cli::try_parse_from(["xtask", "test", "-c", "a", "-c", "b", "-k", "stock-7.3"])
             .unwrap();
         assert!(
-            matches!(cli.cmd, Cmd::Test { ref cases, ref kernels, stream: false, backend: BackendKind::Hermetic, no_batch: false, jobs: None }
+            matches!(cli.cmd, Cmd::Test { ref cases, ref kernels, stream: false, backend: BackendKind::Hermetic, no_batch: false, jobs: None, repeat: 1, skip_crashing: false }
             if cases == &["a", "b"] && kernels == &["stock-7.3"])
         );
+    }
+
+    #[test]
+    fn repeat_is_bounded_and_skip_crashing_parsed() {
+        let cli =
+            Cli::try_parse_from(["xtask", "test", "--repeat", "3", "--skip-crashing"]).unwrap();
+        assert!(matches!(
+            cli.cmd,
+            Cmd::Test {
+                repeat: 3,
+                skip_crashing: true,
+                ..
+            }
+        ));
+        for bad in ["0", "101", "x"] {
+            assert!(
+                Cli::try_parse_from(["xtask", "test", "--repeat", bad]).is_err(),
+                "--repeat {bad}"
+            );
+        }
     }
 
     #[test]

@@ -128,12 +128,25 @@ fn build_debian(
         .join(format!("{}-{}", recipe.name, &key[..16]));
     let _lock = variant_lock(paths, recipe)?;
     if entry.join(COMPLETE).exists() {
-        eprintln!(
-            "kernel {}: cached ({desc}, key {})",
-            recipe.name,
-            &key[..16]
-        );
-        return Ok(artifacts_in(&entry, recipe, &desc, &key, None));
+        match verify_entry(&entry) {
+            Ok(()) => {
+                eprintln!(
+                    "kernel {}: cached ({desc}, key {})",
+                    recipe.name,
+                    &key[..16]
+                );
+                return Ok(artifacts_in(&entry, recipe, &desc, &key, None));
+            }
+            Err(damage) => {
+                eprintln!(
+                    "kernel {}: the cache entry {} is damaged ({damage}); rebuilding it",
+                    recipe.name,
+                    entry.display()
+                );
+                std::fs::remove_dir_all(&entry)
+                    .with_context(|| format!("cannot remove {}", entry.display()))?;
+            }
+        }
     }
 
     // The variant's build directory: a hard-linked copy of the pristine tree
@@ -164,6 +177,7 @@ fn build_debian(
     let meta = serde_json::json!({
         "variant": recipe.name, "source": desc, "key": key, "compiler": compiler,
         "build_seconds": took.as_secs_f64(), "steps": steps,
+        "files": file_sums(tmp.path(), &ARTIFACTS)?,
     });
     publish(tmp, &entry, &meta)?;
     eprintln!("kernel {}: built in {:.0?} ({desc})", recipe.name, took);
@@ -211,6 +225,55 @@ fn in_object_dir(
         build_log: log_path,
         built_in: Some(took),
     }
+}
+
+/// The files of a kernel cache entry that are checked on every use.
+const ARTIFACTS: [&str; 4] = ["bzImage", "vmlinux", "System.map", "config"];
+
+/// Size and SHA-256 of each of `names` in `dir`, for `meta.json`.
+pub(crate) fn file_sums(dir: &Path, names: &[&str]) -> Result<serde_json::Value> {
+    let mut files = serde_json::Map::new();
+    for n in names {
+        let p = dir.join(n);
+        let data = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
+        files.insert(
+            n.to_string(),
+            serde_json::json!({"size": data.len(), "sha256": hex(&Sha256::digest(&data))}),
+        );
+    }
+    Ok(serde_json::Value::Object(files))
+}
+
+/// Checks a finished cache entry against the sizes and hashes its
+/// `meta.json` recorded: a file truncated, removed or changed since it was
+/// written (a full disk, a crash of the machine, a stray edit) is found
+/// before a kernel is booted from it. Returns what is wrong.
+pub(crate) fn verify_entry(entry: &Path) -> std::result::Result<(), String> {
+    let meta: serde_json::Value = std::fs::read(entry.join("meta.json"))
+        .map_err(|e| format!("meta.json: {e}"))
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("meta.json: {e}")))?;
+    let files = meta
+        .get("files")
+        .and_then(|f| f.as_object())
+        .ok_or("meta.json records no file sums")?;
+    if files.is_empty() {
+        return Err("meta.json records no file sums".into());
+    }
+    for (name, want) in files {
+        let data = std::fs::read(entry.join(name)).map_err(|e| format!("{name}: {e}"))?;
+        let size = want.get("size").and_then(|s| s.as_u64());
+        if size != Some(data.len() as u64) {
+            return Err(format!(
+                "{name}: {} bytes, {} expected",
+                data.len(),
+                size.map_or("?".into(), |s| s.to_string())
+            ));
+        }
+        if want.get("sha256").and_then(|s| s.as_str()) != Some(&hex(&Sha256::digest(&data))) {
+            return Err(format!("{name}: its SHA-256 differs from the one recorded"));
+        }
+    }
+    Ok(())
 }
 
 /// Makes a filled temporary directory the cache entry `entry`: its
@@ -561,6 +624,7 @@ fn make(
         cmd.arg("CC=ccache gcc");
     }
     cmd.arg("bzImage");
+    crate::children::own_group(&mut cmd);
     let started = Instant::now();
     eprintln!(
         "kernel {}: make -j{jobs} bzImage{} (log {})",
@@ -606,11 +670,22 @@ fn make(
     let status = child.wait()?;
     let tail = err_thread.join().unwrap_or_default();
     if !status.success() {
-        bail!(
-            "make bzImage failed ({status}); full log {}; last lines of stderr:\n{}",
+        let tail = tail.join("\n");
+        let e = anyhow::anyhow!(
+            "make bzImage failed ({status}); full log {}; last lines of stderr:\n{tail}",
             log_path.display(),
-            tail.join("\n")
         );
+        // A nearly full filesystem under the objects is the cause whatever
+        // make said (it deletes what it was writing when it fails).
+        let obj = src.join(obj_arg);
+        let low = crate::fault::free_bytes(&obj).is_some_and(|b| b < 64 << 20);
+        if crate::fault::says_disk_full(&tail) || low {
+            return Err(e.context(crate::fault::Fault::DiskFull {
+                what: format!("building kernel {} in {}", recipe.name, obj.display()),
+                path: low.then_some(obj),
+            }));
+        }
+        return Err(e);
     }
     Ok((started.elapsed(), compiled))
 }
@@ -698,6 +773,32 @@ pub fn lock(path: &Path) -> Result<FileLock> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_damaged_cache_entry_is_found() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("bzImage"), b"kernel image").unwrap();
+        std::fs::write(d.path().join("config"), b"CONFIG_X=y\n").unwrap();
+        let meta =
+            serde_json::json!({"files": file_sums(d.path(), &["bzImage", "config"]).unwrap()});
+        std::fs::write(d.path().join("meta.json"), meta.to_string()).unwrap();
+        assert_eq!(verify_entry(d.path()), Ok(()));
+        // Same size, one byte changed.
+        std::fs::write(d.path().join("config"), b"CONFIG_X=n\n").unwrap();
+        let e = verify_entry(d.path()).unwrap_err();
+        assert!(e.contains("config: its SHA-256 differs"), "{e}");
+        std::fs::write(d.path().join("config"), b"CONFIG_X=y\n").unwrap();
+        // Truncated.
+        std::fs::write(d.path().join("bzImage"), b"kernel").unwrap();
+        let e = verify_entry(d.path()).unwrap_err();
+        assert!(e.contains("bzImage: 6 bytes, 12 expected"), "{e}");
+        // Gone.
+        std::fs::remove_file(d.path().join("bzImage")).unwrap();
+        assert!(verify_entry(d.path()).unwrap_err().starts_with("bzImage: "));
+        // An entry that recorded no sums (an older builder) is not trusted.
+        std::fs::write(d.path().join("meta.json"), "{}").unwrap();
+        assert!(verify_entry(d.path()).unwrap_err().contains("no file sums"));
+    }
 
     #[test]
     fn files_of_a_patch() {

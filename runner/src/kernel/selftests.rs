@@ -20,8 +20,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::build::{
-    compiler_version, ensure_tree, hex, publish, tee_lines, tree_id, tree_key, variant_lock,
-    COMPLETE,
+    compiler_version, ensure_tree, file_sums, hex, publish, tee_lines, tree_id, tree_key,
+    variant_lock, verify_entry, COMPLETE,
 };
 use super::recipe::{expand_home, Recipe, SourceSpec};
 use crate::paths::Paths;
@@ -108,6 +108,7 @@ pub fn headers_command(src: &Path, obj: &Path, jobs: usize) -> Command {
         .arg(format!("-j{jobs}"))
         .arg("headers");
     clean_make_env(&mut cmd);
+    crate::children::own_group(&mut cmd);
     cmd
 }
 
@@ -136,6 +137,7 @@ pub fn selftests_command(
         cmd.arg(format!("{}/{t}", output.display()));
     }
     clean_make_env(&mut cmd);
+    crate::children::own_group(&mut cmd);
     cmd
 }
 
@@ -210,7 +212,8 @@ fn build_debian(
         build_log: entry.join("build.log"),
         built_in: took,
     };
-    if entry.join(COMPLETE).exists() {
+    let sound = || entry.join(COMPLETE).exists() && verify_entry(&entry).is_ok();
+    if sound() {
         eprintln!(
             "kselftests {}: cached ({}, key {})",
             recipe.name,
@@ -221,8 +224,19 @@ fn build_debian(
     }
     // The variant's tree is shared with its kernel build: hold its lock.
     let _lock = variant_lock(paths, recipe)?;
-    if entry.join(COMPLETE).exists() {
+    if sound() {
         return Ok(built(None));
+    }
+    if entry.join(COMPLETE).exists() {
+        if let Err(damage) = verify_entry(&entry) {
+            eprintln!(
+                "kselftests {}: the cache entry {} is damaged ({damage}); rebuilding it",
+                recipe.name,
+                entry.display()
+            );
+        }
+        std::fs::remove_dir_all(&entry)
+            .with_context(|| format!("cannot remove {}", entry.display()))?;
     }
     let desc = format!("{} {}", src.package, src.version);
     let src_dir = ensure_tree(paths, recipe, &src, &tree_key, &desc)?;
@@ -246,9 +260,12 @@ fn build_debian(
         std::fs::copy(work.path().join("out").join(t), &to)
             .with_context(|| format!("cannot copy {t} from {}", work.path().display()))?;
     }
+    let bins: Vec<String> = tests.iter().map(|t| format!("bin/{t}")).collect();
+    let bins: Vec<&str> = bins.iter().map(String::as_str).collect();
     let meta = serde_json::json!({
         "variant": recipe.name, "source": desc, "tree_key": tree_key, "key": key,
         "compiler": compiler, "tests": tests, "build_seconds": took.as_secs_f64(),
+        "files": file_sums(tmp.path(), &bins)?,
     });
     publish(tmp, &entry, &meta)?;
     eprintln!("kselftests {}: built in {:.0?}", recipe.name, took);

@@ -5,7 +5,9 @@
 //! In order: sleeps `sleep_ms`, prints `print` verbatim if given (instead of
 //! an observation), raises `raise` ("SIGSEGV", "SIGBUS", "SIGABRT",
 //! "SIGKILL") if given, exits with `exit_code` if given; otherwise prints
-//! `{"selftest": "ok"}`.
+//! `{"selftest": "ok"}`, with `"random": N` (from the kernel's random
+//! source) if `random` is set: an outcome that differs from boot to boot,
+//! for `--repeat` to catch.
 
 use std::io::Write;
 
@@ -25,11 +27,29 @@ pub struct Args {
     pub raise: Option<String>,
     #[serde(default)]
     pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub random: bool,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Observation {
     pub selftest: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub random: Option<u64>,
+}
+
+/// 64 bits from the kernel's random source.
+fn random_u64() -> Result<u64> {
+    let mut buf = [0u8; 8];
+    // SAFETY: getrandom fills at most buf.len() bytes of a buffer we own.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n != buf.len() as isize {
+        return Err(Failure::Work(format!(
+            "getrandom: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(u64::from_le_bytes(buf))
 }
 
 fn signal(name: &str) -> Option<i32> {
@@ -70,6 +90,13 @@ impl Probe for Args {
         if self.print.is_some() {
             std::process::exit(0);
         }
-        Ok(Observation { selftest: "ok" })
+        Ok(Observation {
+            selftest: "ok",
+            random: if self.random {
+                Some(random_u64()?)
+            } else {
+                None
+            },
+        })
     }
 }
