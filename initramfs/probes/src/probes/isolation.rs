@@ -280,11 +280,18 @@ fn pci_devices() -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// What a PCI device is, from its class code (and virtio's vendor id).
-pub fn pci_kind(class: &str, vendor: &str) -> &'static str {
+/// What a PCI device is, from its class code, with "virtio" before it
+/// when it is one (virtio's vendor id): a virtio-9p device's class says
+/// nothing of host files.
+pub fn pci_kind(class: &str, vendor: &str) -> String {
+    let kind = class_kind(class);
     if vendor == "0x1af4" {
-        return "virtio";
+        return format!("virtio {kind}");
     }
+    kind.to_string()
+}
+
+fn class_kind(class: &str) -> &'static str {
     let code = u32::from_str_radix(class.trim_start_matches("0x"), 16).unwrap_or(u32::MAX);
     match (code >> 16, (code >> 8) & 0xff) {
         (0x01, 0x01) => "IDE controller",
@@ -366,7 +373,9 @@ mod tests {
         assert_eq!(pci_kind("0x020000", "0x8086"), "network controller");
         assert_eq!(pci_kind("0x010180", "0x8086"), "IDE controller");
         assert_eq!(pci_kind("0x060000", "0x8086"), "host bridge");
-        assert_eq!(pci_kind("0x010000", "0x1af4"), "virtio");
+        // virtio-net and virtio-9p as QEMU presents them.
+        assert_eq!(pci_kind("0x020000", "0x1af4"), "virtio network controller");
+        assert_eq!(pci_kind("0x000200", "0x1af4"), "virtio other");
         assert_eq!(virtio_kind("0x0009"), "9p");
         assert_eq!(virtio_kind("0x001a"), "fs");
         assert_eq!(virtio_kind("0x0063"), "device id 0x0063");
