@@ -156,7 +156,7 @@ fn statfs_type(path: &str) -> io::Result<i64> {
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(s.f_type as i64)
+    Ok(s.f_type)
 }
 
 /// The name of a statfs magic number, for the ones a root can be.
