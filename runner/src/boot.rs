@@ -142,10 +142,16 @@ pub fn accel_args(accel: Accel) -> Vec<String> {
 }
 
 /// A bare machine: no default devices, no display, no network, no reboot.
+/// `-nodefaults` already leaves out QEMU's default user-mode NIC; `-nic
+/// none` says so explicitly, so the guest has no network whatever a QEMU
+/// version's defaults are. No drive, 9p, virtiofs or other device is added
+/// anywhere: the guest sees nothing of the host but its two serial ports.
 pub fn machine_args(memory_mb: u32, cpus: u32) -> Vec<String> {
     [
         "-nodefaults",
         "-no-user-config",
+        "-nic",
+        "none",
         "-display",
         "none",
         "-no-reboot",
@@ -678,6 +684,54 @@ mod tests {
             s.contains("-kernel /k/bzImage -initrd /i/initramfs.cpio.gz"),
             "{s}"
         );
+    }
+
+    /// Least privilege: the hermetic guest gets no network and no host
+    /// files. Only these options add devices or host resources, and the
+    /// argv has none of them but the two serial ports and the monitor.
+    #[test]
+    fn hermetic_vm_has_no_network_and_no_host_files() {
+        let a = qemu_args(&cfg());
+        assert!(a.contains(&"-nodefaults".to_string()), "{a:?}");
+        assert!(
+            a.windows(2).any(|w| w == ["-nic", "none"]),
+            "no explicit `-nic none`: {a:?}"
+        );
+        let adds_devices = [
+            "-net",
+            "-netdev",
+            "-device",
+            "-drive",
+            "-blockdev",
+            "-hda",
+            "-hdb",
+            "-cdrom",
+            "-virtfs",
+            "-fsdev",
+            "-usb",
+            "-usbdevice",
+        ];
+        for opt in adds_devices {
+            assert!(!a.iter().any(|x| x == opt), "{opt} in {a:?}");
+        }
+        assert_eq!(a.iter().filter(|x| *x == "-nic").count(), 1, "{a:?}");
+        // The only character devices: the console (stdio) and the result
+        // socket, which QEMU connects to (the guest writes, the runner reads).
+        let chardevs: Vec<&String> = a
+            .windows(2)
+            .filter(|w| w[0] == "-chardev")
+            .map(|w| &w[1])
+            .collect();
+        assert_eq!(chardevs.len(), 2, "{a:?}");
+        assert!(chardevs[0].starts_with("stdio,"), "{a:?}");
+        assert!(
+            chardevs[1].starts_with("socket,id=results,path=/tmp/r.sock"),
+            "{a:?}"
+        );
+        // The gdb stub, when asked for, listens on the host's loopback only.
+        let mut c = cfg();
+        c.gdb = Some(1234);
+        assert!(qemu_args(&c).contains(&"tcp:127.0.0.1:1234".to_string()));
     }
 
     #[test]

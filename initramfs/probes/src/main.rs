@@ -107,6 +107,11 @@ const PROBES: &[(&str, &str, Runner)] = &[
         run::<probes::meminfo::Args, _>,
     ),
     (
+        "isolation",
+        "what of the host the guest reaches: network interfaces, sockets out, mounts, block, PCI and virtio devices",
+        run::<probes::isolation::Args, _>,
+    ),
+    (
         "kselftest",
         "run an upstream KVM selftest packed with the kernel: exit meaning, TAP results, assertion",
         run::<probes::kselftest::Args, _>,

@@ -50,6 +50,7 @@ pub const PROBES: &[&str] = &[
     "meminfo",
     "selftest",
     "kselftest",
+    "isolation",
 ];
 
 /// Where the upstream KVM selftests of the kernel under test are packed

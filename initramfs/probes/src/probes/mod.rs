@@ -15,6 +15,7 @@ pub mod direct_map;
 pub mod fallocate;
 pub mod fault_inject;
 pub mod gup_read;
+pub mod isolation;
 pub mod kselftest;
 pub mod meminfo;
 pub mod mmap_rw;
