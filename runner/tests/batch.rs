@@ -1,10 +1,10 @@
 //! Batch mode gives what one boot per case gives.
 //!
-//! 1. The whole suite in batch mode: every batchable pair is judged from its
-//!    section of a shared boot (no reruns), and every pair's outcome equals
-//!    its snapshot, which the `cases` harness checks against one boot per
-//!    case.
-//! 2. A batch in which a case crashes the kernel (the RFC's GUP oops): the
+//! (The whole suite in shared boots, every pair judged from its section
+//! with no rerun and matching the snapshots that the `cases` harness checks
+//! boot by boot, is `xtask/tests/repeat.rs`: twice, through the command.)
+//!
+//! A batch in which a case crashes the kernel (the RFC's GUP oops): the
 //!    case before it keeps its batched verdict, the crashing case runs again
 //!    alone, the cases after it run in a fresh shared boot, and every outcome
 //!    equals the one from a boot of its own.
@@ -27,8 +27,6 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn quiet(_: &CaseRun) {}
-
 /// This checkout, with logs of its own (the `cases` harness may run beside
 /// it under cargo-nextest, in the same log directories otherwise).
 fn paths() -> Paths {
@@ -40,74 +38,6 @@ fn paths() -> Paths {
 /// The tests share log directories (and two sets of VMs would slow each
 /// other): one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-#[test]
-fn the_whole_suite_batched_matches_the_snapshots() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let suite = Suite::load(paths(), &[], &[]).unwrap();
-    let prepared = prepared(&suite);
-    let pairs = suite.pairs();
-    let units = batch::units(&pairs, true);
-    let shared: usize = units
-        .iter()
-        .filter(|u| u.cases.len() > 1)
-        .map(|u| u.cases.len())
-        .sum();
-    assert!(
-        shared * 2 > pairs.len(),
-        "most pairs share a boot ({shared} of {})",
-        pairs.len()
-    );
-    let started = std::time::Instant::now();
-    let runs = rt()
-        .block_on(batch::run_units(
-            &suite.paths,
-            &units,
-            &prepared,
-            RunOptions::default(),
-            3,
-            &quiet,
-        ))
-        .unwrap();
-    eprintln!(
-        "{} pairs in {} boots: {:.1?}",
-        runs.len(),
-        units.len(),
-        started.elapsed()
-    );
-    assert_eq!(runs.len(), pairs.len(), "every pair has a verdict");
-    let mut problems = Vec::new();
-    for (case, kernel) in &pairs {
-        let run = runs
-            .iter()
-            .find(|r| r.case == case.name && r.kernel == *kernel)
-            .expect("a run per pair");
-        if run.verdict != Verdict::Pass {
-            problems.push(format!(
-                "{}@{}: {}",
-                run.case,
-                run.kernel,
-                run.failure_report()
-            ));
-        }
-        let want_batched = batch::batchable(case, kernel);
-        match (&run.boot, want_batched) {
-            (BootMode::Batched { cases, .. }, true) if *cases > 1 => {}
-            (BootMode::Alone, false) => {}
-            (mode, _) => problems.push(format!(
-                "{}@{}: booted {mode:?}, expected {}",
-                run.case,
-                run.kernel,
-                if want_batched {
-                    "in a shared boot"
-                } else {
-                    "alone"
-                }
-            )),
-        }
-    }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
-}
 
 #[test]
 fn a_crash_in_a_batch_reruns_the_case_alone_and_the_rest_in_a_fresh_boot() {
