@@ -451,8 +451,13 @@ pub async fn run_units(
             .ok_or_else(|| anyhow::anyhow!("kernel {} was not built", u.kernel))?;
         work.push((u, kernel));
     }
-    let runs: Vec<Vec<CaseRun>> = stream::iter(work)
+    // The futures made up front (not by a closure of the stream), so the
+    // whole run is Send for any lifetime: xtask runs it as a task.
+    let futures: Vec<_> = work
+        .into_iter()
         .map(|(u, k)| run_unit(paths, u, k, prepared, opts, done))
+        .collect();
+    let runs: Vec<Vec<CaseRun>> = stream::iter(futures)
         .buffer_unordered(jobs.max(1))
         .collect()
         .await;

@@ -17,18 +17,22 @@ pub fn own_group(cmd: &mut std::process::Command) {
     }
 }
 
-/// Kills every child of this process and, where a child leads its own
+/// Stops every child of this process and, where a child leads its own
 /// process group, the whole group: on an interruption, what a blocking
-/// step (a kernel build) started must not outlive the runner.
+/// step (a kernel build) started must not outlive the runner. SIGTERM
+/// first, so that make deletes the targets it was writing (a half-written
+/// object with a new mtime would be taken as built next time), then
+/// SIGKILL for whatever is left after a grace period.
 pub fn kill_all() -> usize {
     kill_children_where(|_| true)
 }
 
-fn kill_children_where(pick: impl Fn(i32) -> bool) -> usize {
+/// The children of this process that `pick` selects: (pid, leads its group).
+fn children(pick: &impl Fn(i32) -> bool) -> Vec<(i32, bool)> {
     let me = std::process::id() as i32;
-    let mut killed = 0;
+    let mut found = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0;
+        return found;
     };
     for e in dir.flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
@@ -42,24 +46,46 @@ fn kill_children_where(pick: impl Fn(i32) -> bool) -> usize {
             continue;
         };
         let f: Vec<&str> = rest.split_whitespace().collect();
-        let (ppid, pgrp) = match (f.get(1), f.get(2)) {
-            (Some(p), Some(g)) => (p.parse::<i32>().unwrap_or(0), g.parse::<i32>().unwrap_or(0)),
+        let (state, ppid, pgrp) = match (f.first(), f.get(1), f.get(2)) {
+            (Some(s), Some(p), Some(g)) => (
+                *s,
+                p.parse::<i32>().unwrap_or(0),
+                g.parse::<i32>().unwrap_or(0),
+            ),
             _ => continue,
         };
-        if ppid != me || !pick(pid) {
-            continue;
+        // A zombie is dead already, waiting for us to reap it.
+        if ppid == me && state != "Z" && pick(pid) {
+            found.push((pid, pgrp == pid));
         }
+    }
+    found
+}
+
+fn signal(targets: &[(i32, bool)], sig: i32) {
+    for &(pid, leader) in targets {
         // SAFETY: signalling our own child, or the group it leads.
         unsafe {
-            if pgrp == pid {
-                libc::killpg(pid, libc::SIGKILL);
+            if leader {
+                libc::killpg(pid, sig);
             } else {
-                libc::kill(pid, libc::SIGKILL);
+                libc::kill(pid, sig);
             }
         }
-        killed += 1;
     }
-    killed
+}
+
+fn kill_children_where(pick: impl Fn(i32) -> bool) -> usize {
+    let targets = children(&pick);
+    signal(&targets, libc::SIGTERM);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < deadline && !children(&pick).is_empty() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The groups whatever their leaders did: a leader gone on SIGTERM may
+    // leave members behind.
+    signal(&targets, libc::SIGKILL);
+    targets.len()
 }
 
 #[cfg(test)]

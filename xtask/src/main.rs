@@ -189,23 +189,33 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    // The work runs as a task of its own, so that an interruption is seen
+    // at once even while the work blocks a thread (a kernel build).
+    let mut work = rt.spawn(dispatch(cli.cmd));
     let code = rt.block_on(async {
         tokio::select! {
             // An interruption wins over a result that the interruption caused.
             biased;
             _ = interrupted() => {
-                // Dropping the running future kills every QEMU it started
-                // and removes what it set up (bisect's worktree); a build
-                // running on a blocking thread is killed here.
                 eprintln!("interrupted: stopping");
+                // Every child (QEMU, make and its compilers) is killed;
+                // cancelling the work drops its futures, which removes what
+                // it set up (QEMU's sockets, bisect's worktree).
+                runner::children::kill_all();
+                work.abort();
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), &mut work).await;
                 runner::children::kill_all();
                 exit::INTERRUPTED
             }
-            r = dispatch(cli.cmd) => match r {
-                Ok(code) => code,
-                Err(e) => {
+            r = &mut work => match r {
+                Ok(Ok(code)) => code,
+                Ok(Err(e)) => {
                     eprintln!("error: {e:#}");
                     exit::of_fault(runner::fault::kind_of(&e))
+                }
+                Err(e) => {
+                    eprintln!("error: the work failed: {e}");
+                    exit::INFRA
                 }
             },
         }

@@ -343,3 +343,64 @@ fn fifty_runs_of_every_ending_leave_no_vm_and_no_temporary_directory() {
         started.elapsed()
     );
 }
+
+/// A kernel build interrupted (SIGINT, then SIGTERM in a second run) stops
+/// at once, with exit code 130, and leaves no make or compiler behind. The
+/// build is the stock kernel's, in a cache of the test's own whose
+/// `kernels/` is empty and whose build trees are the user's (make has next
+/// to nothing to do, so the signal lands while it walks the tree).
+#[test]
+fn an_interrupted_kernel_build_leaves_no_make_behind() {
+    let real = runner::paths::cache_dir().unwrap();
+    assert!(
+        real.join("build/stock-7.3/src/out").is_dir(),
+        "the stock kernel's build tree is missing: build it first (cargo xtask build)"
+    );
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let cache = tempfile::tempdir_in(&real).unwrap();
+        for d in ["sources", "build", "ccache"] {
+            std::os::unix::fs::symlink(real.join(d), cache.path().join(d)).unwrap();
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let marker = format!("build-{}-{signal}", std::process::id());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("GMEMTEST_CACHE", cache.path())
+            .env("TMPDIR", tmp.path())
+            .env(MARKER_VAR, &marker)
+            .args(["build", "--kernel", "stock-7.3"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let up_by = Instant::now() + Duration::from_secs(60);
+        while !marked_processes(&marker)
+            .iter()
+            .any(|(_, cmd)| cmd.starts_with("make "))
+        {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the build ended before make was seen"
+            );
+            assert!(Instant::now() < up_by, "no make started within 60 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let sent = Instant::now();
+        // SAFETY: signalling our own child by its pid.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let status = wait_with_deadline(&mut child, Duration::from_secs(20));
+        let took = sent.elapsed();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(status.code(), Some(130), "signal {signal}:\n{stderr}");
+        assert!(
+            took < Duration::from_secs(5),
+            "signal {signal}: the runner took {took:?} to stop"
+        );
+        assert_nothing_left(
+            &marker,
+            tmp.path(),
+            &format!("a build after signal {signal}"),
+        );
+    }
+}

@@ -497,12 +497,15 @@ pub(crate) fn configure_and_make(
         std::fs::write(&dbg, DEBUG_INFO_FRAGMENT)?;
         fragments.push(dbg);
     }
-    let merged = Command::new("scripts/kconfig/merge_config.sh")
+    let mut merge = Command::new("scripts/kconfig/merge_config.sh");
+    merge
         .arg("-n")
         .arg("-O")
         .arg(obj_arg)
         .args(&fragments)
-        .current_dir(src)
+        .current_dir(src);
+    crate::children::own_group(&mut merge);
+    let merged = merge
         .output()
         .context("cannot run scripts/kconfig/merge_config.sh")?;
     log.write_all(&merged.stdout)?;
@@ -730,6 +733,7 @@ pub(crate) fn which(cmd: &str) -> bool {
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    crate::children::own_group(cmd);
     let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
     if !out.status.success() {
         bail!(
