@@ -390,6 +390,9 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
     let _ = std::fs::remove_file(&cfg.result_socket);
     let listener = tokio::net::UnixListener::bind(&cfg.result_socket)
         .with_context(|| format!("cannot listen on {}", cfg.result_socket.display()))?;
+    if let Backend::Vng { exec, .. } = &cfg.backend {
+        vng_of(cfg, exec).check_plain()?;
+    }
     let (program, args) = launch_command(cfg);
     let mut cmd = Command::new(&program);
     let interactive = cfg.interactive.is_some();

@@ -26,7 +26,7 @@ use regex::Regex;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-use crate::yaml::load_yaml;
+use crate::yaml::{check_text, load_yaml};
 use gmem_protocol::{CasePlan, PlanStep, PROBES};
 
 /// Boot and power-off, on top of the steps' own timeouts, when a case does
@@ -118,7 +118,7 @@ impl Case {
 
     /// Loads and validates `file`; `known_kernels` are the recipe names.
     pub fn load(file: &Path, known_kernels: &[String]) -> Result<Case> {
-        let raw: CaseFile = load_yaml(file)?;
+        let raw: CaseFile = load_yaml(file, "case")?;
         let f = file.display();
         let name = file
             .file_stem()
@@ -159,9 +159,8 @@ impl Case {
         if !(1..=8).contains(&raw.cpus) {
             bail!("{f}: field `cpus`: expected 1 to 8, got {}", raw.cpus);
         }
-        if raw.cmdline.contains('\n') {
-            bail!("{f}: field `cmdline`: expected one line");
-        }
+        check_text(file, "description", &raw.description)?;
+        check_cmdline(&raw.cmdline).map_err(|e| anyhow::anyhow!("{f}: field `cmdline`: {e}"))?;
         let expect_crash_on = match &raw.expect_crash {
             None | Some(serde_yaml::Value::Bool(false)) => vec![],
             Some(serde_yaml::Value::Bool(true)) => raw.kernels.clone(),
@@ -290,6 +289,38 @@ impl Case {
             batch: raw.batch,
         })
     }
+}
+
+/// The longest extra kernel command line a case may ask for.
+const MAX_CMDLINE_BYTES: usize = 1024;
+
+/// A case's extra kernel command line is plain `word` or `key=value` words.
+/// It reaches QEMU's `-append` directly in the hermetic backend, but vng
+/// passes it on through a shell: a quote, `$`, `;` or a backtick there would
+/// be the host's shell's to interpret. Kernel parameters never need them.
+pub fn check_cmdline(cmdline: &str) -> Result<()> {
+    if cmdline.len() > MAX_CMDLINE_BYTES {
+        bail!(
+            "{} bytes; expected at most {MAX_CMDLINE_BYTES}",
+            cmdline.len()
+        );
+    }
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-.,:=/+@%".contains(c);
+    for word in cmdline.split([' ', '\t']) {
+        if let Some(c) = word.chars().find(|c| !plain(*c)) {
+            bail!(
+                "`{}` holds {}; expected kernel parameters: words of letters, digits and `_-.,:=/+@%`, separated by spaces",
+                word.escape_debug(),
+                match c {
+                    '\n' => "a newline".to_string(),
+                    '`' => "a backtick".to_string(),
+                    c if c.is_control() => format!("the control character U+{:04X}", c as u32),
+                    c => format!("`{c}`"),
+                }
+            );
+        }
+    }
+    Ok(())
 }
 
 /// What the `kselftest` probe defaults its own deadline to (seconds).

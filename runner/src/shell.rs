@@ -87,6 +87,7 @@ pub fn vng_for(
 /// Runs the shell on this terminal to its end; returns vng's exit status
 /// (with `exec`, the command's).
 pub async fn run(vng: &VngInfo, v: &Vng) -> Result<i32> {
+    v.check_plain()?;
     let mut cmd = tokio::process::Command::from(v.command(&vng.bin));
     cmd.kill_on_drop(true);
     // A command's output is passed on through pipes: QEMU opens vng's

@@ -121,6 +121,30 @@ impl Vng {
         a
     }
 
+    /// Refuses what vng would hand to a shell unquoted. vng runs virtme-run
+    /// as one `sh -c` string: `--qemu-opts` goes in as it is and every
+    /// `--append` through `shlex.split`, so a quote, `$`, `;` or backtick in
+    /// a socket path (a strange `TMPDIR`) or a kernel parameter would be
+    /// the host's shell's to run. Everything we pass is plain words.
+    pub fn check_plain(&self) -> Result<()> {
+        let plain = |c: char| c.is_ascii_alphanumeric() || " _-.,:=/+@%".contains(c);
+        let fields = self
+            .append
+            .iter()
+            .map(|a| ("--append", a.as_str()))
+            .chain(self.qemu_opts.iter().map(|o| ("--qemu-opts", o.as_str())));
+        for (flag, value) in fields {
+            if let Some(c) = value.chars().find(|c| !plain(*c)) {
+                bail!(
+                    "vng {flag} `{}` holds `{}`: vng passes it through a shell, so only letters, digits, spaces and `_-.,:=/+@%` are allowed (for a socket path: set TMPDIR to a plain path)",
+                    value.escape_debug(),
+                    c.escape_debug()
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The command, ready to spawn (`check` found `bin`).
     pub fn command(&self, bin: &Path) -> Command {
         let mut c = Command::new(bin);
@@ -135,6 +159,7 @@ impl Vng {
 
     /// The QEMU command line vng would run (`--dry-run`).
     pub fn qemu_command(&self, bin: &Path) -> Result<String> {
+        self.check_plain()?;
         let mut dry = self.clone();
         dry.dry_run = true;
         let out = dry
@@ -391,6 +416,29 @@ mod tests {
         assert!(e.contains("needs udev"), "{e}");
         let info = check_at(Some(good), true).unwrap();
         assert_eq!(info.version, (1, 42));
+    }
+
+    #[test]
+    fn what_vng_hands_a_shell_is_plain() {
+        let mut v = Vng {
+            kernel: "/k".into(),
+            append: vec!["panic=-1 oops=panic".into()],
+            qemu_opts: vec!["-chardev".into(), "socket,id=r,path=/tmp/x/r.sock".into()],
+            ..Default::default()
+        };
+        v.check_plain().unwrap();
+        for bad in ["x;touch /tmp/pwned", "$(id)", "a`b`", "'", "a\nb"] {
+            v.append = vec![bad.into()];
+            let e = v.check_plain().unwrap_err().to_string();
+            assert!(
+                e.contains("--append") && e.contains("through a shell"),
+                "{e}"
+            );
+        }
+        v.append.clear();
+        v.qemu_opts = vec!["path=/tmp/a b;c".into()];
+        let e = v.check_plain().unwrap_err().to_string();
+        assert!(e.contains("--qemu-opts") && e.contains("`;`"), "{e}");
     }
 
     #[test]

@@ -332,8 +332,7 @@ pub(crate) fn ensure_tree(
         != Some(tree_key)
     {
         eprintln!("kernel {}: preparing the source tree ({desc})", recipe.name);
-        prepare_tree(&vdir, &src.path, &recipe.patches, tree_key)
-            .with_context(|| format!("preparing the source tree of {desc}"))?;
+        prepare_tree(&vdir, &src.path, recipe, tree_key, desc)?;
     }
     Ok(vdir.join("src"))
 }
@@ -350,7 +349,13 @@ pub(crate) fn variant_lock(paths: &Paths, recipe: &Recipe) -> Result<FileLock> {
 /// new series touches gets a fresh copy, so make sees it as changed (a file
 /// going back to pristine would otherwise keep its old, older-than-object
 /// mtime).
-fn prepare_tree(vdir: &Path, pristine: &Path, patches: &[PathBuf], tree_key: &str) -> Result<()> {
+fn prepare_tree(
+    vdir: &Path,
+    pristine: &Path,
+    recipe: &Recipe,
+    tree_key: &str,
+    desc: &str,
+) -> Result<()> {
     let src_dir = vdir.join("src");
     let kept_out = vdir.join("out.kept");
     let old_files: Vec<String> = std::fs::read_to_string(vdir.join("patched-files"))
@@ -376,26 +381,7 @@ fn prepare_tree(vdir: &Path, pristine: &Path, patches: &[PathBuf], tree_key: &st
         Command::new("cp").arg("-al").arg(pristine).arg(&src_dir),
         "cp -al (source tree)",
     )?;
-    let mut new_files = Vec::new();
-    for p in patches {
-        let text =
-            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-        new_files.extend(files_of_patch(&text));
-        let out = Command::new("patch")
-            .args(["-p1", "--forward", "--batch", "-i"])
-            .arg(p)
-            .current_dir(&src_dir)
-            .output()
-            .context("cannot run patch")?;
-        if !out.status.success() {
-            bail!(
-                "patch {} does not apply:\n{}{}",
-                p.display(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
+    let mut new_files = apply_patches(&src_dir, recipe, desc)?;
     if kept_out.is_dir() {
         std::fs::rename(&kept_out, src_dir.join("out"))?;
         for f in old_files.iter().filter(|f| !new_files.contains(f)) {
@@ -413,6 +399,164 @@ fn prepare_tree(vdir: &Path, pristine: &Path, patches: &[PathBuf], tree_key: &st
     std::fs::write(vdir.join("pristine"), pristine.to_string_lossy().as_bytes())?;
     std::fs::write(vdir.join("tree-key"), tree_key)?;
     Ok(())
+}
+
+/// Applies the recipe's patches to `tree` (`desc` says what the tree is, for
+/// the error), in order; the files they change.
+pub fn apply_patches(tree: &Path, recipe: &Recipe, desc: &str) -> Result<Vec<String>> {
+    let mut files = Vec::new();
+    for p in &recipe.patches {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+        files.extend(files_of_patch(&text));
+        apply_patch(tree, p).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: field `patches`: {} does not apply to {desc} (tried with --dry-run first: nothing of it was applied):\n{}",
+                recipe.file.display(),
+                p.display(),
+                e.trim_end()
+            )
+        })?;
+    }
+    Ok(files)
+}
+
+/// Applies `patch` to `tree` (`patch -p1`), after a `--dry-run` that must
+/// succeed: a patch that does not apply leaves no half-applied hunks and
+/// `.rej` files behind. What patch said, when it does not apply.
+pub fn apply_patch(tree: &Path, patch: &Path) -> std::result::Result<(), String> {
+    for dry in [true, false] {
+        let mut cmd = Command::new("patch");
+        cmd.args(["-p1", "--forward", "--batch", "--no-backup-if-mismatch"]);
+        if dry {
+            cmd.arg("--dry-run");
+        }
+        let out = cmd
+            .arg("-i")
+            .arg(patch)
+            .current_dir(tree)
+            .output()
+            .map_err(|e| format!("cannot run patch: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every symbol the Kconfig files of `src` define (`config X`,
+/// `menuconfig X`), for checking fragments before configuring: a symbol
+/// that does not exist is dropped by merge_config.sh with a warning nobody
+/// reads. `src/out` (our object directory) and dot directories are skipped.
+pub fn kconfig_symbols(src: &Path) -> Result<std::collections::HashSet<String>> {
+    let mut symbols = std::collections::HashSet::new();
+    let mut dirs = vec![src.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let Ok(ty) = e.file_type() else { continue };
+            if ty.is_dir() {
+                let ours = dir == src && name == "out";
+                if !(name.starts_with('.') || ours) {
+                    dirs.push(e.path());
+                }
+            } else if name.starts_with("Kconfig") {
+                let text = std::fs::read(e.path()).unwrap_or_default();
+                for line in String::from_utf8_lossy(&text).lines() {
+                    let l = line.trim_start();
+                    let rest = l
+                        .strip_prefix("config")
+                        .or_else(|| l.strip_prefix("menuconfig"));
+                    if let Some(rest) = rest.filter(|r| r.starts_with([' ', '\t'])) {
+                        if let Some(sym) = rest.split_whitespace().next() {
+                            symbols.insert(sym.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(symbols)
+}
+
+/// Fails, naming every such line, when a fragment of `recipe` asks for a
+/// symbol the kernel tree `src` does not have.
+pub fn check_fragment_symbols(recipe: &Recipe, src: &Path) -> Result<()> {
+    let unknown = unknown_fragment_symbols(recipe, &kconfig_symbols(src)?)?;
+    if !unknown.is_empty() {
+        bail!(
+            "{}: field `fragments`: {}",
+            recipe.file.display(),
+            unknown.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// The fragment lines of `recipe` that name a symbol `symbols` does not
+/// have, each with the closest existing symbol when one is close.
+pub fn unknown_fragment_symbols(
+    recipe: &Recipe,
+    symbols: &std::collections::HashSet<String>,
+) -> Result<Vec<String>> {
+    let base = recipe.file.parent().unwrap_or(Path::new("."));
+    let mut unknown = Vec::new();
+    for f in &recipe.fragments {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            let Some(want) = config_requests(line).pop() else {
+                continue;
+            };
+            if symbols.contains(&want.symbol) {
+                continue;
+            }
+            let hint = closest(&want.symbol, symbols)
+                .map(|c| format!("; did you mean CONFIG_{c}?"))
+                .unwrap_or_default();
+            unknown.push(format!(
+                "`{}` line {}: CONFIG_{} is not a symbol of this kernel{hint}",
+                f.strip_prefix(base).unwrap_or(f).display(),
+                i + 1,
+                want.symbol
+            ));
+        }
+    }
+    Ok(unknown)
+}
+
+/// The symbol nearest to `sym` by edit distance, if at most 2 edits away.
+fn closest<'a>(sym: &str, symbols: &'a std::collections::HashSet<String>) -> Option<&'a str> {
+    let a: Vec<char> = sym.chars().collect();
+    let mut best: Option<(usize, &str)> = None;
+    for s in symbols {
+        if s.len().abs_diff(a.len()) > 2 {
+            continue;
+        }
+        let b: Vec<char> = s.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.iter().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let here = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(here + 1);
+                prev = here;
+            }
+        }
+        let d = row[b.len()];
+        if d <= 2 && best.is_none_or(|(bd, bs)| (d, s.as_str()) < (bd, bs)) {
+            best = Some((d, s));
+        }
+    }
+    best.map(|(_, s)| s)
 }
 
 /// The files a unified diff changes (its `+++ b/...` and `--- a/...` lines).
@@ -491,6 +635,7 @@ pub(crate) fn configure_and_make(
     std::fs::create_dir_all(obj)?;
     let mut log = std::fs::File::create(log_path)
         .with_context(|| format!("cannot create {}", log_path.display()))?;
+    check_fragment_symbols(recipe, src)?;
     let mut fragments = recipe.fragments.clone();
     if recipe.debug_info {
         let dbg = obj.join("gmemtest-debug-info.config");

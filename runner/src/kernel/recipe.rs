@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-use crate::yaml::load_yaml;
+use crate::yaml::{check_text, load_yaml};
 
 /// Where a kernel's source comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +108,7 @@ impl Recipe {
             #[serde(default)]
             debug_info: bool,
         }
-        let shape: Shape = load_yaml(file)?;
+        let shape: Shape = load_yaml(file, "kernel recipe")?;
         let source = serde_yaml::from_value::<SourceSpecHelper>(shape.source)
             .map_err(|e| anyhow::anyhow!("{}: field `source`: {e}", file.display()))?
             .0;
@@ -117,6 +117,19 @@ impl Recipe {
             .and_then(|s| s.to_str())
             .with_context(|| format!("{}: not a valid file name", file.display()))?
             .to_string();
+        // The name goes into directory names, cache keys and reports.
+        if name.is_empty()
+            || name.starts_with('.')
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            bail!(
+                "{}: the kernel name `{name}` (the file name) may only hold letters, digits, `_`, `-` and `.`, and not start with `.`",
+                file.display()
+            );
+        }
+        check_text(file, "description", &shape.description)?;
         let dir = file.parent().unwrap_or(Path::new("."));
         let resolve = |field: &str, rel: &str| -> Result<PathBuf> {
             let p = Path::new(rel);
@@ -127,11 +140,31 @@ impl Recipe {
                 );
             }
             let abs = dir.join(p);
+            if abs.exists() && !abs.is_file() {
+                bail!(
+                    "{}: field `{field}`: `{rel}` is not a regular file; expected a {}",
+                    file.display(),
+                    if field == "patches" {
+                        "patch"
+                    } else {
+                        "config fragment"
+                    }
+                );
+            }
             if !abs.is_file() {
                 bail!(
                     "{}: field `{field}`: file `{rel}` does not exist in {}",
                     file.display(),
                     dir.display()
+                );
+            }
+            // A symlink inside kernels/ must not lead out of it either.
+            let (real, real_dir) = (abs.canonicalize()?, dir.canonicalize()?);
+            if !real.starts_with(&real_dir) {
+                bail!(
+                    "{}: field `{field}`: `{rel}` leads to {}, outside kernels/; expected a file inside kernels/",
+                    file.display(),
+                    real.display()
                 );
             }
             Ok(abs)
@@ -152,22 +185,36 @@ impl Recipe {
             .iter()
             .map(|p| resolve("fragments", p))
             .collect::<Result<Vec<_>>>()?;
+        for (rel, abs) in shape.fragments.iter().zip(&fragments) {
+            let text = std::fs::read_to_string(abs).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: field `fragments`: cannot read `{rel}` as text: {e}",
+                    file.display()
+                )
+            })?;
+            check_fragment(&text).map_err(|(line, e)| {
+                anyhow::anyhow!(
+                    "{}: field `fragments`: `{rel}` line {line}: {e}",
+                    file.display()
+                )
+            })?;
+        }
         match &source {
             SourceSpec::Debian { package, .. } if !package.starts_with("linux-source-") => bail!(
                 "{}: field `source.debian`: expected a kernel source package named linux-source-X.Y, got `{package}`",
                 file.display()
             ),
             SourceSpec::Tree { tree } => {
+                if !patches.is_empty() {
+                    bail!(
+                        "{}: field `patches`: patches apply to a `debian` source only; commit them in your tree instead",
+                        file.display()
+                    );
+                }
                 let t = expand_home(tree);
                 if !t.join("Makefile").is_file() || !t.join("Kconfig").is_file() {
                     bail!(
                         "{}: field `source.tree`: `{tree}` is not a kernel source tree (no Makefile and Kconfig there)",
-                        file.display()
-                    );
-                }
-                if !patches.is_empty() {
-                    bail!(
-                        "{}: field `patches`: patches apply to a `debian` source only; commit them in your tree instead",
                         file.display()
                     );
                 }
@@ -184,6 +231,52 @@ impl Recipe {
             debug_info: shape.debug_info,
         })
     }
+}
+
+/// A config fragment is `CONFIG_X=value` and `# CONFIG_X is not set` lines,
+/// comments and blank lines; anything else would be dropped by
+/// merge_config.sh without a word. The line number and what is wrong.
+pub fn check_fragment(text: &str) -> std::result::Result<(), (usize, String)> {
+    let symbol = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    };
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        let bad = |why: &str| Err((i + 1, format!("`{}`: {why}", l.escape_debug())));
+        if l.is_empty() {
+            continue;
+        }
+        if let Some(c) = l.strip_prefix('#') {
+            // Any other comment may well start with a symbol's name.
+            if let Some(sym) = c
+                .trim()
+                .strip_prefix("CONFIG_")
+                .and_then(|r| r.strip_suffix(" is not set"))
+            {
+                if !symbol(sym) {
+                    return bad(
+                        "expected `# CONFIG_NAME is not set` with NAME in capitals, digits and `_`",
+                    );
+                }
+            }
+            continue;
+        }
+        let Some((k, v)) = l.split_once('=') else {
+            return bad(
+                "expected `CONFIG_NAME=value`, `# CONFIG_NAME is not set` or a `#` comment",
+            );
+        };
+        if !k.strip_prefix("CONFIG_").is_some_and(symbol) {
+            return bad("expected `CONFIG_NAME=value` with NAME in capitals, digits and `_`");
+        }
+        let quoted = v.len() >= 2 && v.starts_with('"') && v.ends_with('"');
+        if v.is_empty() || (!quoted && v.contains(char::is_whitespace)) {
+            return bad("expected a value: y, m, n, a number or a \"quoted string\"");
+        }
+    }
+    Ok(())
 }
 
 /// `~/x` to `$HOME/x`.
@@ -292,6 +385,33 @@ mod tests {
             e.contains("field `source.tree`") && e.contains("not a kernel source tree"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn fragment_lines_are_checked() {
+        let ok =
+            "# comment\n\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"a b\"\nCONFIG_D=0x10\n";
+        assert_eq!(check_fragment(ok), Ok(()));
+        for (text, line, want) in [
+            (
+                "CONFIG_A=y\nKVM=y\n",
+                2,
+                "expected `CONFIG_NAME=value` with NAME",
+            ),
+            (
+                "CONFIG_A=y\nCONFIG_KVM\n",
+                2,
+                "expected `CONFIG_NAME=value`, `# CONFIG_NAME",
+            ),
+            ("CONFIG_kvm=y\n", 1, "NAME in capitals"),
+            ("CONFIG_A=\n", 1, "expected a value"),
+            ("CONFIG_A=y n\n", 1, "expected a value"),
+            ("# CONFIG_a b is not set\n", 1, "is not set` with NAME"),
+        ] {
+            let (l, e) = check_fragment(text).unwrap_err();
+            assert_eq!(l, line, "{text:?}");
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
     }
 
     #[test]

@@ -1,0 +1,4 @@
+int gup(void)
+{
+	return 0;
+}
