@@ -7,7 +7,7 @@
 //! timeout: 60                   # seconds, the whole boot (default: the steps' + 30)
 //! memory_mb: 1024               # guest memory (default 1024)
 //! cpus: 2                       # guest CPUs (default 2)
-//! cmdline: ""                   # extra kernel command line
+//! cmdline: ""                   # extra kernel parameters (plain words: letters, digits, `_-.,:=/+@%`)
 //! expect_crash: false           # true, or the kernels on which the case expects a crash:
 //!                               # expect_crash: [nodirectmap-rfc]
 //! keep_dmesg: ["kvm_amd: .*"]   # regexes: matching kernel log lines go in the outcome
