@@ -384,6 +384,31 @@ where
     })
 }
 
+/// Sends each non-empty line of the result stream to `tx`, until the stream
+/// ends. Lines are read as bytes: a guest that writes a byte that is not
+/// UTF-8 gets that line reported as a bad line, and the stream goes on
+/// (read as text, one such byte would end it and lose every later record).
+async fn forward_result_lines<R>(r: R, tx: tokio::sync::mpsc::UnboundedSender<String>)
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    let mut r = BufReader::new(r);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf);
+                let line = line.trim_matches(|c| c == '\n' || c == '\r' || c == '\0' || c == ' ');
+                if !line.is_empty() && tx.send(line.to_string()).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Boots and collects. `on_console` sees each console line as it arrives
 /// (to stream it to a person).
 pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<BootResult> {
@@ -478,13 +503,7 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
         let Ok((stream, _)) = listener.accept().await else {
             return;
         };
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let line = line.trim_matches(|c| c == '\r' || c == '\0' || c == ' ');
-            if !line.is_empty() && line_tx.send(line.to_string()).is_err() {
-                return;
-            }
-        }
+        forward_result_lines(stream, line_tx).await;
     });
     let mut records = Vec::new();
     let mut record_times = Vec::new();
@@ -784,5 +803,26 @@ mod tests {
     fn shell_line_quotes_what_needs_it() {
         let s = shell_line(&["-append".into(), "console=ttyS0 panic=-1".into()]);
         assert_eq!(s, "qemu-system-x86_64 -append 'console=ttyS0 panic=-1'");
+    }
+
+    /// What the guest writes to the result port, byte for byte, and the
+    /// lines the runner reads from it.
+    fn result_lines(bytes: &[u8]) -> Vec<String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        rt.block_on(forward_result_lines(bytes, tx));
+        let mut out = Vec::new();
+        while let Ok(l) = rx.try_recv() {
+            out.push(l);
+        }
+        out
+    }
+
+    #[test]
+    fn a_byte_that_is_not_utf8_does_not_end_the_result_stream() {
+        let got = result_lines(b"{\"a\":1}\r\n\x80\n\0\0\n{\"b\":2}\n{\"c\":3}");
+        assert_eq!(got, ["{\"a\":1}", "\u{fffd}", "{\"b\":2}", "{\"c\":3}"]);
     }
 }

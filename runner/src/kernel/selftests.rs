@@ -149,14 +149,16 @@ pub fn is_static_elf(data: &[u8]) -> Option<bool> {
     if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 || data[5] != 1 {
         return None;
     }
-    let u16_at = |o: usize| Some(u16::from_le_bytes(data.get(o..o + 2)?.try_into().ok()?));
-    let u32_at = |o: usize| Some(u32::from_le_bytes(data.get(o..o + 4)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(data.get(o..o + 8)?.try_into().ok()?));
-    let phoff = u64_at(0x20)? as usize;
+    // Offsets come from the file: a damaged header must not overflow.
+    let bytes = |o: usize, n: usize| data.get(o..o.checked_add(n)?);
+    let u16_at = |o: usize| Some(u16::from_le_bytes(bytes(o, 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(bytes(o, 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(bytes(o, 8)?.try_into().ok()?));
+    let phoff = usize::try_from(u64_at(0x20)?).ok()?;
     let phentsize = u16_at(0x36)? as usize;
     let phnum = u16_at(0x38)? as usize;
     for i in 0..phnum {
-        if u32_at(phoff + i * phentsize)? == PT_INTERP {
+        if u32_at(phoff.checked_add(i * phentsize)?)? == PT_INTERP {
             return Some(false);
         }
     }
@@ -518,6 +520,10 @@ mod tests {
         assert_eq!(is_static_elf(&elf(&[6, 1, 1])), Some(true));
         assert_eq!(is_static_elf(&elf(&[6, 3, 1])), Some(false));
         assert_eq!(is_static_elf(b"#!/bin/sh\n"), None);
+        // A program header table at the end of the address space.
+        let mut bad = elf(&[6, 1, 1]);
+        bad[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(is_static_elf(&bad), None);
         // This test binary is linked the host's way (dynamically), the
         // guest binaries are not: a real check of the reader.
         let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
