@@ -114,15 +114,18 @@ pub fn split(batch: &BootResult, cases: &[&str]) -> Vec<Option<Section>> {
         .iter()
         .map(|&name| {
             let start = case_start(name)?;
-            let end = batch.records[start..]
-                .iter()
-                .position(|r| matches!(r, Record::CaseEnd { case } if case == name))
-                .map(|p| start + p);
             let next_start = batch.records[start + 1..]
                 .iter()
                 .position(|r| matches!(r, Record::CaseStart { .. }))
                 .map(|p| start + 1 + p)
                 .unwrap_or(batch.records.len());
+            // Only before the next case starts: init runs cases one after
+            // another, so a stream that says otherwise is garbled, and no
+            // case's section may hold another case's records.
+            let end = batch.records[start..next_start]
+                .iter()
+                .position(|r| matches!(r, Record::CaseEnd { case } if case == name))
+                .map(|p| start + p);
             let own = start..end.map(|e| e + 1).unwrap_or(next_start);
             let mut records: Vec<Record> = batch.records[common.clone()].to_vec();
             records.extend_from_slice(&batch.records[own.clone()]);
@@ -558,6 +561,22 @@ mod tests {
         );
         assert!(!bb.boot.console.contains("step s"));
         assert_eq!(bb.boot.records.len(), 1 + 4 + 1);
+    }
+
+    /// init runs cases one after another; a stream that interleaves them
+    /// is garbled, and no case's section may take another case's records.
+    #[test]
+    fn a_case_end_after_another_case_began_does_not_complete_it() {
+        let records = vec![
+            Record::CaseStart { case: "b".into() },
+            Record::CaseStart { case: "a".into() },
+            Record::CaseEnd { case: "b".into() },
+        ];
+        let b = batch_of("", records, BootEnd::Exited { code: Some(0) });
+        let s = split(&b, &["a", "b"]);
+        let bb = s[1].as_ref().unwrap();
+        assert!(!bb.complete);
+        assert_eq!(bb.boot.records, [Record::CaseStart { case: "b".into() }]);
     }
 
     #[test]

@@ -734,6 +734,9 @@ impl Table {
         for (re, rep) in &self.title_rules {
             title = re.replace_all(&title, *rep).into_owned();
         }
+        // A title is one printable line (a table cell, a snapshot field):
+        // line noise on the serial port (a stray CR, an escape) is dropped.
+        title.retain(|c| !c.is_control());
 
         Crash {
             kind,
@@ -759,6 +762,13 @@ mod tests {
         let c = find_crashes(console);
         assert_eq!(c.len(), 1, "{c:#?}");
         c.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn line_noise_does_not_reach_the_title() {
+        let c =
+            one("Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100\r\x0e\n");
+        assert_eq!(c.title, "Kernel panic: Attempted to kill init!");
     }
 
     #[test]
