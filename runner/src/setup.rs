@@ -417,14 +417,15 @@ fn unpack_source_deb(
     eprintln!("setup: unpacking {}", deb.display());
     let series = package.trim_start_matches("linux-source-");
     let tarball = format!("./usr/src/linux-source-{series}.tar.xz");
-    let script = format!(
-        "set -o pipefail; dpkg-deb --fsys-tarfile \"$1\" | tar -xO '{tarball}' | tar -xJ -C \"$2\""
-    );
+    // Names reach the script as arguments, never as its text.
+    let script =
+        r#"set -o pipefail; dpkg-deb --fsys-tarfile "$1" | tar -xO "$3" | tar -xJ -C "$2""#;
     run_checked(
         Command::new("bash")
-            .args(["-c", &script, "unpack"])
+            .args(["-c", script, "unpack"])
             .arg(deb)
-            .arg(tmp.path()),
+            .arg(tmp.path())
+            .arg(&tarball),
         "unpacking the kernel source",
     )?;
     let inner = tmp.path().join(format!("linux-source-{series}"));

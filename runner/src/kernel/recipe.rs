@@ -200,10 +200,19 @@ impl Recipe {
             })?;
         }
         match &source {
-            SourceSpec::Debian { package, .. } if !package.starts_with("linux-source-") => bail!(
-                "{}: field `source.debian`: expected a kernel source package named linux-source-X.Y, got `{package}`",
-                file.display()
-            ),
+            // The name reaches apt-get and file names: X.Y digits only.
+            SourceSpec::Debian { package, .. }
+                if !package.strip_prefix("linux-source-").is_some_and(|v| {
+                    !v.is_empty()
+                        && v.split('.')
+                            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                }) =>
+            {
+                bail!(
+                    "{}: field `source.debian`: expected a kernel source package named linux-source-X.Y, got `{package}`",
+                    file.display()
+                )
+            }
             SourceSpec::Tree { tree } => {
                 if !patches.is_empty() {
                     bail!(
