@@ -109,7 +109,7 @@ impl Recipe {
             debug_info: bool,
         }
         let shape: Shape = load_yaml(file, "kernel recipe")?;
-        let source = serde_yaml::from_value::<SourceSpecHelper>(shape.source)
+        let mut source = serde_yaml::from_value::<SourceSpecHelper>(shape.source)
             .map_err(|e| anyhow::anyhow!("{}: field `source`: {e}", file.display()))?
             .0;
         let name = file
@@ -199,7 +199,7 @@ impl Recipe {
                 )
             })?;
         }
-        match &source {
+        match &mut source {
             // The name reaches apt-get and file names: X.Y digits only.
             SourceSpec::Debian { package, .. }
                 if !package.strip_prefix("linux-source-").is_some_and(|v| {
@@ -220,13 +220,19 @@ impl Recipe {
                         file.display()
                     );
                 }
-                let t = expand_home(tree);
+                // A relative path is relative to the recipe, not to
+                // wherever the runner was started.
+                let t = file
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join(expand_home(tree));
                 if !t.join("Makefile").is_file() || !t.join("Kconfig").is_file() {
                     bail!(
                         "{}: field `source.tree`: `{tree}` is not a kernel source tree (no Makefile and Kconfig there)",
                         file.display()
                     );
                 }
+                *tree = t.to_string_lossy().into_owned();
             }
             _ => {}
         }
@@ -326,6 +332,29 @@ mod tests {
         write(d.path(), "fragments/base.config", "CONFIG_64BIT=y\n");
         let f = write(d.path(), "k.yaml", text);
         format!("{:#}", Recipe::load(&f).unwrap_err())
+    }
+
+    #[test]
+    fn a_relative_tree_is_relative_to_the_recipe() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "linux/Makefile", "");
+        write(d.path(), "linux/Kconfig", "");
+        write(
+            d.path(),
+            "kernels/fragments/base.config",
+            "CONFIG_64BIT=y\n",
+        );
+        let f = write(
+            d.path(),
+            "kernels/mine.yaml",
+            "description: x\nsource: {tree: ../linux}\nfragments: [fragments/base.config]\n",
+        );
+        let SourceSpec::Tree { tree } = Recipe::load(&f).unwrap().source else {
+            panic!("not a tree")
+        };
+        let tree = Path::new(&tree);
+        assert!(tree.is_absolute() || tree.starts_with(d.path()), "{tree:?}");
+        assert!(tree.join("Makefile").is_file(), "{tree:?}");
     }
 
     #[test]
