@@ -4,8 +4,11 @@
 //! Run as root (as on the machines here, where cargo itself lives in /root
 //! and another user cannot run it), the test prepares what setup and the
 //! kernel build leave behind (the stock kernel from the cache, the guest
-//! binaries), copies them into a directory owned by `nobody`, and re-runs
-//! itself as `nobody`: uid and gid 65534, no supplementary groups, no
+//! binaries), copies them, the parts of the checkout a run reads (cases/,
+//! kernels/, snapshots/) and this test binary into a directory owned by
+//! `nobody` (the checkout itself may be where nobody cannot look, a fresh
+//! clone under a 0700 temporary directory say), and re-runs itself as
+//! `nobody`: uid and gid 65534, no supplementary groups, no
 //! capabilities, `no_new_privs` (so not even a setuid helper such as sudo
 //! could give any back). That child loads the case from the checkout, packs
 //! the initramfs, boots QEMU with its sockets in its own directory, writes
@@ -79,8 +82,26 @@ fn prepare(dir: &Path) {
         format!("{}\n{}\n", kernel.source, kernel.key),
     )
     .expect("kernel.txt");
-    for sub in ["tmp", "home", "out"] {
-        std::fs::create_dir(dir.join(sub)).expect("subdirectory");
+    for sub in ["tmp", "home", "out", "checkout/runner"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("subdirectory");
+    }
+    for sub in ["cases", "kernels", "snapshots"] {
+        copy_tree(&paths.root.join(sub), &dir.join("checkout").join(sub));
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    std::fs::copy(&exe, dir.join("test-bin")).expect("copying this test binary");
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{}: {e}", to.display()));
+    for e in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let e = e.expect("dir entry");
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if e.file_type().expect("file type").is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+        }
     }
 }
 
@@ -103,8 +124,8 @@ fn give_to_nobody(dir: &Path) {
 /// sockets go there), INSTA_UPDATE=no (the checkout is not nobody's to
 /// write, and a mismatch must fail, not be written).
 fn run_child_as_nobody(dir: &Path) {
-    let exe = std::env::current_exe().expect("current exe");
-    let root = Paths::of_this_checkout().expect("checkout").root;
+    let exe = dir.join("test-bin");
+    let root = dir.join("checkout");
     let mut cmd = Command::new(&exe);
     cmd.args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
         .env_clear()
