@@ -355,41 +355,16 @@ async fn send_nmi(monitor: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Sends each line `r` yields to `tx`, as it arrives.
-fn forward_lines<R>(
+/// Sends each line `r` yields to `tx`, as it arrives, cleaned by `clean`
+/// (`None` drops the line), until `r` ends. Lines are read as bytes and
+/// decoded lossily: a byte that is not UTF-8 costs its line a replacement
+/// character, where reading text would end the stream there and lose the
+/// rest.
+async fn send_lines<R>(
     r: R,
     tx: tokio::sync::mpsc::UnboundedSender<String>,
-) -> tokio::task::JoinHandle<()>
-where
-    R: tokio::io::AsyncRead + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut r = BufReader::new(r);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match r.read_until(b'\n', &mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf);
-                    if tx
-                        .send(line.trim_end_matches(['\n', '\r']).to_string())
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-        }
-    })
-}
-
-/// Sends each non-empty line of the result stream to `tx`, until the stream
-/// ends. Lines are read as bytes: a guest that writes a byte that is not
-/// UTF-8 gets that line reported as a bad line, and the stream goes on
-/// (read as text, one such byte would end it and lose every later record).
-async fn forward_result_lines<R>(r: R, tx: tokio::sync::mpsc::UnboundedSender<String>)
-where
+    clean: impl Fn(&str) -> Option<&str>,
+) where
     R: tokio::io::AsyncRead + Unpin,
 {
     let mut r = BufReader::new(r);
@@ -400,13 +375,40 @@ where
             Ok(0) | Err(_) => return,
             Ok(_) => {
                 let line = String::from_utf8_lossy(&buf);
-                let line = line.trim_matches(|c| c == '\n' || c == '\r' || c == '\0' || c == ' ');
-                if !line.is_empty() && tx.send(line.to_string()).is_err() {
-                    return;
+                if let Some(line) = clean(&line) {
+                    if tx.send(line.to_string()).is_err() {
+                        return;
+                    }
                 }
             }
         }
     }
+}
+
+/// Forwards the console (or vng's stderr), every line, on a task of its own.
+fn forward_lines<R>(
+    r: R,
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
+) -> tokio::task::JoinHandle<()>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(send_lines(r, tx, |l| {
+        Some(l.trim_end_matches(['\n', '\r']))
+    }))
+}
+
+/// Forwards the non-empty lines of the result stream (without the padding
+/// a serial port may add): a bad line is reported, and the stream goes on.
+async fn forward_result_lines<R>(r: R, tx: tokio::sync::mpsc::UnboundedSender<String>)
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    send_lines(r, tx, |l| {
+        let l = l.trim_matches(|c| c == '\n' || c == '\r' || c == '\0' || c == ' ');
+        (!l.is_empty()).then_some(l)
+    })
+    .await
 }
 
 /// Boots and collects. `on_console` sees each console line as it arrives
