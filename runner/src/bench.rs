@@ -224,7 +224,7 @@ pub async fn run(paths: &Paths, opts: &Options, say: &(dyn Fn(&str) + Sync)) -> 
             None,
         );
         if want(Part::Vng) {
-            crate::vng::ensure_installed()?;
+            crate::setup::vng()?;
         }
         for i in 0..opts.runs {
             say(&format!("boot-to-result {}/{}", i + 1, opts.runs));

@@ -133,3 +133,32 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot rename into {}", path.display()))?;
     Ok(())
 }
+
+/// An exclusive lock on a file, held until the returned value is dropped:
+/// two runners sharing a cache build each kernel once, and set up the host once.
+pub struct FileLock(#[allow(dead_code)] std::fs::File); // held, not read: the lock lives as long as the file is open
+
+pub fn lock(path: &Path) -> Result<FileLock> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open lock {}", path.display()))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on an fd we own; blocks until the lock is free.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        eprintln!(
+            "waiting for another gmemtest run holding {}",
+            path.display()
+        );
+        // SAFETY: as above.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("flock");
+        }
+    }
+    Ok(FileLock(f))
+}

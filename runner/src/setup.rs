@@ -1,5 +1,16 @@
-//! Setup: the host packages gmemtest needs, and kernel source trees from
-//! Debian packages.
+//! Setup: the host packages gmemtest needs, virtme-ng, and kernel source
+//! trees from Debian packages.
+//!
+//! Everything that needs the host ready goes through one readiness function,
+//! [`ready`], in one of three shapes: [`host`] (the packages), [`vng`] (the
+//! packages, then virtme-ng, which needs udev) and [`source`] (the packages,
+//! then an unpacked kernel source). Setup is serialized twice: a mutex for
+//! the threads of one process (tests of one binary run side by side) and a
+//! machine-wide file lock for processes (cargo-nextest runs every test as a
+//! process of its own, and two `cargo xtask` may start at once). Whoever
+//! gets the lock first does the work; the others wait, then find it done.
+//! What is found ready is remembered for the process, so a warm run checks
+//! each thing once.
 //!
 //! Packages are installed with apt when we are root; otherwise the exact
 //! command to run is given. Kernel sources are fetched with a *private* apt
@@ -75,8 +86,108 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Installs missing host packages (as root), or fails with the command to run.
-pub fn ensure_host_packages() -> Result<()> {
+/// The lock that serializes setup across processes. Machine-wide, not in
+/// the cache: the packages and virtme-ng are the machine's, whichever cache
+/// a run uses (tests give themselves caches of their own).
+pub fn setup_lock_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("GMEMTEST_SETUP_LOCK").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let dir = ["/run/lock", "/var/lock"]
+        .iter()
+        .map(Path::new)
+        .find(|d| d.is_dir())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
+    dir.join("gmemtest-setup.lock")
+}
+
+/// Makes one thing ready, once: `found` says whether it already is (and
+/// gives it), `make` makes it. Double-checked: a cheap look without any
+/// lock, then the process's mutex and the machine's file lock, a second
+/// look (another thread or process may have made it meanwhile), and only
+/// then the work, under both locks.
+pub fn ready<T>(
+    what: &str,
+    found: impl Fn() -> Option<T>,
+    make: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    ready_under(&setup_lock_path(), what, found, make)
+}
+
+/// [`ready`] with the machine's lock at `lock`.
+fn ready_under<T>(
+    lock: &Path,
+    what: &str,
+    found: impl Fn() -> Option<T>,
+    make: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if let Some(t) = found() {
+        return Ok(t);
+    }
+    let _threads = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(t) = found() {
+        return Ok(t);
+    }
+    let _processes = crate::paths::lock(lock)
+        .with_context(|| format!("setup of {what}: cannot take {}", lock.display()))?;
+    if let Some(t) = found() {
+        return Ok(t);
+    }
+    make().with_context(|| format!("setup of {what}"))
+}
+
+/// The host packages, installed if missing (as root), or an error with the
+/// command to run.
+pub fn host() -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static DONE: AtomicBool = AtomicBool::new(false);
+    let found = || {
+        let done = DONE.load(Ordering::SeqCst) || matches!(missing_packages().as_deref(), Ok([]));
+        DONE.store(done, Ordering::SeqCst);
+        done.then_some(())
+    };
+    ready("the host packages", found, install_missing_packages)
+}
+
+/// virtme-ng, usable: the host packages first (vng needs udev), then
+/// virtme-ng from PyPI when it is missing or too old.
+pub fn vng() -> Result<crate::vng::VngInfo> {
+    host()?;
+    ready(
+        "virtme-ng",
+        || crate::vng::check().ok(),
+        || {
+            crate::vng::install()?;
+            crate::vng::check().context("virtme-ng was installed but is not usable")
+        },
+    )
+}
+
+/// The source tree of `package` (at `version` when given): the cached one if
+/// any, otherwise downloaded and unpacked now (the host packages first: the
+/// unpacking needs xz-utils).
+pub fn source(paths: &Paths, package: &str, version: Option<&str>) -> Result<SourceTree> {
+    let cached = || {
+        cached_trees(paths, package)
+            .ok()?
+            .into_iter()
+            .find(|t| version.is_none_or(|v| v == t.version))
+    };
+    if let Some(t) = cached() {
+        return Ok(t);
+    }
+    host()?;
+    ready(&format!("the kernel source {package}"), cached, || {
+        fetch_source(paths, package, version)
+            .with_context(|| format!("cannot obtain the kernel source package {package}"))
+    })
+}
+
+/// Installs the missing host packages (as root), or fails with the command
+/// to run. Called under [`ready`]'s locks only.
+fn install_missing_packages() -> Result<()> {
     let missing = missing_packages()?;
     if missing.is_empty() {
         return Ok(());
@@ -92,17 +203,22 @@ pub fn ensure_host_packages() -> Result<()> {
         );
     }
     eprintln!("setup: installing {}", missing.join(" "));
+    // Another apt (not ours: ours are serialized) may hold dpkg's lock for a
+    // while; wait for it rather than fail.
+    let wait = ["-o", "DPkg::Lock::Timeout=300"];
     run_checked(
-        Command::new("apt-get").arg("update").arg("-q"),
+        Command::new("apt-get").args(wait).arg("update").arg("-q"),
         "apt-get update",
     )?;
     run_checked(
         Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(wait)
             .args(["install", "-y", "-q", "--no-install-recommends"])
             .args(&missing),
         "apt-get install",
     )?;
+    eprintln!("setup: installed {}", missing.join(" "));
     Ok(())
 }
 
@@ -289,20 +405,6 @@ fn compare_debian_versions(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
-/// The source tree of `package` (at `version` when given): the cached one if
-/// any, otherwise downloaded and unpacked now.
-pub fn ensure_source(paths: &Paths, package: &str, version: Option<&str>) -> Result<SourceTree> {
-    let cached = cached_trees(paths, package)?;
-    if let Some(t) = cached
-        .iter()
-        .find(|t| version.is_none_or(|v| v == t.version))
-    {
-        return Ok(t.clone());
-    }
-    fetch_source(paths, package, version)
-        .with_context(|| format!("cannot obtain the kernel source package {package}"))
-}
-
 /// The private apt configuration: options that point apt at our own sources
 /// list, lists and cache.
 fn private_apt(paths: &Paths) -> Result<Vec<String>> {
@@ -453,6 +555,45 @@ fn unpack_source_deb(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Threads that all find the thing missing make it once; the others
+    /// wait and then find it made. A failure is reported, and the next
+    /// caller tries again.
+    #[test]
+    fn ready_makes_a_thing_once_however_many_ask() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let d = tempfile::tempdir().unwrap();
+        let lock = d.path().join("setup.lock");
+        let made = AtomicUsize::new(0);
+        let there = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    let v = ready_under(
+                        &lock,
+                        "a thing",
+                        || (there.load(Ordering::SeqCst) == 1).then_some(42),
+                        || {
+                            made.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            there.store(1, Ordering::SeqCst);
+                            Ok(42)
+                        },
+                    )
+                    .unwrap();
+                    assert_eq!(v, 42);
+                });
+            }
+        });
+        assert_eq!(made.load(Ordering::SeqCst), 1);
+        let e = ready_under(&lock, "another", || None::<()>, || bail!("no network")).unwrap_err();
+        assert_eq!(format!("{e:#}"), "setup of another: no network");
+        assert_eq!(
+            ready_under(&lock, "another", || None, || Ok(7)).unwrap(),
+            7,
+            "a failed setup is tried again"
+        );
+    }
 
     #[test]
     fn deb822_picks_the_archive_not_security() {

@@ -6,8 +6,8 @@
 //! where KVM acceleration does not work, extra QEMU options, and
 //! `--dry-run` to see the QEMU command vng would start. [`check`] finds the
 //! `vng` binary, checks its version and that udev (without which vng exits
-//! 255 and prints nothing) is installed; [`ensure_installed`] installs
-//! virtme-ng from PyPI for `cargo xtask setup`.
+//! 255 and prints nothing) is installed; [`crate::setup::vng`] installs
+//! virtme-ng from PyPI when it is not.
 //!
 //! The guest sees the host's root filesystem read-only (9p), with tmpfs
 //! overlays on /etc, /usr, /var, /tmp, ... so it can write without touching
@@ -281,12 +281,10 @@ pub fn check_at(bin: Option<PathBuf>, udev: bool) -> Result<VngInfo> {
     Ok(VngInfo { bin, version })
 }
 
-/// Installs virtme-ng from PyPI when it is missing or too old: system-wide as
-/// root, for the user otherwise (pip needs no root for that).
-pub fn ensure_installed() -> Result<VngInfo> {
-    if let Ok(info) = check() {
-        return Ok(info);
-    }
+/// Installs virtme-ng from PyPI: system-wide as root, for the user
+/// otherwise (pip needs no root for that). Only through
+/// [`crate::setup::vng`], which serializes it and checks the result.
+pub(crate) fn install() -> Result<()> {
     let root = crate::setup::is_root();
     let spec = format!("virtme-ng=={PINNED_VERSION}");
     let mut args = vec![
@@ -314,7 +312,8 @@ pub fn ensure_installed() -> Result<VngInfo> {
             err.trim()
         );
     }
-    check().context("virtme-ng was installed but is not usable")
+    eprintln!("setup: installed {spec}");
+    Ok(())
 }
 
 #[cfg(test)]

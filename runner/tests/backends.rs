@@ -31,8 +31,7 @@ fn run(suite: &Suite, prepared: &suite::Prepared, case: &str, backend: BackendKi
 
 #[test]
 fn vng_and_hermetic_give_the_same_outcome() {
-    runner::setup::ensure_host_packages().expect("setup");
-    runner::vng::ensure_installed().expect("virtme-ng");
+    runner::setup::vng().expect("virtme-ng");
     let mut paths = Paths::of_this_checkout().unwrap();
     // Logs of its own: the `cases` harness may run beside it (cargo-nextest).
     paths.out = paths.out.join("tests").join("backends");
@@ -81,7 +80,7 @@ fn vng_and_hermetic_give_the_same_outcome() {
 
 #[test]
 fn vng_puts_the_result_port_after_its_console() {
-    let info = runner::vng::ensure_installed().expect("virtme-ng");
+    let info = runner::setup::vng().expect("virtme-ng");
     let dir = tempfile::tempdir().unwrap();
     // --dry-run needs no real kernel image, only a file.
     let kernel = dir.path().join("bzImage");

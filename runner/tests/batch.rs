@@ -16,7 +16,7 @@ use runner::paths::Paths;
 use runner::suite::{self, BootMode, CaseRun, RunOptions, Suite, Verdict};
 
 fn prepared(suite: &Suite) -> suite::Prepared {
-    runner::setup::ensure_host_packages().expect("setup");
+    runner::setup::host().expect("setup");
     suite::prepare(suite).expect("prepare")
 }
 

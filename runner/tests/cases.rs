@@ -44,7 +44,7 @@ fn main() {
             move || {
                 let prepared = prepared[&kernel_name]
                     .get_or_init(|| {
-                        runner::setup::ensure_host_packages()
+                        runner::setup::host()
                             .and_then(|_| suite::prepare(&suite.only_kernel(&kernel_name)))
                             .map_err(|e| format!("{e:#}"))
                     })

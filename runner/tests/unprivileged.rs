@@ -61,7 +61,7 @@ fn a_case_runs_to_its_verdict_without_privilege() {
 /// binaries (built by cargo, which only its owner can run here).
 fn prepare(dir: &Path) {
     let paths = Paths::of_this_checkout().expect("checkout");
-    runner::setup::ensure_host_packages().expect("setup");
+    runner::setup::host().expect("setup");
     let recipe =
         runner::kernel::Recipe::load_named(&paths.kernels(), KERNEL).expect("kernel recipe");
     let kernel = runner::kernel::build(&paths, &recipe).expect("kernel build");

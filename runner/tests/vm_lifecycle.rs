@@ -28,7 +28,7 @@ fn qemu_processes_with(needle: &str) -> Vec<u32> {
 }
 
 fn stock_kernel(paths: &Paths) -> runner::kernel::BuiltKernel {
-    runner::setup::ensure_host_packages().expect("setup");
+    runner::setup::host().expect("setup");
     let recipe = runner::kernel::Recipe::load_named(&paths.kernels(), "stock-7.3").expect("recipe");
     runner::kernel::build(paths, &recipe).expect("kernel build")
 }

@@ -245,7 +245,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             Ok(exit::PASS)
         }
         Cmd::Build { kernels } => {
-            runner::setup::ensure_host_packages()?;
+            runner::setup::host()?;
             let names = if kernels.is_empty() {
                 runner::kernel::recipe::list(&paths.kernels())?
             } else {
@@ -399,7 +399,7 @@ async fn bisect(
     recipe: String,
     expect: String,
 ) -> Result<u8> {
-    runner::setup::ensure_host_packages()?;
+    runner::setup::host()?;
     let expect: runner::bisect::Expect = expect.parse()?;
     // Fail early on a bad case or recipe, before any worktree exists.
     let names = runner::kernel::recipe::list(&paths.kernels())?;
@@ -464,7 +464,7 @@ async fn bench(
     suite_runs: usize,
     jobs: Option<usize>,
 ) -> Result<u8> {
-    runner::setup::ensure_host_packages()?;
+    runner::setup::host()?;
     let suite = Suite::load(paths.clone(), &[], &[])?;
     let cases: Vec<_> = suite.cases.iter().collect();
     let opts = runner::bench::Options {
@@ -494,8 +494,7 @@ async fn shell(
     opts: runner::shell::ShellOptions,
     dry_run: bool,
 ) -> Result<u8> {
-    runner::setup::ensure_host_packages()?;
-    let vng = runner::vng::ensure_installed()?;
+    let vng = runner::setup::vng()?;
     let names = runner::kernel::recipe::list(&paths.kernels())?;
     if !names.iter().any(|n| n == kernel) {
         anyhow::bail!(
@@ -524,8 +523,7 @@ async fn shell(
 }
 
 fn setup(paths: &Paths) -> Result<()> {
-    runner::setup::ensure_host_packages()?;
-    let vng = runner::vng::ensure_installed()?;
+    let vng = runner::setup::vng()?;
     eprintln!(
         "setup: virtme-ng {}.{} at {}",
         vng.version.0,
@@ -535,7 +533,7 @@ fn setup(paths: &Paths) -> Result<()> {
     for n in runner::kernel::recipe::list(&paths.kernels())? {
         let r = runner::kernel::Recipe::load_named(&paths.kernels(), &n)?;
         if let runner::kernel::recipe::SourceSpec::Debian { package, version } = &r.source {
-            let t = runner::setup::ensure_source(paths, package, version.as_deref())?;
+            let t = runner::setup::source(paths, package, version.as_deref())?;
             eprintln!(
                 "setup: kernel {n}: {} {} in {}",
                 t.package,
@@ -581,9 +579,9 @@ async fn test(suite: Suite, opts: RunOptions, how: How) -> Result<u8> {
         anyhow::bail!("nothing to run: no case runs on the selected kernels");
     }
     // Setup is cheap when everything is there, and installs what is missing.
-    runner::setup::ensure_host_packages()?;
+    runner::setup::host()?;
     if opts.backend == BackendKind::Vng {
-        runner::vng::ensure_installed()?;
+        runner::setup::vng()?;
     }
     // Kernel builds block: on a thread of their own, so that an
     // interruption is seen at once (and kills the build).

@@ -52,8 +52,8 @@ fn history(root: &Path) -> (PathBuf, String, String, String) {
         .unwrap()
         .to_path_buf();
     let paths = runner::paths::Paths::discover(&checkout).unwrap();
-    runner::setup::ensure_host_packages().unwrap();
-    let pristine = runner::setup::ensure_source(&paths, "linux-source-7.3", None).unwrap();
+    runner::setup::host().unwrap();
+    let pristine = runner::setup::source(&paths, "linux-source-7.3", None).unwrap();
     let tree = root.join("linux");
     let ok = Command::new("cp")
         .arg("-al")

@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::recipe::{expand_home, Recipe, SourceSpec};
-use crate::paths::Paths;
+use crate::paths::{lock, FileLock, Paths};
 use crate::setup;
 
 /// Bump when the way kernels are built changes (invalidates the cache).
@@ -75,6 +75,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// Builds `recipe` (or finds it in the cache). Progress goes to stderr.
 pub fn build(paths: &Paths, recipe: &Recipe) -> Result<BuiltKernel> {
+    // gcc, make, ccache...: whoever builds makes sure they are there.
+    setup::host()?;
     match &recipe.source {
         SourceSpec::Debian { package, version } => {
             build_debian(paths, recipe, package, version.as_deref())
@@ -96,7 +98,7 @@ fn build_debian(
     package: &str,
     version: Option<&str>,
 ) -> Result<BuiltKernel> {
-    let src = setup::ensure_source(paths, package, version)?;
+    let src = setup::source(paths, package, version)?;
     let compiler = compiler_version()?;
 
     // The tree (source + patches) and the whole build have separate keys: a
@@ -195,7 +197,7 @@ pub fn make_in_tree(paths: &Paths, recipe: &Recipe) -> Result<(BuiltKernel, Path
             recipe.name
         );
     };
-    let src = setup::ensure_source(paths, package, version.as_deref())?;
+    let src = setup::source(paths, package, version.as_deref())?;
     let tree_key = tree_key(&src, recipe)?;
     let desc = format!("{} {} (its tree, built in place)", src.package, src.version);
     let _lock = variant_lock(paths, recipe)?;
@@ -888,35 +890,6 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// An exclusive lock on a file, held until the returned value is dropped:
-/// two runners sharing a cache build each kernel once.
-pub struct FileLock(#[allow(dead_code)] std::fs::File); // held, not read: the lock lives as long as the file is open
-
-pub fn lock(path: &Path) -> Result<FileLock> {
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("cannot open lock {}", path.display()))?;
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on an fd we own; blocks until the lock is free.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        eprintln!(
-            "waiting for another gmemtest run holding {}",
-            path.display()
-        );
-        // SAFETY: as above.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("flock");
-        }
-    }
-    Ok(FileLock(f))
 }
 
 #[cfg(test)]

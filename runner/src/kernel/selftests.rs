@@ -201,7 +201,7 @@ fn build_debian(
     version: Option<&str>,
     tests: &[String],
 ) -> Result<BuiltSelftests> {
-    let src = setup::ensure_source(paths, package, version)?;
+    let src = setup::source(paths, package, version)?;
     let tree_key = tree_key(&src, recipe)?;
     let compiler = compiler_version()?;
     let key = cache_key(&tree_key, &compiler, tests);
@@ -289,7 +289,7 @@ fn build_tree(
         tree_id(&tree)
     ));
     std::fs::create_dir_all(&work)?;
-    let _lock = super::build::lock(&work.join(".lock"))?;
+    let _lock = crate::paths::lock(&work.join(".lock"))?;
     let log_path = work.join("build.log");
     let took = {
         let _one_make = super::build::machine_make_lock(paths)?;
