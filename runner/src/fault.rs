@@ -117,7 +117,7 @@ pub fn says_disk_full(text: &str) -> bool {
 pub fn init_started(console: &str) -> bool {
     console.lines().any(|l| {
         let (_, l) = crate::normalize::split_timestamp(l);
-        l.starts_with("gmemtest: ") && !l.starts_with(crate::boot::NMI_NOTE)
+        l.starts_with("gmemtest: ") && !l.starts_with(crate::nmi::NMI_NOTE)
     })
 }
 
