@@ -1,6 +1,6 @@
 //! What the runs of a suite need built, once: the kernels, the initramfs
 //! base with the guest binaries, the KVM selftests per kernel, and how the
-//! CPU is virtualized. Built by [`crate::suite::prepare`].
+//! CPU is virtualized. Built by `suite::prepare`.
 
 use anyhow::{Context, Result};
 

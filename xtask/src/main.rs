@@ -729,7 +729,7 @@ fn print_expected_crashes(report: &Report) {
             count(r.crashes.len(), "crash", "crashes"),
             r.log_dir.join("crash-report.txt").display()
         );
-        for l in text.lines() {
+        for l in text.trim_end().lines() {
             println!("    {l}");
         }
     }
