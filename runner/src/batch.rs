@@ -150,9 +150,24 @@ pub fn split(batch: &BootResult, cases: &[&str]) -> Vec<Option<Section>> {
             // next case's (the last case's runs to the end of the boot).
             let mut console: Vec<&str> = prelude.to_vec();
             let own_from = console.len();
+            // The runner's own lines, where they fall in this console.
+            let mut runner_notes: Vec<usize> = batch
+                .runner_notes
+                .iter()
+                .copied()
+                .filter(|&n| n < prelude_end)
+                .collect();
             if let Some(at) = markers.iter().position(|(_, m)| *m == name) {
                 let to = markers.get(at + 1).map(|(i, _)| *i).unwrap_or(lines.len());
-                console.extend_from_slice(&lines[markers[at].0..to]);
+                let own = markers[at].0..to;
+                console.extend_from_slice(&lines[own.clone()]);
+                runner_notes.extend(
+                    batch
+                        .runner_notes
+                        .iter()
+                        .filter(|n| own.contains(n))
+                        .map(|n| own_from + n - own.start),
+                );
             }
             let mut console = console.join("\n");
             console.push('\n');
@@ -165,6 +180,7 @@ pub fn split(batch: &BootResult, cases: &[&str]) -> Vec<Option<Section>> {
                     record_times,
                     bad_lines,
                     bad_line_positions,
+                    runner_notes,
                     end: if complete {
                         BootEnd::Exited { code: Some(0) }
                     } else {
@@ -557,6 +573,7 @@ mod tests {
                 .collect(),
             bad_lines: vec![],
             bad_line_positions: vec![],
+            runner_notes: vec![],
             end,
             elapsed: Duration::from_secs(5),
             qemu_stderr: String::new(),
@@ -658,6 +675,38 @@ mod tests {
         assert!(a.boot.console.contains("Kernel panic"));
         assert!(!a.boot.records.iter().any(|r| matches!(r, Record::Done)));
         assert!(s[1].is_none());
+    }
+
+    /// The runner's own lines (its NMI note) are known by place in each
+    /// section's console, as in the whole boot's.
+    #[test]
+    fn the_runners_notes_keep_their_place_in_a_section() {
+        let console = format!(
+            "[ 0.1] Linux\n[ 0.9] {}\n[ 1.0] {}\ngmemtest: step t ...\n{} 5s: sending an NMI for backtraces\n[ 9.0] NMI backtrace\n",
+            case_marker("a"),
+            case_marker("b"),
+            crate::nmi::NMI_NOTE
+        );
+        let records = vec![
+            hello(),
+            Record::CaseStart { case: "a".into() },
+            Record::CaseEnd { case: "a".into() },
+            Record::CaseStart { case: "b".into() },
+        ];
+        let mut b = batch_of(
+            &console,
+            records,
+            BootEnd::Hung {
+                silent_for: Duration::from_secs(5),
+            },
+        );
+        b.runner_notes = vec![4];
+        let s = split(&b, &["a", "b"]);
+        assert!(s[0].as_ref().unwrap().boot.runner_notes.is_empty());
+        let bb = &s[1].as_ref().unwrap().boot;
+        assert_eq!(bb.runner_notes, [3]);
+        let line = bb.console.lines().nth(3).unwrap();
+        assert!(line.starts_with(crate::nmi::NMI_NOTE), "{line}");
     }
 
     #[test]

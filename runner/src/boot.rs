@@ -273,6 +273,10 @@ pub struct BootResult {
     /// with the number of records that came before it.
     pub bad_lines: Vec<String>,
     pub bad_line_positions: Vec<usize>,
+    /// The console lines (0-based) the runner wrote itself: its note of a
+    /// silent guest (the NMI), and any trouble sending that NMI. Told apart
+    /// by place, not by their words.
+    pub runner_notes: Vec<usize>,
     pub end: BootEnd,
     pub elapsed: Duration,
     /// QEMU's own stderr (its errors, not the guest's).
@@ -429,6 +433,7 @@ struct Collected {
     record_times: Vec<Duration>,
     bad_lines: Vec<String>,
     bad_line_positions: Vec<usize>,
+    runner_notes: Vec<usize>,
 }
 
 impl Collected {
@@ -440,12 +445,20 @@ impl Collected {
             record_times: Vec::new(),
             bad_lines: Vec::new(),
             bad_line_positions: Vec::new(),
+            runner_notes: Vec::new(),
         }
     }
 
     fn console_line(&mut self, line: &str) {
         self.console.push_str(line);
         self.console.push('\n');
+    }
+
+    /// A line of the runner's own, in the console where it happened.
+    fn runner_note(&mut self, note: &str) {
+        let at = self.console.matches('\n').count();
+        self.runner_notes.push(at);
+        self.console_line(note);
     }
 
     /// A result-stream line: a record, or a bad line kept with its place.
@@ -665,7 +678,7 @@ async fn ask_for_backtraces(
     let silent_for = cfg.silence.unwrap_or_default();
     let mut say = |note: String| {
         on_console(&note);
-        got.console_line(&note);
+        got.runner_note(&note);
     };
     say(crate::nmi::note(silent_for));
     if let Err(e) = crate::nmi::send(&cfg.monitor_socket).await {
@@ -707,6 +720,7 @@ fn finish(
         record_times: got.record_times,
         bad_lines: got.bad_lines,
         bad_line_positions: got.bad_line_positions,
+        runner_notes: got.runner_notes,
         end,
         elapsed: got.started.elapsed(),
         qemu_stderr,

@@ -148,11 +148,7 @@ pub fn build(case: &Case, kernel: &str, boot: &BootResult, crashes: &[Crash]) ->
     // What the kernel printed after the runner's NMI is the backtraces (and
     // the panic) the runner asked for, not crashes of the case.
     let induced_from = match boot.end {
-        BootEnd::Hung { .. } => boot
-            .console
-            .lines()
-            .position(|l| l.starts_with(crate::nmi::NMI_NOTE))
-            .unwrap_or(usize::MAX),
+        BootEnd::Hung { .. } => boot.runner_notes.first().copied().unwrap_or(usize::MAX),
         _ => usize::MAX,
     };
     let dmesg = boot

@@ -263,6 +263,7 @@ pub(crate) fn judge(
         };
         let f = fault::no_init_fault(
             &boot_res.console,
+            &boot_res.runner_notes,
             &ended,
             crashes.first().map(|c| c.title.as_str()),
         );
@@ -413,6 +414,7 @@ mod tests {
             record_times: vec![Duration::ZERO, Duration::ZERO],
             bad_lines: vec![],
             bad_line_positions: vec![],
+            runner_notes: vec![],
             end,
             elapsed: Duration::from_secs(1),
             qemu_stderr: String::new(),
