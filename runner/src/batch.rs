@@ -20,15 +20,18 @@
 
 use anyhow::{Context, Result};
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::boot::{self, BootEnd, BootResult};
 use crate::case::Case;
 use crate::kernel::BuiltKernel;
+use crate::options::{fresh_log_dir, log_dir, BackendKind, RunOptions};
+use crate::pair::{self, Machine};
 use crate::paths::Paths;
+use crate::prepared::Prepared;
 use crate::report;
-use crate::suite::{self, BackendKind, BootMode, CaseRun, Machine, Prepared, RunOptions, Verdict};
+use crate::verdict::{self, BootMode, CaseRun, RerunReason, Verdict};
 use gmem_protocol::{case_of_marker, Plan, Record};
 
 /// Cases that run in one boot (one case: a boot of its own).
@@ -147,9 +150,24 @@ pub fn split(batch: &BootResult, cases: &[&str]) -> Vec<Option<Section>> {
             // next case's (the last case's runs to the end of the boot).
             let mut console: Vec<&str> = prelude.to_vec();
             let own_from = console.len();
+            // The runner's own lines, where they fall in this console.
+            let mut runner_notes: Vec<usize> = batch
+                .runner_notes
+                .iter()
+                .copied()
+                .filter(|&n| n < prelude_end)
+                .collect();
             if let Some(at) = markers.iter().position(|(_, m)| *m == name) {
                 let to = markers.get(at + 1).map(|(i, _)| *i).unwrap_or(lines.len());
-                console.extend_from_slice(&lines[markers[at].0..to]);
+                let own = markers[at].0..to;
+                console.extend_from_slice(&lines[own.clone()]);
+                runner_notes.extend(
+                    batch
+                        .runner_notes
+                        .iter()
+                        .filter(|n| own.contains(n))
+                        .map(|n| own_from + n - own.start),
+                );
             }
             let mut console = console.join("\n");
             console.push('\n');
@@ -162,6 +180,7 @@ pub fn split(batch: &BootResult, cases: &[&str]) -> Vec<Option<Section>> {
                     record_times,
                     bad_lines,
                     bad_line_positions,
+                    runner_notes,
                     end: if complete {
                         BootEnd::Exited { code: Some(0) }
                     } else {
@@ -181,7 +200,7 @@ pub fn split(batch: &BootResult, cases: &[&str]) -> Vec<Option<Section>> {
 
 /// Where a batch's own logs go: beside its cases', named by its first case.
 pub fn batch_dir(paths: &Paths, kernel: &str, first_case: &str, backend: BackendKind) -> PathBuf {
-    suite::log_dir(paths, &format!("batch@{first_case}"), kernel, backend)
+    log_dir(paths, &format!("batch@{first_case}"), kernel, backend)
 }
 
 /// What one batch boot gave.
@@ -189,7 +208,7 @@ struct BatchBoot<'a> {
     /// The cases judged from their sections.
     judged: Vec<CaseRun>,
     /// The case whose section went wrong, and why: it runs again alone.
-    broken: Option<(&'a Case, String)>,
+    broken: Option<(&'a Case, RerunReason)>,
     /// The cases after it: they run again in a fresh batch.
     rest: Vec<&'a Case>,
 }
@@ -203,11 +222,48 @@ async fn run_batch<'a>(
     opts: RunOptions,
 ) -> Result<BatchBoot<'a>> {
     let dir = batch_dir(paths, &kernel.name, &cases[0].name, opts.backend);
-    suite::fresh_log_dir(&dir)?;
+    let res = boot_batch(&dir, cases, kernel, prepared, opts).await?;
+    let mode = BootMode::Batched {
+        cases: cases.len(),
+        dir: dir.clone(),
+    };
+    if !res
+        .records
+        .iter()
+        .any(|r| matches!(r, Record::Hello { .. }))
+    {
+        // init never came up: each case alone would see this same boot, so
+        // each is judged from all of it (no boot per case to learn that the
+        // kernel does not boot).
+        let mut judged = Vec::new();
+        for c in cases {
+            let mut run = conclude_in_batch(paths, c, kernel, &res, opts)?;
+            run.boot = mode.clone();
+            judged.push(run);
+        }
+        return Ok(BatchBoot {
+            judged,
+            broken: None,
+            rest: vec![],
+        });
+    }
+    judge_sections(paths, cases, kernel, &res, &mode, opts)
+}
+
+/// Packs and boots one shared boot, its logs in `dir`; the console shows
+/// which case the boot is at (or all of it, streamed).
+async fn boot_batch(
+    dir: &Path,
+    cases: &[&Case],
+    kernel: &BuiltKernel,
+    prepared: &Prepared,
+    opts: RunOptions,
+) -> Result<BootResult> {
+    fresh_log_dir(dir)?;
     let plan = Plan::batch(cases.iter().map(|c| c.plan.clone()).collect());
     let machine = Machine::of(cases);
-    let (cfg, _sock_dir) = suite::launch(&dir, &plan, cases, &machine, kernel, prepared, opts)?;
-    suite::write_command_line(&dir, &cfg, opts.backend)?;
+    let (cfg, _sock_dir) = pair::launch(dir, &plan, cases, &machine, kernel, prepared, opts)?;
+    pair::write_command_line(dir, &cfg, opts.backend)?;
     let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
     std::fs::write(dir.join("cases.txt"), names.join("\n") + "\n")?;
     let prefix = format!("[batch@{}] ", kernel.name);
@@ -232,50 +288,52 @@ async fn run_batch<'a>(
             names.join(", ")
         )
     })?;
-    std::fs::write(dir.join("console.log"), &res.console)?;
-    let results: String = res.records.iter().map(|r| r.to_line() + "\n").collect();
-    std::fs::write(dir.join("results.jsonl"), results)?;
-    if !res.qemu_stderr.trim().is_empty() {
-        std::fs::write(dir.join("qemu.stderr"), &res.qemu_stderr)?;
-    }
+    pair::keep_boot_logs(dir, &res)?;
+    Ok(res)
+}
 
-    let mode = BootMode::Batched {
-        cases: cases.len(),
-        dir: dir.clone(),
+/// Judges each case of a shared boot whose init came up from its section,
+/// up to the first that went wrong (that one runs again alone, the rest in
+/// a fresh shared boot). Were the runner interrupted, the cases it cut off
+/// are interrupted, not rerun.
+fn judge_sections<'a>(
+    paths: &Paths,
+    cases: &[&'a Case],
+    kernel: &BuiltKernel,
+    res: &BootResult,
+    mode: &BootMode,
+    opts: RunOptions,
+) -> Result<BatchBoot<'a>> {
+    let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+    let dir = match mode {
+        BootMode::Batched { dir, .. } => dir.clone(),
+        _ => unreachable!("a shared boot's mode"),
     };
     let mut judged = Vec::new();
-    if !res
-        .records
-        .iter()
-        .any(|r| matches!(r, Record::Hello { .. }))
-    {
-        // init never came up: each case alone would see this same boot, so
-        // each is judged from all of it (no boot per case to learn that the
-        // kernel does not boot).
-        for c in cases {
-            let mut run = conclude_in_batch(paths, c, kernel, &res, opts)?;
-            run.boot = mode.clone();
-            judged.push(run);
-        }
-        return Ok(BatchBoot {
-            judged,
-            broken: None,
-            rest: vec![],
-        });
-    }
-    let sections = split(&res, &names);
-    for (i, (case, section)) in cases.iter().zip(sections).enumerate() {
+    for (i, (case, section)) in cases.iter().zip(split(res, &names)).enumerate() {
         let why = match &section {
-            None => Some("the batch's kernel stopped before it began".to_string()),
-            Some(s) if !s.complete => Some(format!(
-                "it did not finish in its batch ({})",
-                describe_end(&res.end)
-            )),
+            None => Some(RerunReason::KernelStoppedEarlier),
+            Some(s) if !s.complete => Some(RerunReason::DidNotFinish {
+                end: res.end.clone(),
+            }),
             Some(s) => report::find_crashes(&s.boot.console)
                 .iter()
                 .find(|c| c.line_no >= s.own_from)
-                .map(|c| format!("the kernel crashed in its batch: {}", c.title)),
+                .map(|c| RerunReason::CrashedInBatch {
+                    title: c.title.clone(),
+                }),
         };
+        if why.is_some() && res.end == BootEnd::Interrupted {
+            for c in &cases[i..] {
+                judged.push(verdict::interrupted(
+                    paths,
+                    &c.name,
+                    &kernel.name,
+                    opts.backend,
+                ));
+            }
+            break;
+        }
         if let Some(why) = why {
             return Ok(BatchBoot {
                 judged,
@@ -285,11 +343,12 @@ async fn run_batch<'a>(
         }
         let section = section.expect("complete");
         let mut run = conclude_in_batch(paths, case, kernel, &section.boot, opts)?;
+        let others = cases.len() - 1;
         std::fs::write(
             run.log_dir.join("batch.txt"),
             format!(
-                "This case booted together with {} others; its console.log is the boot's prelude and its own section.\nThe whole boot's logs: {}\nIts cases, in order:\n{}\n",
-                cases.len() - 1,
+                "This case booted together with {others} other{}; its console.log is the boot's prelude and its own section.\nThe whole boot's logs: {}\nIts cases, in order:\n{}\n",
+                if others == 1 { "" } else { "s" },
                 dir.display(),
                 names.join("\n")
             ),
@@ -318,22 +377,15 @@ fn conclude_in_batch(
     res: &BootResult,
     opts: RunOptions,
 ) -> Result<CaseRun> {
-    let dir = suite::log_dir(paths, &case.name, &kernel.name, opts.backend);
-    suite::fresh_log_dir(&dir)?;
+    let dir = log_dir(paths, &case.name, &kernel.name, opts.backend);
+    fresh_log_dir(&dir)?;
     let _ = std::fs::remove_dir_all(in_batch_dir(&dir));
-    suite::conclude(paths, case, kernel, &dir, res, opts)
-}
-
-fn describe_end(end: &BootEnd) -> String {
-    match end {
-        BootEnd::Exited { code } => format!("the VM stopped, exit {code:?}"),
-        BootEnd::TimedOut { after } => format!("the VM was killed at its deadline, {after:.0?}"),
-        BootEnd::Hung { silent_for } => format!("the VM was silent for {silent_for:.0?}"),
-    }
+    pair::conclude(paths, case, kernel, &dir, res, opts)
 }
 
 /// Runs one unit to the verdicts of all its cases (reruns included); each
-/// verdict is passed to `done` as soon as it is known.
+/// verdict is passed to `done` as soon as it is known. Once the runner is
+/// interrupted, nothing more boots: the cases left are interrupted.
 pub async fn run_unit(
     paths: &Paths,
     unit: &Unit<'_>,
@@ -343,48 +395,51 @@ pub async fn run_unit(
     done: &(dyn Fn(&CaseRun) + Sync),
 ) -> Vec<CaseRun> {
     let mut out = Vec::new();
+    let mut finish = |run: CaseRun| {
+        done(&run);
+        out.push(run);
+    };
     // Cases to boot, with the reason when one is a rerun alone.
-    let mut queue: VecDeque<(Vec<&Case>, Option<String>)> = VecDeque::new();
+    let mut queue: VecDeque<(Vec<&Case>, Option<RerunReason>)> = VecDeque::new();
     queue.push_back((unit.cases.clone(), None));
     while let Some((cases, rerun)) = queue.pop_front() {
+        if crate::interrupt::raised() {
+            for c in cases {
+                finish(verdict::interrupted(
+                    paths,
+                    &c.name,
+                    &kernel.name,
+                    opts.backend,
+                ));
+            }
+            continue;
+        }
         if cases.len() == 1 {
-            let started = Instant::now();
-            let mut run = suite::run_pair(paths, cases[0], kernel, prepared, opts)
-                .await
-                .unwrap_or_else(|e| {
-                    suite::errored(paths, &cases[0].name, &kernel.name, opts.backend, &e)
-                });
-            run.elapsed = started.elapsed();
+            let mut run = run_alone(paths, cases[0], kernel, prepared, opts).await;
             if let Some(why) = rerun {
                 run.boot = BootMode::Rerun { why };
             }
-            done(&run);
-            out.push(run);
+            finish(run);
             continue;
         }
         match run_batch(paths, &cases, kernel, prepared, opts).await {
             Ok(b) => {
                 for run in b.judged {
-                    if run.verdict == Verdict::Pass {
-                        done(&run);
-                        out.push(run);
-                    } else {
-                        // Its own boot gives the verdict; what it did in the
-                        // batch is kept beside.
-                        let case = cases.iter().find(|c| c.name == run.case).expect("case");
-                        let kept = in_batch_dir(&run.log_dir);
-                        let _ = std::fs::rename(&run.log_dir, &kept);
-                        let why = format!(
-                            "{} when it shared a boot (logs {}){}",
-                            run.verdict.label(),
-                            kept.display(),
-                            run.reason
-                                .as_deref()
-                                .map(|r| format!(": {r}"))
-                                .unwrap_or_default()
-                        );
-                        queue.push_front((vec![*case], Some(why)));
+                    if matches!(run.verdict, Verdict::Pass | Verdict::Interrupted) {
+                        finish(run);
+                        continue;
                     }
+                    // Its own boot gives the verdict; what it did in the
+                    // batch is kept beside.
+                    let case = cases.iter().find(|c| c.name == run.case).expect("case");
+                    let kept = in_batch_dir(&run.log_dir);
+                    let _ = std::fs::rename(&run.log_dir, &kept);
+                    let why = RerunReason::DidNotPass {
+                        verdict: run.verdict,
+                        reason: run.reason,
+                        logs: kept,
+                    };
+                    queue.push_front((vec![*case], Some(why)));
                 }
                 if let Some((case, why)) = b.broken {
                     if !b.rest.is_empty() {
@@ -395,7 +450,9 @@ pub async fn run_unit(
             }
             Err(e) => {
                 // The batch could not even start: each case alone says why.
-                let why = format!("its batch could not run: {e:#}");
+                let why = RerunReason::BatchCouldNotRun {
+                    error: format!("{e:#}"),
+                };
                 for c in cases {
                     queue.push_back((vec![c], Some(why.clone())));
                 }
@@ -403,6 +460,22 @@ pub async fn run_unit(
         }
     }
     out
+}
+
+/// One case in a boot of its own; its failure to run is its verdict.
+async fn run_alone(
+    paths: &Paths,
+    case: &Case,
+    kernel: &BuiltKernel,
+    prepared: &Prepared,
+    opts: RunOptions,
+) -> CaseRun {
+    let started = Instant::now();
+    let mut run = pair::run_pair(paths, case, kernel, prepared, opts)
+        .await
+        .unwrap_or_else(|e| verdict::errored(paths, &case.name, &kernel.name, opts.backend, &e));
+    run.elapsed = started.elapsed();
+    run
 }
 
 /// How many VMs at once, by default: one per host CPU (the guests' vCPUs
@@ -500,6 +573,7 @@ mod tests {
                 .collect(),
             bad_lines: vec![],
             bad_line_positions: vec![],
+            runner_notes: vec![],
             end,
             elapsed: Duration::from_secs(5),
             qemu_stderr: String::new(),
@@ -601,6 +675,38 @@ mod tests {
         assert!(a.boot.console.contains("Kernel panic"));
         assert!(!a.boot.records.iter().any(|r| matches!(r, Record::Done)));
         assert!(s[1].is_none());
+    }
+
+    /// The runner's own lines (its NMI note) are known by place in each
+    /// section's console, as in the whole boot's.
+    #[test]
+    fn the_runners_notes_keep_their_place_in_a_section() {
+        let console = format!(
+            "[ 0.1] Linux\n[ 0.9] {}\n[ 1.0] {}\ngmemtest: step t ...\n{} 5s: sending an NMI for backtraces\n[ 9.0] NMI backtrace\n",
+            case_marker("a"),
+            case_marker("b"),
+            crate::nmi::NMI_NOTE
+        );
+        let records = vec![
+            hello(),
+            Record::CaseStart { case: "a".into() },
+            Record::CaseEnd { case: "a".into() },
+            Record::CaseStart { case: "b".into() },
+        ];
+        let mut b = batch_of(
+            &console,
+            records,
+            BootEnd::Hung {
+                silent_for: Duration::from_secs(5),
+            },
+        );
+        b.runner_notes = vec![4];
+        let s = split(&b, &["a", "b"]);
+        assert!(s[0].as_ref().unwrap().boot.runner_notes.is_empty());
+        let bb = &s[1].as_ref().unwrap().boot;
+        assert_eq!(bb.runner_notes, [3]);
+        let line = bb.console.lines().nth(3).unwrap();
+        assert!(line.starts_with(crate::nmi::NMI_NOTE), "{line}");
     }
 
     #[test]

@@ -20,9 +20,9 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::batch;
 use crate::kernel::{self, Recipe};
 use crate::paths::Paths;
+use crate::session::{Schedule, Session};
 use crate::suite::{self, BackendKind, CaseRun, RunOptions, Suite, Verdict};
 
 /// Which figures to measure.
@@ -182,7 +182,7 @@ pub async fn run(paths: &Paths, opts: &Options, say: &(dyn Fn(&str) + Sync)) -> 
         machine: machine(),
     };
     let suite = Suite::load(paths.clone(), &[], &[])?;
-    let prepared = suite::prepare(&suite)?;
+    let prepared = std::sync::Arc::new(suite::prepare(&suite)?);
     let one = |name: &str| {
         suite
             .cases
@@ -228,7 +228,8 @@ pub async fn run(paths: &Paths, opts: &Options, say: &(dyn Fn(&str) + Sync)) -> 
         }
         for i in 0..opts.runs {
             say(&format!("boot-to-result {}/{}", i + 1, opts.runs));
-            let r = suite::run_pair(&paths, case, stock, &prepared, RunOptions::default()).await?;
+            let r = crate::pair::run_pair(&paths, case, stock, &prepared, RunOptions::default())
+                .await?;
             check(&r, "boot-to-result");
             hermetic.samples.push(r.elapsed.as_secs_f64());
             if want(Part::Vng) {
@@ -236,7 +237,7 @@ pub async fn run(paths: &Paths, opts: &Options, say: &(dyn Fn(&str) + Sync)) -> 
                     backend: BackendKind::Vng,
                     ..Default::default()
                 };
-                let r = suite::run_pair(&paths, case, stock, &prepared, opts).await?;
+                let r = crate::pair::run_pair(&paths, case, stock, &prepared, opts).await?;
                 check(&r, "vng");
                 vng.samples.push(r.elapsed.as_secs_f64());
             }
@@ -278,7 +279,8 @@ pub async fn run(paths: &Paths, opts: &Options, say: &(dyn Fn(&str) + Sync)) -> 
             let started = Instant::now();
             let (built, _) = kernel::build::make_in_tree(&paths, &recipe)?;
             let made = started.elapsed();
-            let r = suite::run_pair(&paths, case, &built, &prepared, RunOptions::default()).await?;
+            let r = crate::pair::run_pair(&paths, case, &built, &prepared, RunOptions::default())
+                .await?;
             let all = started.elapsed();
             check(&r, "edit-to-result");
             total.samples.push(all.as_secs_f64());
@@ -301,7 +303,6 @@ pub async fn run(paths: &Paths, opts: &Options, say: &(dyn Fn(&str) + Sync)) -> 
             "alternating with the shared-boot run",
             None,
         );
-        let quiet = |_: &CaseRun| {};
         for i in 0..opts.suite_runs {
             for (shared, fig) in [(true, &mut batched), (false, &mut alone)] {
                 say(&format!(
@@ -314,19 +315,15 @@ pub async fn run(paths: &Paths, opts: &Options, say: &(dyn Fn(&str) + Sync)) -> 
                     i + 1,
                     opts.suite_runs
                 ));
-                let units = batch::units(&pairs, shared);
-                let started = Instant::now();
-                let runs = batch::run_units(
-                    &paths,
-                    &units,
-                    &prepared,
-                    RunOptions::default(),
-                    opts.jobs,
-                    &quiet,
-                )
-                .await?;
-                fig.samples.push(started.elapsed().as_secs_f64());
-                for r in &runs {
+                let schedule = Schedule {
+                    batch: shared,
+                    jobs: Some(opts.jobs),
+                    ..Schedule::default()
+                };
+                let session = Session::new(suite.clone(), RunOptions::default(), schedule);
+                let done = session.with_prepared(prepared.clone()).run(&|_| {}).await?;
+                fig.samples.push(done.elapsed.as_secs_f64());
+                for r in done.runs() {
                     check(r, "suite");
                 }
             }
@@ -377,7 +374,7 @@ fn machine() -> String {
                 .map(|(_, m)| m.trim().to_string())
         })
         .unwrap_or_default();
-    let (accel, _) = crate::boot::Accel::detect();
+    let (accel, _) = crate::accel::Accel::detect();
     format!("{cpus} CPUs ({model}), {accel:?}")
 }
 

@@ -354,7 +354,7 @@ pub async fn step(
         kernels: vec![kernel.clone()],
         base_image: crate::pack::base_image(&bins)?,
         bins,
-        accel: crate::boot::Accel::detect().0,
+        accel: crate::accel::Accel::detect().0,
         // Not built here: a case that runs KVM selftests fails with a
         // message saying so (bisecting with them is not supported yet).
         kselftests: Vec::new(),
@@ -363,7 +363,7 @@ pub async fn step(
         no_snapshot: true,
         ..Default::default()
     };
-    let run = suite::run_pair(paths, &case, &kernel, &prepared, opts).await;
+    let run = crate::pair::run_pair(paths, &case, &kernel, &prepared, opts).await;
     let outcome = match run {
         Ok(r) if r.outcome.as_ref().is_some_and(|o| o.end != End::NoInit) => {
             r.outcome.expect("checked")

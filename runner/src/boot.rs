@@ -17,47 +17,9 @@ use tokio::process::Command;
 
 use gmem_protocol::Record;
 
-/// How the CPU is virtualized.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Accel {
-    /// Hardware virtualization through the host's /dev/kvm.
-    Kvm,
-    /// QEMU's software emulation (TCG); with `-cpu max` it emulates AMD SVM,
-    /// so the guest still gets a working /dev/kvm.
-    Tcg,
-}
-
-impl Accel {
-    /// KVM only where it really works: /dev/kvm is usable *and* the CPU
-    /// advertises svm or vmx (a paravirtual /dev/kvm without them cannot boot
-    /// a stock kernel). `GMEMTEST_ACCEL=tcg|kvm` overrides.
-    pub fn detect() -> (Accel, String) {
-        match std::env::var("GMEMTEST_ACCEL").as_deref() {
-            Ok("tcg") => return (Accel::Tcg, "GMEMTEST_ACCEL=tcg".into()),
-            Ok("kvm") => return (Accel::Kvm, "GMEMTEST_ACCEL=kvm".into()),
-            _ => {}
-        }
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let hw = cpuinfo
-            .lines()
-            .filter(|l| l.starts_with("flags"))
-            .any(|l| l.split_whitespace().any(|f| f == "svm" || f == "vmx"));
-        let kvm = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
-            .is_ok();
-        match (kvm, hw) {
-            (true, true) => (Accel::Kvm, "/dev/kvm usable and the CPU has svm/vmx".into()),
-            (true, false) => (
-                Accel::Tcg,
-                "/dev/kvm exists but the CPU advertises neither svm nor vmx (paravirtual KVM cannot boot a stock kernel)".into(),
-            ),
-            (false, _) => (Accel::Tcg, "no usable /dev/kvm".into()),
-        }
-    }
-}
+pub use crate::accel::Accel;
+pub use crate::cmdline::{command_line, quote};
+pub use crate::nmi::{BACKTRACE_GRACE, NMI_NOTE};
 
 /// What starts the VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,12 +64,6 @@ pub struct VmConfig {
     /// continues it.
     pub gdb: Option<u16>,
 }
-
-/// The console line the runner adds when it sends the NMI.
-pub const NMI_NOTE: &str = "gmemtest: no output for";
-
-/// How long a guest gets, after the NMI, to print its backtraces and reboot.
-pub const BACKTRACE_GRACE: Duration = Duration::from_secs(15);
 
 /// The kernel command line: console on ttyS0, reboot (so QEMU exits) on panic,
 /// our init from the initramfs. An NMI the kernel did not expect (the one the
@@ -286,6 +242,11 @@ pub fn qemu_program() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(QEMU))
 }
 
+/// Shell-quoted QEMU command line, for logs and reproduce hints.
+pub fn shell_line(args: &[String]) -> String {
+    command_line(&qemu_program(), args)
+}
+
 /// How a boot ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootEnd {
@@ -296,6 +257,9 @@ pub enum BootEnd {
     /// Silent for this long, so sent an NMI for backtraces; then it ended
     /// (its panic rebooted it) or was killed.
     Hung { silent_for: Duration },
+    /// The runner itself was interrupted (Ctrl-C, SIGTERM) and stopped it:
+    /// what the guest did says nothing about the kernel.
+    Interrupted,
 }
 
 /// What came out of one boot.
@@ -309,50 +273,14 @@ pub struct BootResult {
     /// with the number of records that came before it.
     pub bad_lines: Vec<String>,
     pub bad_line_positions: Vec<usize>,
+    /// The console lines (0-based) the runner wrote itself: its note of a
+    /// silent guest (the NMI), and any trouble sending that NMI. Told apart
+    /// by place, not by their words.
+    pub runner_notes: Vec<usize>,
     pub end: BootEnd,
     pub elapsed: Duration,
     /// QEMU's own stderr (its errors, not the guest's).
     pub qemu_stderr: String,
-}
-
-/// One word of a shell command, quoted if it needs it.
-pub fn quote(a: &str) -> String {
-    if !a.is_empty()
-        && a.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_=,./:+".contains(c))
-    {
-        a.to_string()
-    } else {
-        format!("'{}'", a.replace('\'', r"'\''"))
-    }
-}
-
-/// Shell-quoted QEMU command line, for logs and reproduce hints.
-pub fn shell_line(args: &[String]) -> String {
-    command_line(&qemu_program(), args)
-}
-
-/// Shell-quoted command line of any program.
-pub fn command_line(program: &Path, args: &[String]) -> String {
-    std::iter::once(quote(&program.to_string_lossy()))
-        .chain(args.iter().map(|a| quote(a)))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Asks a silent guest for backtraces: an NMI through QEMU's monitor (which
-/// the kernel, booted with `unknown_nmi_panic`, answers by printing every
-/// task and CPU backtrace and panicking into a reboot).
-async fn send_nmi(monitor: &Path) -> Result<()> {
-    use tokio::io::AsyncWriteExt;
-    let mut m = tokio::net::UnixStream::connect(monitor)
-        .await
-        .with_context(|| format!("cannot connect to QEMU's monitor {}", monitor.display()))?;
-    m.write_all(b"nmi\n").await?;
-    m.flush().await?;
-    // Let QEMU read the command before the connection goes.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    Ok(())
 }
 
 /// Sends each line `r` yields to `tx`, as it arrives, cleaned by `clean`
@@ -412,28 +340,52 @@ where
 }
 
 /// Boots and collects. `on_console` sees each console line as it arrives
-/// (to stream it to a person).
+/// (to stream it to a person). The stages: listen on the result socket,
+/// spawn the VM, attach its output, watch it (deadline, silence), collect
+/// what is left once it is gone.
 pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<BootResult> {
-    let _ = std::fs::remove_file(&cfg.result_socket);
-    let listener = tokio::net::UnixListener::bind(&cfg.result_socket)
-        .with_context(|| format!("cannot listen on {}", cfg.result_socket.display()))?;
+    let listener = listen(&cfg.result_socket)?;
     if let Backend::Vng { exec, .. } = &cfg.backend {
         vng_of(cfg, exec).check_plain()?;
     }
+    let started = Instant::now();
+    let (program, mut vm) = spawn(cfg)?;
+    let mut streams = Streams::attach(&mut vm.child, cfg, listener);
+    let mut got = Collected::new(started);
+    let end = watch(cfg, &mut vm, &mut streams, &mut got, &mut on_console).await?;
+    // Stopped by the runner's own interruption, whatever the VM did then.
+    let end = if crate::interrupt::raised() {
+        BootEnd::Interrupted
+    } else {
+        end
+    };
+    if matches!(end, BootEnd::TimedOut { .. } | BootEnd::Hung { .. }) {
+        vm.kill();
+    }
+    let qemu_stderr = streams.drain(&mut vm, &mut got).await;
+    finish(cfg, &program, end, got, qemu_stderr)
+}
+
+/// The result socket, listening before QEMU starts (QEMU connects to it).
+fn listen(socket: &Path) -> Result<tokio::net::UnixListener> {
+    let _ = std::fs::remove_file(socket);
+    tokio::net::UnixListener::bind(socket)
+        .with_context(|| format!("cannot listen on {}", socket.display()))
+}
+
+/// Starts the VM of `cfg`: the program it ran and its process.
+fn spawn(cfg: &VmConfig) -> Result<(PathBuf, VmProcess)> {
     let (program, args) = launch_command(cfg);
     let mut cmd = Command::new(&program);
     let interactive = cfg.interactive.is_some();
+    let (stdin, stdout) = if interactive {
+        (Stdio::inherit(), Stdio::inherit())
+    } else {
+        (Stdio::null(), Stdio::piped())
+    };
     cmd.args(&args)
-        .stdin(if interactive {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
-        .stdout(if interactive {
-            Stdio::inherit()
-        } else {
-            Stdio::piped()
-        })
+        .stdin(stdin)
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     // SAFETY: setpgid and prctl are async-signal-safe. A process group of
@@ -451,172 +403,300 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
             Ok(())
         });
     }
-    let started = Instant::now();
-    let child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(crate::fault::Fault::QemuMissing {
-                program: program.display().to_string(),
+    let child = cmd.spawn().map_err(|e| {
+        let program = program.display().to_string();
+        if e.kind() == std::io::ErrorKind::NotFound {
+            crate::fault::Fault::QemuMissing {
+                program,
                 error: e.to_string(),
             }
-            .into())
-        }
-        Err(e) => {
-            return Err(crate::fault::Fault::QemuFailed {
-                program: program.display().to_string(),
+        } else {
+            crate::fault::Fault::QemuFailed {
+                program,
                 code: format!("no process ({e})"),
                 stderr: String::new(),
             }
-            .into())
         }
-    };
-    let mut vm = VmProcess {
+    })?;
+    let vm = VmProcess {
         child,
         own_group: !interactive,
     };
-    let child = &mut vm.child;
+    Ok((program, vm))
+}
 
-    // The console: QEMU's stdout; with vng, also its stderr (vng puts the
-    // kernel log there when it executes a command). Otherwise stderr is
-    // QEMU's own complaints.
-    let (console_tx, mut console_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let mut readers = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        readers.push(forward_lines(out, console_tx.clone()));
+/// What came out of the VM so far.
+struct Collected {
+    started: Instant,
+    console: String,
+    records: Vec<Record>,
+    record_times: Vec<Duration>,
+    bad_lines: Vec<String>,
+    bad_line_positions: Vec<usize>,
+    runner_notes: Vec<usize>,
+}
+
+impl Collected {
+    fn new(started: Instant) -> Collected {
+        Collected {
+            started,
+            console: String::new(),
+            records: Vec::new(),
+            record_times: Vec::new(),
+            bad_lines: Vec::new(),
+            bad_line_positions: Vec::new(),
+            runner_notes: Vec::new(),
+        }
     }
-    let stderr = child.stderr.take().expect("piped");
-    let stderr_task = if matches!(cfg.backend, Backend::Vng { .. }) && !interactive {
-        readers.push(forward_lines(stderr, console_tx.clone()));
-        tokio::spawn(async { String::new() })
-    } else {
-        let mut stderr = stderr;
-        tokio::spawn(async move {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s).await;
-            s
+
+    fn console_line(&mut self, line: &str) {
+        self.console.push_str(line);
+        self.console.push('\n');
+    }
+
+    /// A line of the runner's own, in the console where it happened.
+    fn runner_note(&mut self, note: &str) {
+        let at = self.console.matches('\n').count();
+        self.runner_notes.push(at);
+        self.console_line(note);
+    }
+
+    /// A result-stream line: a record, or a bad line kept with its place.
+    fn result_line(&mut self, line: String) {
+        match Record::from_line(&line) {
+            Ok(r) => {
+                self.records.push(r);
+                self.record_times.push(self.started.elapsed());
+            }
+            Err(_) => {
+                self.bad_lines.push(line);
+                self.bad_line_positions.push(self.records.len());
+            }
+        }
+    }
+}
+
+/// The VM's output as it arrives, each source on a task of its own.
+struct Streams {
+    /// The console: QEMU's stdout; with vng, also its stderr (vng puts the
+    /// kernel log there when it executes a command).
+    console: tokio::sync::mpsc::UnboundedReceiver<String>,
+    console_readers: Vec<tokio::task::JoinHandle<()>>,
+    /// QEMU's own complaints (its stderr, unless that is console).
+    stderr: tokio::task::JoinHandle<String>,
+    /// The result stream's lines, once QEMU has connected.
+    results: tokio::sync::mpsc::UnboundedReceiver<String>,
+    results_reader: tokio::task::JoinHandle<()>,
+}
+
+impl Streams {
+    fn attach(
+        child: &mut tokio::process::Child,
+        cfg: &VmConfig,
+        listener: tokio::net::UnixListener,
+    ) -> Streams {
+        let interactive = cfg.interactive.is_some();
+        let (console_tx, console) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let mut console_readers = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            console_readers.push(forward_lines(out, console_tx.clone()));
+        }
+        let stderr = child.stderr.take().expect("piped");
+        let stderr = if matches!(cfg.backend, Backend::Vng { .. }) && !interactive {
+            console_readers.push(forward_lines(stderr, console_tx));
+            tokio::spawn(async { String::new() })
+        } else {
+            let mut stderr = stderr;
+            tokio::spawn(async move {
+                let mut s = String::new();
+                let _ = stderr.read_to_string(&mut s).await;
+                s
+            })
+        };
+        let (line_tx, results) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let results_reader = tokio::spawn(async move {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            forward_result_lines(stream, line_tx).await;
+        });
+        Streams {
+            console,
+            console_readers,
+            stderr,
+            results,
+            results_reader,
+        }
+    }
+
+    /// Once the VM is gone: what the console and the result stream still
+    /// had buffered, and QEMU's stderr.
+    async fn drain(self, vm: &mut VmProcess, got: &mut Collected) -> String {
+        let Streams {
+            mut console,
+            console_readers,
+            stderr,
+            mut results,
+            results_reader,
+        } = self;
+        let _ = vm.child.wait().await;
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            for r in console_readers {
+                let _ = r.await;
+            }
         })
-    };
-    drop(console_tx);
-
-    // The result stream: QEMU connects to us at start-up. Each line goes to
-    // the main loop, which also uses it as a sign of life.
-    let (line_tx, mut line_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let results_task = tokio::spawn(async move {
-        let Ok((stream, _)) = listener.accept().await else {
-            return;
-        };
-        forward_result_lines(stream, line_tx).await;
-    });
-    let mut records = Vec::new();
-    let mut record_times = Vec::new();
-    let mut bad_lines = Vec::new();
-    let mut bad_line_positions = Vec::new();
-    let mut take_line = |line: String| match Record::from_line(&line) {
-        Ok(r) => {
-            records.push(r);
-            record_times.push(started.elapsed());
+        .await;
+        while let Ok(line) = console.try_recv() {
+            got.console_line(&line);
         }
-        Err(_) => {
-            bad_lines.push(line);
-            bad_line_positions.push(records.len());
+        let qemu_stderr = tokio::time::timeout(Duration::from_secs(2), stderr)
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .unwrap_or_default();
+        let _ = tokio::time::timeout(Duration::from_secs(2), results_reader).await;
+        while let Ok(l) = results.try_recv() {
+            got.result_line(l);
         }
-    };
+        qemu_stderr
+    }
+}
 
-    let mut console = String::new();
-    let mut deadline = tokio::time::Instant::now() + cfg.deadline;
-    let mut last_sign_of_life = tokio::time::Instant::now();
-    let mut nmi_sent: Option<Duration> = None;
+/// The clock a boot is watched by: its deadline, its last sign of life and
+/// whether it has been sent the NMI.
+struct Watch {
+    started: Instant,
+    deadline: tokio::time::Instant,
+    last_sign_of_life: tokio::time::Instant,
+    silence: Option<Duration>,
+    nmi_sent: Option<Duration>,
+}
+
+impl Watch {
+    fn new(cfg: &VmConfig, started: Instant) -> Watch {
+        let now = tokio::time::Instant::now();
+        Watch {
+            started,
+            deadline: now + cfg.deadline,
+            last_sign_of_life: now,
+            silence: cfg.silence,
+            nmi_sent: None,
+        }
+    }
+
+    /// When the guest is taken for hung (never, once the NMI is sent).
+    fn silence_at(&self) -> tokio::time::Instant {
+        match (self.silence, self.nmi_sent) {
+            (Some(s), None) => self.last_sign_of_life + s,
+            _ => self.deadline + Duration::from_secs(3600),
+        }
+    }
+
+    fn alive(&mut self) {
+        self.last_sign_of_life = tokio::time::Instant::now();
+    }
+
+    /// The NMI went out: the guest has a short grace to print and reboot.
+    fn nmi_sent(&mut self, silent_for: Duration) {
+        self.nmi_sent = Some(silent_for);
+        self.deadline = self
+            .deadline
+            .min(tokio::time::Instant::now() + crate::nmi::BACKTRACE_GRACE);
+    }
+
+    /// How a VM that ended (or was stopped) now ended, seen from here.
+    fn end(&self, exit: Option<std::process::ExitStatus>) -> BootEnd {
+        match (self.nmi_sent, exit) {
+            (Some(silent_for), _) => BootEnd::Hung { silent_for },
+            (None, Some(status)) => BootEnd::Exited {
+                code: status.code(),
+            },
+            (None, None) => BootEnd::TimedOut {
+                after: self.started.elapsed(),
+            },
+        }
+    }
+}
+
+/// Streams the VM's output into `got` until it ends, is silent too long
+/// (the NMI, then a grace) or reaches its deadline.
+async fn watch(
+    cfg: &VmConfig,
+    vm: &mut VmProcess,
+    s: &mut Streams,
+    got: &mut Collected,
+    on_console: &mut impl FnMut(&str),
+) -> Result<BootEnd> {
+    let interactive = cfg.interactive.is_some();
+    let mut w = Watch::new(cfg, got.started);
     let mut results_open = true;
-    let end = loop {
-        let silence_at = match (cfg.silence, nmi_sent) {
-            (Some(s), None) => last_sign_of_life + s,
-            _ => deadline + Duration::from_secs(3600),
-        };
+    loop {
         tokio::select! {
-            status = child.wait(), if interactive => {
-                // Interactive: the console is the user's; QEMU logged it.
-                let status = status?;
-                break BootEnd::Exited { code: status.code() };
+            // Interactive: the console is the user's; QEMU logs it.
+            status = vm.child.wait(), if interactive => {
+                return Ok(BootEnd::Exited { code: status?.code() });
             }
-            line = console_rx.recv(), if !interactive => {
-                match line {
-                    None => {
-                        let status = tokio::select! {
-                            s = child.wait() => s?,
-                            _ = tokio::time::sleep_until(deadline) => {
-                                break BootEnd::TimedOut { after: started.elapsed() };
-                            }
-                        };
-                        break match nmi_sent {
-                            Some(silent_for) => BootEnd::Hung { silent_for },
-                            None => BootEnd::Exited { code: status.code() },
-                        };
-                    }
-                    Some(line) => {
-                        last_sign_of_life = tokio::time::Instant::now();
-                        on_console(&line);
-                        console.push_str(&line);
-                        console.push('\n');
-                    }
+            line = s.console.recv(), if !interactive => match line {
+                None => return console_closed(vm, &w).await,
+                Some(line) => {
+                    w.alive();
+                    on_console(&line);
+                    got.console_line(&line);
                 }
-            }
-            line = line_rx.recv(), if results_open => {
-                match line {
-                    Some(l) => {
-                        last_sign_of_life = tokio::time::Instant::now();
-                        take_line(l);
-                    }
-                    None => results_open = false,
+            },
+            // Each record is also a sign of life.
+            line = s.results.recv(), if results_open => match line {
+                Some(l) => {
+                    w.alive();
+                    got.result_line(l);
                 }
+                None => results_open = false,
+            },
+            _ = tokio::time::sleep_until(w.silence_at()) => {
+                ask_for_backtraces(cfg, &mut w, got, on_console).await;
             }
-            _ = tokio::time::sleep_until(silence_at) => {
-                let silent_for = cfg.silence.unwrap_or_default();
-                let note = format!("{NMI_NOTE} {silent_for:.0?}: sending an NMI for backtraces");
-                on_console(&note);
-                console.push_str(&note);
-                console.push('\n');
-                if let Err(e) = send_nmi(&cfg.monitor_socket).await {
-                    let note = format!("gmemtest: {e:#}");
-                    on_console(&note);
-                    console.push_str(&note);
-                    console.push('\n');
-                }
-                nmi_sent = Some(silent_for);
-                deadline = deadline.min(tokio::time::Instant::now() + BACKTRACE_GRACE);
-            }
-            _ = tokio::time::sleep_until(deadline) => {
-                break match nmi_sent {
-                    Some(silent_for) => BootEnd::Hung { silent_for },
-                    None => BootEnd::TimedOut { after: started.elapsed() },
-                };
-            }
+            _ = tokio::time::sleep_until(w.deadline) => return Ok(w.end(None)),
         }
+    }
+}
+
+/// The console closed: the VM is ending; wait for it (up to the deadline).
+async fn console_closed(vm: &mut VmProcess, w: &Watch) -> Result<BootEnd> {
+    tokio::select! {
+        s = vm.child.wait() => Ok(w.end(Some(s?))),
+        _ = tokio::time::sleep_until(w.deadline) => Ok(BootEnd::TimedOut { after: w.started.elapsed() }),
+    }
+}
+
+/// The guest was silent too long: note it in the console and send the NMI.
+async fn ask_for_backtraces(
+    cfg: &VmConfig,
+    w: &mut Watch,
+    got: &mut Collected,
+    on_console: &mut impl FnMut(&str),
+) {
+    let silent_for = cfg.silence.unwrap_or_default();
+    let mut say = |note: String| {
+        on_console(&note);
+        got.runner_note(&note);
     };
-    if matches!(end, BootEnd::TimedOut { .. } | BootEnd::Hung { .. }) {
-        vm.kill();
+    say(crate::nmi::note(silent_for));
+    if let Err(e) = crate::nmi::send(&cfg.monitor_socket).await {
+        say(format!("gmemtest: {e:#}"));
     }
-    let _ = vm.child.wait().await;
-    // Keep what the console still had buffered.
-    let _ = tokio::time::timeout(Duration::from_millis(500), async {
-        for r in readers {
-            let _ = r.await;
-        }
-    })
-    .await;
-    while let Ok(line) = console_rx.try_recv() {
-        console.push_str(&line);
-        console.push('\n');
-    }
-    let qemu_stderr = tokio::time::timeout(Duration::from_secs(2), stderr_task)
-        .await
-        .ok()
-        .and_then(|r| r.ok())
-        .unwrap_or_default();
-    // The rest of the result stream, now that QEMU is gone.
-    let _ = tokio::time::timeout(Duration::from_secs(2), results_task).await;
-    while let Ok(l) = line_rx.try_recv() {
-        take_line(l);
-    }
+    w.nmi_sent(silent_for);
+}
+
+/// The boot's result from what was collected; a VM that failed before the
+/// guest printed anything is QEMU's failure, not an outcome.
+fn finish(
+    cfg: &VmConfig,
+    program: &Path,
+    end: BootEnd,
+    got: Collected,
+    qemu_stderr: String,
+) -> Result<BootResult> {
+    let mut console = got.console;
     if let Some(log) = &cfg.interactive {
         console = std::fs::read_to_string(log)
             .unwrap_or_default()
@@ -625,7 +705,6 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
     let _ = std::fs::remove_file(&cfg.result_socket);
     let _ = std::fs::remove_file(&cfg.monitor_socket);
     if let BootEnd::Exited { code } = end {
-        // Nothing from the guest at all: QEMU never ran it.
         if code != Some(0) && console.trim().is_empty() {
             return Err(crate::fault::Fault::QemuFailed {
                 program: program.display().to_string(),
@@ -637,12 +716,13 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
     }
     Ok(BootResult {
         console,
-        records,
-        record_times,
-        bad_lines,
-        bad_line_positions,
+        records: got.records,
+        record_times: got.record_times,
+        bad_lines: got.bad_lines,
+        bad_line_positions: got.bad_line_positions,
+        runner_notes: got.runner_notes,
         end,
-        elapsed: started.elapsed(),
+        elapsed: got.started.elapsed(),
         qemu_stderr,
     })
 }

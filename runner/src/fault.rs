@@ -112,24 +112,30 @@ pub fn says_disk_full(text: &str) -> bool {
 
 /// Whether our init ran: it said something on the console (every line of
 /// it starts with `gmemtest: `; the kernel's `Run /init as init process` is
-/// printed before each attempt, failed ones too). The runner's own note of
-/// a silent guest has the prefix too and does not count.
-pub fn init_started(console: &str) -> bool {
-    console.lines().any(|l| {
+/// printed before each attempt, failed ones too). The runner's own lines
+/// (`runner_notes`, by line number: its note of a silent guest) have the
+/// prefix too and do not count.
+pub fn init_started(console: &str, runner_notes: &[usize]) -> bool {
+    console.lines().enumerate().any(|(i, l)| {
         let (_, l) = crate::normalize::split_timestamp(l);
-        l.starts_with("gmemtest: ") && !l.starts_with(crate::boot::NMI_NOTE)
+        l.starts_with("gmemtest: ") && !runner_notes.contains(&i)
     })
 }
 
 /// Why a boot whose init never reported did not: the kernel stopped before
 /// init (its last words), or init ran and the result port stayed silent.
-pub fn no_init_fault(console: &str, ended: &str, first_crash: Option<&str>) -> Fault {
+pub fn no_init_fault(
+    console: &str,
+    runner_notes: &[usize],
+    ended: &str,
+    first_crash: Option<&str>,
+) -> Fault {
     if console.trim().is_empty() {
         return Fault::KernelNoInit {
             why: format!("the console is empty; {ended}"),
         };
     }
-    if init_started(console) {
+    if init_started(console, runner_notes) {
         // What init said about its port, if it could say anything.
         let said = console
             .lines()
@@ -194,6 +200,7 @@ mod tests {
         let panic = "[    0.5] Kernel panic - not syncing: No working init found.\n";
         match no_init_fault(
             panic,
+            &[],
             "QEMU exited",
             Some("Kernel panic - not syncing: No working init found."),
         ) {
@@ -201,22 +208,29 @@ mod tests {
             f => panic!("{f:?}"),
         }
         let ran = "[    0.6] Run /init as init process\ngmemtest: cannot open the result port /dev/ttyS1: ENXIO; records go to the console\n";
-        match no_init_fault(ran, "QEMU exited", None) {
+        match no_init_fault(ran, &[], "QEMU exited", None) {
             Fault::ResultPortSilent { why } => {
                 assert!(why.contains("cannot open the result port"), "{why}")
             }
             f => panic!("{f:?}"),
         }
         assert!(matches!(
-            no_init_fault("", "killed at the deadline", None),
+            no_init_fault("", &[], "killed at the deadline", None),
             Fault::KernelNoInit { .. }
         ));
         // The kernel tries /sbin/init and the rest before giving up: a
         // `Run ... as init process` line is no sign of our init.
-        let tried = "[    1.49] Run /sbin/init as init process\n[    1.49] Kernel panic - not syncing: No working init found.\ngmemtest: no output for 5s: sending an NMI for backtraces\n";
+        // The runner's own note (line 2) is no sign of init either, nor
+        // its trouble sending the NMI (line 3); the same words from the
+        // guest would be.
+        let tried = "[    1.49] Run /sbin/init as init process\n[    1.49] Kernel panic - not syncing: No working init found.\ngmemtest: no output for 5s: sending an NMI for backtraces\ngmemtest: cannot connect to QEMU's monitor\n";
         assert!(matches!(
-            no_init_fault(tried, "QEMU exited", None),
+            no_init_fault(tried, &[2, 3], "QEMU exited", None),
             Fault::KernelNoInit { .. }
+        ));
+        assert!(matches!(
+            no_init_fault(tried, &[2], "QEMU exited", None),
+            Fault::ResultPortSilent { .. }
         ));
     }
 }

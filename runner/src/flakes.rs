@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::suite::CaseRun;
+use crate::verdict::CaseRun;
 
 /// One pair whose runs did not agree.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,8 +133,9 @@ pub fn find(rounds: &[Vec<CaseRun>]) -> Vec<Flake> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::BackendKind;
     use crate::outcome::{End, Outcome, StepOutcome};
-    use crate::suite::{BackendKind, BootMode, Verdict};
+    use crate::verdict::{BootMode, Verdict};
 
     fn run(case: &str, observation: serde_json::Value, verdict: Verdict) -> CaseRun {
         CaseRun {

@@ -11,29 +11,41 @@
 //! ```
 //!
 //! `setup` installs what the stages need (`vng` wraps virtme-ng, the other
-//! way to boot); `suite` drives them for one (case, kernel) pair and `batch`
-//! for many: several cases in one boot, several boots at once; `flakes`
-//! compares repeated runs. Library code returns errors with context; only
-//! xtask decides exit codes.
+//! way to boot); `suite` loads the cases and recipes and prepares what they
+//! need; `pair` drives the stages for one (case, kernel) pair to its
+//! `verdict`, and `batch` for many: several cases in one boot, several boots
+//! at once. `session` owns a whole test session (plan, rounds, flakes,
+//! reports, the overall result); `flakes` compares repeated runs. Library
+//! code returns errors with context; only xtask decides exit codes.
 
+pub mod accel;
 pub mod batch;
 pub mod bench;
 pub mod bisect;
 pub mod boot;
 pub mod case;
 pub mod children;
+pub mod cmdline;
 pub mod decode;
 pub mod fault;
 pub mod flakes;
+pub mod interrupt;
 pub mod kernel;
+pub mod nmi;
 pub mod normalize;
+pub mod options;
 pub mod outcome;
 pub mod pack;
+pub mod pair;
 pub mod paths;
+pub mod prepared;
 pub mod report;
+pub mod session;
 pub mod setup;
 pub mod shell;
 pub mod snapshot;
 pub mod suite;
+pub mod summary;
+pub mod verdict;
 pub mod vng;
 pub mod yaml;

@@ -31,6 +31,9 @@ pub enum End {
     StoppedEarly,
     /// init never reported (no result stream).
     NoInit,
+    /// The runner was interrupted (Ctrl-C, SIGTERM) and stopped the VM: an
+    /// outcome kept for the log, never compared with a snapshot.
+    Interrupted,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,6 +137,7 @@ pub fn build(case: &Case, kernel: &str, boot: &BootResult, crashes: &[Crash]) ->
         });
     }
     let end = match (&boot.end, done) {
+        (BootEnd::Interrupted, _) => End::Interrupted,
         (_, true) => End::Completed,
         (BootEnd::Hung { .. }, _) => End::Hang,
         _ if crashes.iter().any(|c| c.kind == CrashKind::Panic) => End::KernelPanic,
@@ -144,11 +148,7 @@ pub fn build(case: &Case, kernel: &str, boot: &BootResult, crashes: &[Crash]) ->
     // What the kernel printed after the runner's NMI is the backtraces (and
     // the panic) the runner asked for, not crashes of the case.
     let induced_from = match boot.end {
-        BootEnd::Hung { .. } => boot
-            .console
-            .lines()
-            .position(|l| l.starts_with(crate::boot::NMI_NOTE))
-            .unwrap_or(usize::MAX),
+        BootEnd::Hung { .. } => boot.runner_notes.first().copied().unwrap_or(usize::MAX),
         _ => usize::MAX,
     };
     let dmesg = boot

@@ -6,7 +6,9 @@
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
-use crate::boot::{self, Accel};
+use crate::accel::Accel;
+use crate::boot;
+use crate::cmdline::quote;
 use crate::kernel::BuiltKernel;
 use crate::pack::GuestBinaries;
 use crate::paths::Paths;
@@ -46,7 +48,7 @@ fn shell_wrapper(paths: &Paths, bin_dir: &Path) -> Result<PathBuf> {
          export PATH={}:\"$PATH\"\n\
          echo 'gmemtest: probes on the PATH (gmem-probe PROBE ARGS-JSON); `exit` powers off'\n\
          if command -v bash >/dev/null; then exec bash \"$@\"; fi\nexec sh \"$@\"\n",
-        boot::quote(&bin_dir.to_string_lossy())
+        quote(&bin_dir.to_string_lossy())
     );
     crate::paths::write_atomic(&path, text.as_bytes())?;
     use std::os::unix::fs::PermissionsExt;
@@ -76,7 +78,7 @@ pub fn vng_for(
         Some(cmd) => {
             v.exec = Some(format!(
                 "export PATH={}:\"$PATH\"; {cmd}",
-                boot::quote(&bin_dir.to_string_lossy())
+                quote(&bin_dir.to_string_lossy())
             ))
         }
         None => v.shell = Some(shell_wrapper(paths, &bin_dir)?),

@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::boot::Accel;
+use crate::accel::Accel;
 
 /// The virtme-ng release setup installs, the one gmemtest is tested with.
 pub const PINNED_VERSION: &str = "1.42";
@@ -154,7 +154,7 @@ impl Vng {
 
     /// A shell-quoted command line, for logs and reproduce hints.
     pub fn shell_line(&self, bin: &Path) -> String {
-        crate::boot::command_line(bin, &self.args())
+        crate::cmdline::command_line(bin, &self.args())
     }
 
     /// The QEMU command line vng would run (`--dry-run`).

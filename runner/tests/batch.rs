@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use runner::batch::{self, Unit};
 use runner::paths::Paths;
-use runner::suite::{self, BootMode, CaseRun, RunOptions, Suite, Verdict};
+use runner::suite::{self, BootMode, CaseRun, RerunReason, RunOptions, Suite, Verdict};
 
 fn prepared(suite: &Suite) -> suite::Prepared {
     runner::setup::host().expect("setup");
@@ -82,10 +82,9 @@ fn a_crash_in_a_batch_reruns_the_case_alone_and_the_rest_in_a_fresh_boot() {
         by("gmem_caps").boot
     );
     match &by("nodirectmap_gup").boot {
-        BootMode::Rerun { why } => assert!(
-            why.contains("the kernel crashed in its batch") && why.contains("page fault"),
-            "{why}"
-        ),
+        BootMode::Rerun {
+            why: RerunReason::CrashedInBatch { title },
+        } => assert!(title.contains("page fault"), "{title}"),
         other => panic!("the crashing case runs again alone, not {other:?}"),
     }
     for n in ["gmem_create", "gmem_fallocate"] {
@@ -116,7 +115,7 @@ fn a_crash_in_a_batch_reruns_the_case_alone_and_the_rest_in_a_fresh_boot() {
     // The same four, each in a boot of its own: the same outcomes.
     for c in &cases {
         let alone = rt
-            .block_on(suite::run_pair(
+            .block_on(runner::pair::run_pair(
                 &suite.paths,
                 c,
                 built,

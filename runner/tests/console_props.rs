@@ -492,6 +492,7 @@ fn batch_boot() -> impl Strategy<Value = (BootResult, Vec<String>)> {
                 record_times,
                 bad_lines: bad.iter().map(|b| b.0.clone()).collect(),
                 bad_line_positions: bad.iter().map(|b| b.1).collect(),
+                runner_notes: vec![],
                 end: BootEnd::Exited { code: Some(0) },
                 qemu_stderr: String::new(),
             };

@@ -6,7 +6,8 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 use runner::paths::Paths;
-use runner::suite::{self, BackendKind, CaseRun, RunOptions, Suite, Verdict};
+use runner::session::{Event, Report, Schedule, Session};
+use runner::suite::{BackendKind, BootMode, CaseRun, RunOptions, Suite, Verdict};
 
 /// Exit codes, documented in the README.
 mod exit {
@@ -38,6 +39,19 @@ mod exit {
             Some(Kind::KernelNoInit) => KERNEL_NO_INIT,
             Some(Kind::ResultPortSilent) => RESULT_PORT_SILENT,
             None => INFRA,
+        }
+    }
+
+    /// The code of a whole session's result.
+    pub fn of_session(result: runner::session::Overall) -> u8 {
+        use runner::session::Overall;
+        match result {
+            Overall::Pass => PASS,
+            Overall::Interrupted => INTERRUPTED,
+            Overall::Fault(kind) => of_fault(kind),
+            Overall::Flaky => FLAKY,
+            Overall::Crash => CRASH,
+            Overall::Snapshot => SNAPSHOT,
         }
     }
 }
@@ -198,12 +212,19 @@ fn main() -> ExitCode {
             biased;
             _ = interrupted() => {
                 eprintln!("interrupted: stopping");
-                // Every child (QEMU, make and its compilers) is killed;
-                // cancelling the work drops its futures, which removes what
-                // it set up (QEMU's sockets, bisect's worktree).
+                // The engine hears of it first, so that what the kills below
+                // end is judged interrupted (never a snapshot failure) and
+                // nothing more starts. Every child (QEMU, make and its
+                // compilers) is killed; the work then reports what it had.
+                // Cancelling it after a grace drops its futures, which
+                // removes what it set up (QEMU's sockets, bisect's worktree).
+                runner::interrupt::raise();
                 runner::children::kill_all();
-                work.abort();
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), &mut work).await;
+                let grace = std::time::Duration::from_secs(3);
+                if tokio::time::timeout(grace, &mut work).await.is_err() {
+                    work.abort();
+                    let _ = tokio::time::timeout(grace, &mut work).await;
+                }
                 runner::children::kill_all();
                 exit::INTERRUPTED
             }
@@ -273,13 +294,14 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
                 backend,
                 ..Default::default()
             };
-            let how = How {
+            let schedule = Schedule {
                 batch: !no_batch,
                 jobs,
                 repeat,
                 skip_crashing,
             };
-            test(Suite::load(paths, &cases, &kernels)?, opts, how).await
+            let suite = Suite::load(paths, &cases, &kernels)?;
+            test(Session::new(suite, opts, schedule), Crashes::OfFailures).await
         }
         Cmd::Run {
             case,
@@ -296,7 +318,9 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
                 backend,
                 ..Default::default()
             };
-            test(Suite::load_one(paths, &case, &kernel)?, opts, How::alone()).await
+            let suite = Suite::load_one(paths, &case, &kernel)?;
+            // Whoever reproduces a crash wants it decoded, expected or not.
+            test(Session::new(suite, opts, Schedule::alone()), Crashes::All).await
         }
         Cmd::Shell {
             kernel,
@@ -323,17 +347,14 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             std::env::set_var("INSTA_UPDATE", "always");
             std::env::set_var("INSTA_FORCE_PASS", "1");
             // Snapshots are made from boots of their own.
-            let how = How {
+            let schedule = Schedule {
                 batch: false,
                 jobs,
-                ..How::alone()
+                ..Schedule::alone()
             };
-            test(
-                Suite::load(paths, &cases, &kernels)?,
-                RunOptions::default(),
-                how,
-            )
-            .await
+            let suite = Suite::load(paths, &cases, &kernels)?;
+            let session = Session::new(suite, RunOptions::default(), schedule);
+            test(session, Crashes::OfFailures).await
         }
         Cmd::Bisect {
             tree,
@@ -440,8 +461,8 @@ async fn bisect(
         None => println!("no single first bad commit:\n{}", report.git_said.trim()),
     }
     println!(
-        "{} steps ({} skipped) in {:.0?}; bisect log: {}",
-        report.steps.len(),
+        "{} ({} skipped) in {:.0?}; bisect log: {}",
+        count(report.steps.len(), "step", "steps"),
         report
             .steps
             .iter()
@@ -545,91 +566,65 @@ fn setup(paths: &Paths) -> Result<()> {
     Ok(())
 }
 
-/// How `test` schedules the pairs.
-#[derive(Debug, Clone, Copy)]
-struct How {
-    /// Cases that expect no crash share a boot per kernel.
-    batch: bool,
-    /// VMs at once (`None`: by the host's CPUs and memory).
-    jobs: Option<usize>,
-    /// Rounds: every pair this many times, outcomes compared.
-    repeat: u32,
-    /// Leave out the pairs that expect a crash.
-    skip_crashing: bool,
+/// Which decoded crash reports a session prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Crashes {
+    /// Those of the pairs that did not pass (in their failure reports).
+    OfFailures,
+    /// Every crash seen, expected or not (`run`: reproducing a crash).
+    All,
 }
 
-impl How {
-    fn alone() -> How {
-        How {
-            batch: false,
-            jobs: Some(1),
-            repeat: 1,
-            skip_crashing: false,
-        }
+/// Runs a session and prints it: the plan, each verdict as it comes, then
+/// the failures, the reruns, the table, the totals and the flakes.
+async fn test(session: Session, crashes: Crashes) -> Result<u8> {
+    let junit = session.suite().paths.out.join("junit.xml");
+    let report = session.junit_to(junit).run(&print_event).await?;
+    print_failures(&report);
+    if crashes == Crashes::All {
+        print_expected_crashes(&report);
     }
+    print_reruns(&report);
+    println!("\n{}", report.summary_table());
+    print_totals(&report);
+    print_flakes(&report);
+    if let Some(junit) = &report.junit {
+        println!("JUnit report: {}", junit.display());
+    }
+    Ok(exit::of_session(report.result()))
 }
 
-async fn test(suite: Suite, opts: RunOptions, how: How) -> Result<u8> {
-    let pairs: Vec<_> = suite
-        .pairs()
-        .into_iter()
-        .filter(|(c, k)| !(how.skip_crashing && c.expects_crash(k)))
-        .collect();
-    if pairs.is_empty() {
-        anyhow::bail!("nothing to run: no case runs on the selected kernels");
-    }
-    // Setup is cheap when everything is there, and installs what is missing.
-    runner::setup::host()?;
-    if opts.backend == BackendKind::Vng {
-        runner::setup::vng()?;
-    }
-    // Kernel builds block: on a thread of their own, so that an
-    // interruption is seen at once (and kills the build).
-    let prepared = {
-        let suite = suite.clone();
-        tokio::task::spawn_blocking(move || suite::prepare(&suite))
-            .await
-            .context("the kernel builds' thread failed")??
-    };
-    let total = pairs.len();
-    let units = runner::batch::units(&pairs, how.batch);
-    let cases: Vec<_> = pairs.iter().map(|(c, _)| *c).collect();
-    let jobs = how
-        .jobs
-        .unwrap_or_else(|| runner::batch::default_jobs(&cases))
-        .clamp(1, units.len());
-    let shared = units.iter().filter(|u| u.cases.len() > 1).count();
-    let rounds_n = how.repeat.max(1) as usize;
-    eprintln!(
-        "running {total} pairs in {} boot{} ({shared} shared by several cases), {jobs} at a time{}",
-        units.len(),
-        if units.len() == 1 { "" } else { "s" },
-        if rounds_n > 1 {
-            format!(", {rounds_n} times")
-        } else {
-            String::new()
+/// `n` and the noun, its plural when `n` is not one.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn print_event(e: Event) {
+    match e {
+        Event::Planned(p) => eprintln!(
+            "running {} in {} ({} shared by several cases), {} at a time{}",
+            count(p.pairs, "pair", "pairs"),
+            count(p.boots, "boot", "boots"),
+            p.shared,
+            p.jobs,
+            if p.rounds > 1 {
+                format!(", {} times", p.rounds)
+            } else {
+                String::new()
+            }
+        ),
+        Event::Round {
+            round,
+            rounds,
+            logs,
+        } => {
+            eprintln!("round {round} of {rounds} (logs in {})", logs.display())
         }
-    );
-    let started = std::time::Instant::now();
-    let mut rounds = Vec::new();
-    for round in 1..=rounds_n {
-        // Each round keeps its own logs, so the runs of a flake can be read
-        // side by side.
-        let mut paths = suite.paths.clone();
-        if rounds_n > 1 {
-            paths.out = suite.paths.out.join(format!("round-{round}"));
-            eprintln!(
-                "round {round} of {rounds_n} (logs in {})",
-                paths.logs().display()
-            );
-        }
-        let finished = std::sync::atomic::AtomicUsize::new(0);
-        let done = |run: &CaseRun| {
-            let n = finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        Event::Verdict { n, total, run } => {
             let how = match &run.boot {
-                suite::BootMode::Alone => String::new(),
-                suite::BootMode::Batched { cases, .. } => format!(", in a boot of {cases}"),
-                suite::BootMode::Rerun { .. } => ", rerun alone".into(),
+                BootMode::Alone => String::new(),
+                BootMode::Batched { cases, .. } => format!(", in a boot of {cases}"),
+                BootMode::Rerun { .. } => ", rerun alone".into(),
             };
             eprintln!(
                 "[{n}/{total}] {} on {}: {}{} ({:.1}s{how})",
@@ -642,94 +637,59 @@ async fn test(suite: Suite, opts: RunOptions, how: How) -> Result<u8> {
                     .unwrap_or_default(),
                 run.elapsed.as_secs_f64()
             );
-        };
-        let mut runs =
-            runner::batch::run_units(&paths, &units, &prepared, opts, jobs, &done).await?;
-        // The table in the suite's order, whatever order they finished in.
-        let order = |r: &CaseRun| {
-            pairs
-                .iter()
-                .position(|(c, k)| c.name == r.case && *k == r.kernel)
-                .unwrap_or(usize::MAX)
-        };
-        runs.sort_by_key(order);
-        rounds.push(runs);
+        }
     }
-    let runs: Vec<CaseRun> = rounds.iter().flatten().cloned().collect();
-    let junit = suite.paths.out.join("junit.xml");
-    runner::paths::write_atomic(&junit, suite::junit_xml(&runs)?.as_bytes())?;
-    print_failures(&runs);
-    print_reruns(&runs);
-    println!("\n{}", suite::summary_table(&rounds[0]));
-    let boots = rounds_n * units.len()
-        + runs
-            .iter()
-            .filter(|r| matches!(r.boot, suite::BootMode::Rerun { .. }))
-            .count();
+}
+
+fn print_totals(report: &Report) {
+    let rounds = report.plan.rounds;
     println!(
-        "{total} pairs{} in {:.1?} ({boots} boot{}, {jobs} at a time)",
-        if rounds_n > 1 {
-            format!(" x {rounds_n} rounds")
+        "{}{} in {:.1?} ({}, {} at a time)",
+        count(report.plan.pairs, "pair", "pairs"),
+        if rounds > 1 {
+            format!(" x {rounds} rounds")
         } else {
             String::new()
         },
-        started.elapsed(),
-        if boots == 1 { "" } else { "s" }
+        report.elapsed,
+        count(report.boots, "boot", "boots"),
+        report.plan.jobs,
     );
-    let flakes = runner::flakes::find(&rounds);
-    if rounds_n > 1 {
-        for (i, r) in rounds.iter().enumerate().skip(1) {
-            let passed = r.iter().filter(|x| x.verdict == Verdict::Pass).count();
-            println!("round {}: {passed} of {} passed", i + 1, r.len());
-        }
-        if flakes.is_empty() {
-            println!("no flakes: every pair gave the same outcome in all {rounds_n} rounds");
-        } else {
-            println!(
-                "\n{} flak{} (the outcome differed between rounds; logs under {}/round-N/logs):",
-                flakes.len(),
-                if flakes.len() == 1 { "e" } else { "es" },
-                suite.paths.out.display()
-            );
-            for f in &flakes {
-                print!("{f}");
-            }
-        }
+}
+
+fn print_flakes(report: &Report) {
+    let rounds = report.plan.rounds;
+    if rounds < 2 {
+        return;
     }
-    println!("JUnit report: {}", junit.display());
-    let has = |v: Verdict| runs.iter().any(|r| r.verdict == v);
-    let error = runs.iter().find(|r| r.verdict == Verdict::Error);
-    Ok(if let Some(e) = error {
-        exit::of_fault(e.fault)
-    } else if !flakes.is_empty() {
-        exit::FLAKY
-    } else if has(Verdict::Crash) {
-        exit::CRASH
-    } else if has(Verdict::Mismatch) || has(Verdict::New) {
-        exit::SNAPSHOT
-    } else {
-        exit::PASS
-    })
+    for (i, r) in report.rounds.iter().enumerate().skip(1) {
+        let passed = r.iter().filter(|x| x.verdict == Verdict::Pass).count();
+        println!("round {}: {passed} of {} passed", i + 1, r.len());
+    }
+    if report.flakes.is_empty() {
+        println!("no flakes: every pair gave the same outcome in all {rounds} rounds");
+        return;
+    }
+    println!(
+        "\n{} (the outcome differed between rounds; logs under {}/round-N/logs):",
+        count(report.flakes.len(), "flake", "flakes"),
+        report.out.display()
+    );
+    for f in &report.flakes {
+        print!("{f}");
+    }
 }
 
 /// The cases that ran again alone after their shared boot went wrong: a
 /// case that passes alone but not after others is worth knowing about.
-fn print_reruns(runs: &[CaseRun]) {
-    let reruns: Vec<_> = runs
-        .iter()
-        .filter_map(|r| match &r.boot {
-            suite::BootMode::Rerun { why } => Some((r, why)),
-            _ => None,
-        })
-        .collect();
+fn print_reruns(report: &Report) {
+    let reruns: Vec<_> = report.reruns().collect();
     if reruns.is_empty() {
         return;
     }
     println!("\nrun again alone (their own boot gives the verdict):");
     for (r, why) in reruns {
-        let ran_before = !why.starts_with("its batch could not run")
-            && !why.starts_with("the batch's kernel stopped");
-        let note = if r.verdict == Verdict::Pass && ran_before {
+        let note = if r.changed_by_an_earlier_case() {
             "; alone it passes: an earlier case of the boot changed its outcome"
         } else {
             ""
@@ -743,10 +703,31 @@ fn print_reruns(runs: &[CaseRun]) {
     }
 }
 
-fn print_failures(runs: &[CaseRun]) {
-    for r in runs.iter().filter(|r| r.verdict != Verdict::Pass) {
+fn print_failures(report: &Report) {
+    for r in report.runs().filter(|r| r.verdict != Verdict::Pass) {
         println!("\n=== {} on {}", r.case, r.kernel);
         for l in r.failure_report().lines() {
+            println!("    {l}");
+        }
+    }
+}
+
+/// The decoded reports of the crashes of the pairs that passed (those of
+/// the others are in their failure reports): crashes the case expected.
+fn print_expected_crashes(report: &Report) {
+    let passed = |r: &&CaseRun| r.verdict == Verdict::Pass;
+    for r in report.runs().filter(passed) {
+        let Some(text) = &r.crash_report else {
+            continue;
+        };
+        println!(
+            "\n=== {} on {}: {} (expected), decoded (also in {}):",
+            r.case,
+            r.kernel,
+            count(r.crashes.len(), "crash", "crashes"),
+            r.log_dir.join("crash-report.txt").display()
+        );
+        for l in text.trim_end().lines() {
             println!("    {l}");
         }
     }

@@ -404,3 +404,113 @@ fn an_interrupted_kernel_build_leaves_no_make_behind() {
         );
     }
 }
+
+/// Interrupted in the middle of a step, a pair is `interrupted`: not a
+/// snapshot failure (its step result reads `interrupted`, which a snapshot
+/// never holds for a step that sleeps to its end), not compared, not
+/// blessed; and the summary counts it on a line of its own.
+#[test]
+fn a_pair_interrupted_mid_step_is_interrupted_never_a_snapshot_and_never_blessed() {
+    use std::io::BufRead;
+    let started = Instant::now();
+    let env = Env {
+        suite: tempfile::tempdir().unwrap(),
+        out: Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/gmemtest/tests/interrupted"),
+        tmp: tempfile::tempdir().unwrap(),
+        marker: format!("interrupted-{}", std::process::id()),
+    };
+    let suite = env.suite.path();
+    std::fs::create_dir_all(suite.join("cases")).unwrap();
+    std::fs::create_dir_all(suite.join("snapshots")).unwrap();
+    std::fs::write(
+        suite.join("cases/napper.yaml"),
+        "description: sleeps through its one step\nkernels: [stock-7.3]\nsilence: 0\nsteps:\n  - name: nap\n    probe: selftest\n    args: {sleep_ms: 60000}\n    timeout: 70\n",
+    )
+    .unwrap();
+    // A snapshot the interrupted outcome would differ from.
+    let snap = suite.join("snapshots/napper@stock-7.3.snap");
+    let blessed = "---\nsource: runner/src/snapshot.rs\ndescription: \"sleeps through its one step\\n\"\n---\ncase: napper\nkernel: stock-7.3\nend: completed\nsteps:\n  - name: nap\n    probe: selftest\n    result: exited 0\n";
+    std::fs::write(&snap, blessed).unwrap();
+
+    for command in [
+        &["run", "napper", "--kernel", "stock-7.3"][..],
+        &["bless", "--case", "napper"][..],
+    ] {
+        let mut child = env
+            .xtask(command)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // stderr, line by line: `run` streams the console, where init
+        // says when the step starts; `bless` does not, so its QEMU being
+        // up (and a moment for the guest to reach the step) has to do.
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            for l in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(l.clone());
+                all += &l;
+                all.push('\n');
+            }
+            all
+        });
+        let up_by = Instant::now() + Duration::from_secs(120);
+        let streams = command[0] == "run";
+        loop {
+            let in_step = rx
+                .try_iter()
+                .any(|l| l.contains("gmemtest: step nap (probe selftest)"));
+            let qemu_up = marked_processes(&env.marker)
+                .iter()
+                .any(|(_, cmd)| cmd.starts_with(runner::boot::QEMU));
+            if in_step || (!streams && qemu_up) {
+                break;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{command:?}: the runner ended before the step began"
+            );
+            assert!(Instant::now() < up_by, "{command:?}: no step within 120 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !streams {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        // SAFETY: signalling our own child by its pid.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+        let status = wait_with_deadline(&mut child, Duration::from_secs(30));
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = reader.join().unwrap();
+        let all = format!("{stdout}\n{stderr}");
+        assert_eq!(status.code(), Some(130), "{command:?}:\n{all}");
+        assert!(
+            stderr.contains("[1/1] napper on stock-7.3: interrupted"),
+            "{command:?}: no interrupted verdict:\n{all}"
+        );
+        assert!(
+            stdout.contains("1 interrupted (the runner was stopped"),
+            "{command:?}: no interrupted count:\n{all}"
+        );
+        assert!(
+            !all.contains("FAIL (snapshot)") && !all.contains("snapshot diff"),
+            "{command:?}: compared with its snapshot:\n{all}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&snap).unwrap(),
+            blessed,
+            "{command:?}: the snapshot changed"
+        );
+        assert!(
+            !suite.join("snapshots/napper@stock-7.3.snap.new").exists(),
+            "{command:?}: a .snap.new was written"
+        );
+        assert_nothing_left(&env.marker, env.tmp.path(), &format!("{command:?}"));
+    }
+    eprintln!("interrupted twice in {:.0?}", started.elapsed());
+}

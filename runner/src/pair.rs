@@ -1,0 +1,339 @@
+//! One (case, kernel) from start to verdict, stage by stage: check the
+//! options, plan the guest's steps, pack (or write the plan for vng) and
+//! configure the VM, boot it, keep its logs, find and decode the crashes,
+//! normalize the outcome, compare it with the snapshot, judge.
+
+use anyhow::{Context, Result};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::boot::{self, Backend, BootResult, VmConfig};
+use crate::case::Case;
+use crate::kernel::BuiltKernel;
+use crate::options::{fresh_log_dir, log_dir, BackendKind, RunOptions, VNG_BOOT_ALLOWANCE};
+use crate::outcome::{self, Outcome};
+use crate::pack;
+use crate::paths::Paths;
+use crate::prepared::Prepared;
+use crate::report::{self, Crash};
+use crate::snapshot::{self, SnapshotStatus};
+use crate::verdict::{self, BootMode, CaseRun};
+
+/// Runs one case on one built kernel, start to verdict.
+pub async fn run_pair(
+    paths: &Paths,
+    case: &Case,
+    kernel: &BuiltKernel,
+    prepared: &Prepared,
+    opts: RunOptions,
+) -> Result<CaseRun> {
+    let started = Instant::now();
+    let dir = log_dir(paths, &case.name, &kernel.name, opts.backend);
+    fresh_log_dir(&dir)?;
+    check_options(kernel, opts)?;
+    let mut plan = gmem_protocol::Plan::single(case.plan.clone());
+    plan.shell = opts.shell;
+    let machine = Machine::of(&[case]);
+    let (mut cfg, _sock_dir) = launch(&dir, &plan, &[case], &machine, kernel, prepared, opts)?;
+    if opts.shell || opts.gdb.is_some() {
+        hand_over(&mut cfg, &dir, kernel, opts);
+    }
+    write_command_line(&dir, &cfg, opts.backend)?;
+    let boot_res = boot_streamed(&cfg, case, kernel, opts)
+        .await
+        .with_context(|| format!("case {} on kernel {}: boot failed", case.name, kernel.name))?;
+    let mut run = conclude(paths, case, kernel, &dir, &boot_res, opts)?;
+    run.elapsed = started.elapsed();
+    Ok(run)
+}
+
+/// What only the hermetic backend offers.
+fn check_options(kernel: &BuiltKernel, opts: RunOptions) -> Result<()> {
+    if opts.backend == BackendKind::Vng && (opts.shell || opts.gdb.is_some()) {
+        anyhow::bail!("--shell and --gdb are for the hermetic backend; for a shell through vng use `cargo xtask shell --kernel {}`", kernel.name);
+    }
+    Ok(())
+}
+
+/// A person is at the controls (a shell, gdb): no deadline, no hang
+/// detection; gdb's command line printed for them.
+fn hand_over(cfg: &mut VmConfig, dir: &Path, kernel: &BuiltKernel, opts: RunOptions) {
+    cfg.deadline = Duration::from_secs(7 * 24 * 3600);
+    cfg.silence = None;
+    cfg.interactive = opts.shell.then(|| dir.join("console.log"));
+    cfg.gdb = opts.gdb;
+    if let Some(port) = opts.gdb {
+        eprintln!(
+            "gdb: the guest waits for a debugger; attach with:\n    {}",
+            gdb_command(kernel, port)
+        );
+        if !crate::decode::has_debug_info(kernel) {
+            eprintln!(
+                "gdb: {} has symbols but no debug info (no source lines); set `debug_info: true` in kernels/{}.yaml",
+                kernel.vmlinux.display(),
+                kernel.name
+            );
+        }
+    }
+}
+
+/// The gdb command line that attaches to a run started with `gdb: Some(port)`.
+pub fn gdb_command(kernel: &BuiltKernel, port: u16) -> String {
+    format!(
+        "gdb {} -ex 'target remote 127.0.0.1:{port}'   # then: continue",
+        kernel.vmlinux.display()
+    )
+}
+
+/// Boots `cfg`, its console streamed live when asked.
+async fn boot_streamed(
+    cfg: &VmConfig,
+    case: &Case,
+    kernel: &BuiltKernel,
+    opts: RunOptions,
+) -> Result<BootResult> {
+    let prefix = format!("[{}@{}] ", case.name, kernel.name);
+    boot::boot(cfg, |line| {
+        if opts.stream {
+            eprintln!("{prefix}{line}");
+        }
+    })
+    .await
+}
+
+/// The machine a boot gets: what its cases ask for (the cases of a batch
+/// all ask for the same memory, CPUs and command line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Machine {
+    pub memory_mb: u32,
+    pub cpus: u32,
+    pub cmdline: String,
+    /// The whole boot's deadline: each case's own (it includes a boot's
+    /// allowance, so a batch's is generous; every step has its own in the
+    /// guest).
+    pub deadline: Duration,
+    /// The longest silence any case allows; `None` if one turns it off.
+    pub silence: Option<Duration>,
+}
+
+impl Machine {
+    pub fn of(cases: &[&Case]) -> Machine {
+        let first = cases[0];
+        Machine {
+            memory_mb: first.memory_mb,
+            cpus: first.cpus,
+            cmdline: first.cmdline.clone(),
+            deadline: Duration::from_secs(cases.iter().map(|c| c.timeout_s).sum()),
+            silence: cases
+                .iter()
+                .map(|c| (c.silence_s > 0).then(|| Duration::from_secs(c.silence_s)))
+                .try_fold(Duration::ZERO, |m, s| s.map(|s| m.max(s))),
+        }
+    }
+
+    /// The same VM: memory, CPUs and command line (deadlines may differ).
+    pub fn same_shape(&self, other: &Machine) -> bool {
+        self.memory_mb == other.memory_mb
+            && self.cpus == other.cpus
+            && self.cmdline == other.cmdline
+    }
+}
+
+/// The VM that runs `plan` (the steps of `cases`), with its logs in `dir`:
+/// the initramfs packed there (hermetic) or the plan written there for vng.
+/// The returned directory holds QEMU's sockets; keep it until the boot ends.
+pub(crate) fn launch(
+    dir: &Path,
+    plan: &gmem_protocol::Plan,
+    cases: &[&Case],
+    machine: &Machine,
+    kernel: &BuiltKernel,
+    prepared: &Prepared,
+    opts: RunOptions,
+) -> Result<(VmConfig, tempfile::TempDir)> {
+    let initramfs = dir.join("initramfs.cpio.gz");
+    let backend = match opts.backend {
+        BackendKind::Hermetic => {
+            pack_initramfs(&initramfs, plan, cases, kernel, prepared)?;
+            Backend::Hermetic
+        }
+        BackendKind::Vng => vng_backend(dir, plan, cases, kernel, prepared)?,
+    };
+    // A socket path must be short (108 bytes): keep it in a private temp dir.
+    let sock_dir = tempfile::Builder::new().prefix("gmemtest-").tempdir()?;
+    let cfg = VmConfig {
+        backend,
+        kernel: kernel.bzimage.clone(),
+        initramfs,
+        memory_mb: machine.memory_mb,
+        cpus: machine.cpus,
+        extra_cmdline: machine.cmdline.clone(),
+        accel: prepared.accel,
+        deadline: machine.deadline
+            + match opts.backend {
+                BackendKind::Hermetic => Duration::ZERO,
+                BackendKind::Vng => VNG_BOOT_ALLOWANCE,
+            },
+        result_socket: sock_dir.path().join("results.sock"),
+        monitor_socket: sock_dir.path().join("monitor.sock"),
+        silence: machine.silence,
+        interactive: None,
+        gdb: None,
+    };
+    Ok((cfg, sock_dir))
+}
+
+/// The hermetic initramfs: the prepared base, the members the cases need
+/// on this kernel (each once), the plan.
+fn pack_initramfs(
+    to: &Path,
+    plan: &gmem_protocol::Plan,
+    cases: &[&Case],
+    kernel: &BuiltKernel,
+    prepared: &Prepared,
+) -> Result<()> {
+    let mut extra: Vec<&[u8]> = Vec::new();
+    for c in cases {
+        for m in prepared.members_for(c, &kernel.name)? {
+            if !extra.contains(&m) {
+                extra.push(m);
+            }
+        }
+    }
+    let image = pack::image_with(&prepared.base_image, &extra, plan)?;
+    std::fs::write(to, image).with_context(|| format!("cannot write {}", to.display()))
+}
+
+/// vng's guest sees the host's files: init reads the plan where it is
+/// written and runs the gmem-probe beside it.
+fn vng_backend(
+    dir: &Path,
+    plan: &gmem_protocol::Plan,
+    cases: &[&Case],
+    kernel: &BuiltKernel,
+    prepared: &Prepared,
+) -> Result<Backend> {
+    if let Some(c) = cases.iter().find(|c| !c.kselftests().is_empty()) {
+        anyhow::bail!(
+            "case {} runs KVM selftests, which are packed into the hermetic initramfs only: run it without --backend vng",
+            c.name
+        );
+    }
+    let plan_file = dir.join("plan.json");
+    std::fs::write(&plan_file, serde_json::to_vec_pretty(plan)?)?;
+    let vng = crate::vng::check()
+        .with_context(|| format!("case {} on kernel {}", cases[0].name, kernel.name))?;
+    Ok(Backend::Vng {
+        bin: vng.bin,
+        exec: format!(
+            "{} {}",
+            crate::cmdline::quote(&prepared.bins.init.to_string_lossy()),
+            crate::cmdline::quote(&plan_file.to_string_lossy())
+        ),
+    })
+}
+
+/// Keeps the exact command that started the VM beside its logs.
+pub(crate) fn write_command_line(dir: &Path, cfg: &VmConfig, backend: BackendKind) -> Result<()> {
+    let (program, args) = boot::launch_command(cfg);
+    let file = match backend {
+        BackendKind::Hermetic => "qemu.cmdline",
+        BackendKind::Vng => "vng.cmdline",
+    };
+    std::fs::write(
+        dir.join(file),
+        crate::cmdline::command_line(&program, &args) + "\n",
+    )?;
+    Ok(())
+}
+
+/// What a boot printed and sent, kept in `dir`.
+pub(crate) fn keep_boot_logs(dir: &Path, boot_res: &BootResult) -> Result<()> {
+    let write = |name: &str, data: &str| {
+        std::fs::write(dir.join(name), data)
+            .with_context(|| format!("cannot write {}", dir.join(name).display()))
+    };
+    write("console.log", &boot_res.console)?;
+    let results: String = boot_res
+        .records
+        .iter()
+        .map(|r| r.to_line() + "\n")
+        .collect();
+    write("results.jsonl", &results)?;
+    if !boot_res.qemu_stderr.trim().is_empty() {
+        write("qemu.stderr", &boot_res.qemu_stderr)?;
+    }
+    Ok(())
+}
+
+/// Each crash as the console printed it, then its frames decoded to source
+/// lines (when the kernel has debug info).
+pub fn crash_report(kernel: &BuiltKernel, crashes: &[Crash]) -> Option<String> {
+    if crashes.is_empty() {
+        return None;
+    }
+    let mut s = String::new();
+    for c in crashes {
+        s += &format!("{:?}: {}\n", c.kind, c.title);
+        for l in &c.lines {
+            s += &format!("  | {l}\n");
+        }
+        match crate::decode::decode(kernel, &c.lines) {
+            Ok(d) if !d.is_empty() => {
+                s += "  decoded:\n";
+                for l in d {
+                    s += &format!("    {l}\n");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => s += &format!("  not decoded: {e:#}\n"),
+        }
+        s += "\n";
+    }
+    Some(s)
+}
+
+/// From what a boot gave `case` to its verdict: the console and records
+/// kept in `dir`, the crashes found and decoded, the outcome normalized and
+/// compared with the snapshot, judged.
+pub(crate) fn conclude(
+    paths: &Paths,
+    case: &Case,
+    kernel: &BuiltKernel,
+    dir: &Path,
+    boot_res: &BootResult,
+    opts: RunOptions,
+) -> Result<CaseRun> {
+    keep_boot_logs(dir, boot_res)?;
+    let crashes = report::find_crashes(&boot_res.console);
+    let crash_report = crash_report(kernel, &crashes);
+    if let Some(text) = &crash_report {
+        std::fs::write(dir.join("crash-report.txt"), text)?;
+    }
+    let outcome = outcome::build(case, &kernel.name, boot_res, &crashes);
+    std::fs::write(dir.join("outcome.yaml"), serde_yaml::to_string(&outcome)?)?;
+    let compare = |o: &Outcome| {
+        (!opts.no_snapshot).then(|| snapshot::compare(&paths.snapshots(), o, &case.description))
+    };
+    let judged = verdict::judge(case, &outcome, boot_res, &crashes, compare);
+    let snapshot_diff = (judged.snapshot == Some(SnapshotStatus::Differs))
+        .then(|| snapshot::diff(&paths.snapshots(), &outcome))
+        .flatten();
+    Ok(CaseRun {
+        case: case.name.clone(),
+        kernel: kernel.name.clone(),
+        verdict: judged.verdict,
+        reason: judged.reason,
+        outcome: Some(outcome),
+        crashes,
+        crash_report,
+        snapshot: judged.snapshot,
+        snapshot_diff,
+        log_dir: dir.to_path_buf(),
+        elapsed: boot_res.elapsed,
+        boot_time: Some(boot_res.elapsed),
+        backend: opts.backend,
+        fault: judged.fault,
+        boot: BootMode::Alone,
+    })
+}
