@@ -101,10 +101,9 @@ macro_rules! integer_args {
             fn from_arg(v: &Value, at: &str) -> Result<Self, ArgError> {
                 let n = v.as_u64().map(i128::from).or_else(|| v.as_i64().map(i128::from));
                 n.and_then(|n| <$t>::try_from(n).ok()).ok_or_else(|| {
-                    ArgError::new(
-                        at,
-                        format!("expected an integer from {} to {}, got {}", <$t>::MIN, <$t>::MAX, show(v)),
-                    )
+                    // Past the type's range: the field's bound, checked
+                    // first, is narrower, so this is a type error.
+                    ArgError::new(at, format!("expected an integer, got {}", show(v)))
                 })
             }
             fn type_name() -> String {
