@@ -16,7 +16,7 @@
 //! steps:
 //!   - name: discover
 //!     probe: caps               # one of gmem_protocol::PROBES
-//!     args: {}                  # the probe's arguments (checked by the probe)
+//!     args: {}                  # the probe's arguments (gmem_protocol::args, checked here)
 //!     timeout: 20               # seconds (default 20)
 //!     cpu: 0                    # pin the probe to this CPU (optional)
 //! ```
@@ -27,6 +27,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 use crate::yaml::{check_text, load_yaml};
+use gmem_protocol::args::{self, ProbeArgs};
 use gmem_protocol::{CasePlan, PlanStep, PROBES};
 
 /// Boot and power-off, on top of the steps' own timeouts, when a case does
@@ -226,15 +227,29 @@ impl Case {
                     PROBES.join(", ")
                 );
             }
-            if !(s.args.is_null() || s.args.is_object()) {
-                bail!("{}: expected a map of the probe's arguments", at("args"));
-            }
+            // The probe's arguments, against the schema the probe parses
+            // them with: refused here, not in a booted guest.
+            let parsed = args::parse(&s.probe, &s.args).map_err(|e| {
+                let field = if e.field.is_empty() {
+                    "args".to_string()
+                } else {
+                    format!("args.{}", e.field)
+                };
+                anyhow::anyhow!("{}: {}", at(&field), e.expected)
+            })?;
             if s.timeout == 0 {
                 bail!("{}: expected at least 1 second", at("timeout"));
             }
-            if s.probe == "kselftest" {
-                check_kselftest_step(&s.args, s.timeout)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", at("args")))?;
+            // A hung test is then reported by the probe, not only killed.
+            if let ProbeArgs::Kselftest(k) = &parsed {
+                if k.timeout_s >= s.timeout {
+                    bail!(
+                        "{}: {} s must end before the step's `timeout` ({} s)",
+                        at("args.timeout_s"),
+                        k.timeout_s,
+                        s.timeout
+                    );
+                }
             }
             if let Some(cpu) = s.cpu {
                 if cpu >= raw.cpus {
@@ -319,29 +334,6 @@ pub fn check_cmdline(cmdline: &str) -> Result<()> {
                 }
             );
         }
-    }
-    Ok(())
-}
-
-/// What the `kselftest` probe defaults its own deadline to (seconds).
-const KSELFTEST_DEFAULT_TIMEOUT_S: u64 = 60;
-
-/// A `kselftest` step names a test the runner can build, and its own
-/// deadline (`timeout_s`) ends before the step's, so that a hung test is
-/// reported by the probe rather than only killed by init.
-fn check_kselftest_step(args: &serde_json::Value, step_timeout: u64) -> Result<()> {
-    let test = args
-        .get("test")
-        .and_then(|t| t.as_str())
-        .context("`test`: expected the name of a KVM selftest, e.g. `guest_memfd_test`")?;
-    crate::kernel::selftests::check_test_name(test)?;
-    let own = args
-        .get("timeout_s")
-        .map(|t| t.as_u64().context("`timeout_s`: expected seconds"))
-        .transpose()?
-        .unwrap_or(KSELFTEST_DEFAULT_TIMEOUT_S);
-    if own >= step_timeout {
-        bail!("`timeout_s` ({own} s) must end before the step's `timeout` ({step_timeout} s)");
     }
     Ok(())
 }
@@ -497,16 +489,50 @@ mod tests {
         assert_eq!(c.kselftests(), vec!["x86/foo_test"]);
         let e = err("description: d\nkernels: [stock-7.3]\nsteps:\n  - {name: a, probe: kselftest, args: {test: ../x}, timeout: 90}\n");
         assert!(
-            e.contains("steps[0].args`") && e.contains("not a KVM selftest name"),
+            e.contains("field `steps[0].args.test`: `../x` is not a KVM selftest name"),
             "{e}"
         );
         let e = err("description: d\nkernels: [stock-7.3]\nsteps:\n  - {name: a, probe: kselftest, args: {test: t}}\n");
         assert!(
-            e.contains("`timeout_s` (60 s) must end before the step's `timeout` (20 s)"),
+            e.contains(
+                "field `steps[0].args.timeout_s`: 60 s must end before the step's `timeout` (20 s)"
+            ),
             "{e}"
         );
         let e = err("description: d\nkernels: [stock-7.3]\nsteps:\n  - {name: a, probe: kselftest, args: {}}\n");
-        assert!(e.contains("`test`: expected the name"), "{e}");
+        assert!(e.contains("field `steps[0].args.test`: missing"), "{e}");
+    }
+
+    /// Every step of the suite's own cases passes the probe schema, and
+    /// reaches the plan exactly as the case file wrote it (the guest gets
+    /// the JSON the case gave, not a re-serialized parse).
+    #[test]
+    fn the_suites_cases_pass_the_probe_schema_unchanged() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let known = crate::kernel::recipe::list(&root.join("kernels")).unwrap();
+        let cases = load_all(&root.join("cases"), &known).unwrap();
+        let mut steps = 0;
+        for c in &cases {
+            let text = std::fs::read_to_string(&c.file).unwrap();
+            let raw: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+            for (i, step) in c.plan.steps.iter().enumerate() {
+                args::validate(&step.probe, &step.args)
+                    .unwrap_or_else(|e| panic!("{} steps[{i}]: {e}", c.name));
+                let written = &raw["steps"][i]["args"];
+                let want = if written.is_null() {
+                    serde_json::json!({})
+                } else {
+                    written.clone()
+                };
+                assert_eq!(step.args, want, "{} steps[{i}]", c.name);
+                steps += 1;
+            }
+        }
+        assert!(
+            cases.len() >= 20 && steps >= 30,
+            "{} cases, {steps} steps",
+            cases.len()
+        );
     }
 
     #[test]

@@ -3,78 +3,11 @@
 //! (`"MMAP"`, `"sw_protected"`); observations decode masks back to names so a
 //! snapshot says `["MMAP", "INIT_SHARED"]` rather than `3`.
 
-use serde::{Deserialize, Serialize};
-
-/// `GUEST_MEMFD_FLAG_*` (include/uapi/linux/kvm.h), and bit 2, the
-/// out-of-tree direct-map removal flag (see DESIGN.md).
-const GMEM_FLAG_NAMES: [(&str, u32); 3] = [("MMAP", 0), ("INIT_SHARED", 1), ("NO_DIRECT_MAP", 2)];
-
-/// One guest_memfd flag as a case names it: `"MMAP"`, `"INIT_SHARED"`,
-/// `"NO_DIRECT_MAP"` or `"bit N"` (any bit, to try unknown ones).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct GmemFlag(pub u32);
-
-impl GmemFlag {
-    pub const MMAP: GmemFlag = GmemFlag(0);
-    pub const INIT_SHARED: GmemFlag = GmemFlag(1);
-    pub const NO_DIRECT_MAP: GmemFlag = GmemFlag(2);
-
-    pub fn mask(self) -> u64 {
-        1 << self.0
-    }
-}
-
-/// The flags most probes default to: a guest_memfd its owner can mmap and
-/// use as shared memory.
-pub fn mappable() -> Vec<GmemFlag> {
-    vec![GmemFlag::MMAP, GmemFlag::INIT_SHARED]
-}
-
-/// The flags of the probes about direct-map removal: a mappable guest_memfd
-/// whose pages leave the direct map.
-pub fn mappable_no_direct_map() -> Vec<GmemFlag> {
-    vec![
-        GmemFlag::MMAP,
-        GmemFlag::INIT_SHARED,
-        GmemFlag::NO_DIRECT_MAP,
-    ]
-}
-
-impl TryFrom<String> for GmemFlag {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        if let Some((_, bit)) = GMEM_FLAG_NAMES.iter().find(|(n, _)| *n == s) {
-            return Ok(GmemFlag(*bit));
-        }
-        parse_bit(&s).map(GmemFlag).ok_or_else(|| {
-            format!("unknown guest_memfd flag {s:?} (expected MMAP, INIT_SHARED, NO_DIRECT_MAP or \"bit N\" with N < 64)")
-        })
-    }
-}
-
-impl From<GmemFlag> for String {
-    fn from(f: GmemFlag) -> String {
-        bit_name(&GMEM_FLAG_NAMES, f.0)
-    }
-}
+pub use gmem_protocol::args::{GmemFlag, IfUnsupported, VmType, GMEM_FLAG_NAMES};
 
 /// The mask of a list of flags.
 pub fn gmem_mask(flags: &[GmemFlag]) -> u64 {
     flags.iter().fold(0, |m, f| m | f.mask())
-}
-
-/// What a probe does with flags the kernel does not advertise in
-/// `KVM_CAP_GUEST_MEMFD_FLAGS`: `keep` them (KVM_CREATE_GUEST_MEMFD then
-/// says EINVAL, an observation of its own) or `drop` them, so that one case
-/// runs on kernels with and without a flag and shows, on those without it,
-/// what a guest_memfd without the flag does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IfUnsupported {
-    #[default]
-    Keep,
-    Drop,
 }
 
 /// Splits `flags` (in their order) into those set in the `supported` mask
@@ -97,33 +30,6 @@ const VM_TYPE_NAMES: [(&str, u32); 6] = [
     ("SNP", 4),
     ("TDX", 5),
 ];
-
-/// The VM type a probe creates its VM with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VmType {
-    #[default]
-    Default,
-    SwProtected,
-    Sev,
-    SevEs,
-    Snp,
-    Tdx,
-}
-
-impl VmType {
-    /// The `KVM_CREATE_VM` argument.
-    pub fn raw(self) -> u64 {
-        match self {
-            VmType::Default => 0,
-            VmType::SwProtected => 1,
-            VmType::Sev => 2,
-            VmType::SevEs => 3,
-            VmType::Snp => 4,
-            VmType::Tdx => 5,
-        }
-    }
-}
 
 /// The names of the VM types in a `KVM_CAP_VM_TYPES` mask (bit N = type N).
 pub fn vm_type_names(mask: u64) -> Vec<String> {
@@ -150,11 +56,6 @@ fn bit_name(names: &[(&str, u32)], bit: u32) -> String {
         Some((name, _)) => name.to_string(),
         None => format!("bit {bit}"),
     }
-}
-
-fn parse_bit(s: &str) -> Option<u32> {
-    let n: u32 = s.strip_prefix("bit ")?.trim().parse().ok()?;
-    (n < 64).then_some(n)
 }
 
 #[cfg(test)]

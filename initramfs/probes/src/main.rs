@@ -20,8 +20,7 @@ mod probes;
 use std::io::Write;
 use std::process::ExitCode;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use gmem_protocol::args::{parse, ProbeArgs, PROBES, PROBE_INFO};
 
 /// Why a probe made no observation.
 #[derive(Debug)]
@@ -45,107 +44,38 @@ impl<T> Context<T> for std::io::Result<T> {
     }
 }
 
-/// Runs a probe from its JSON arguments to its observation as one line of
+/// Runs a probe on its parsed arguments, to its observation as one line of
 /// JSON (serialized straight from the struct, so fields keep their order).
-type Runner = fn(&str, serde_json::Value) -> Result<String>;
+/// The match is over the protocol's one list of probes: a probe added
+/// there without a runner here does not compile.
+fn run(args: ProbeArgs) -> Result<String> {
+    match args {
+        ProbeArgs::Caps(a) => observe(a),
+        ProbeArgs::Create(a) => observe(a),
+        ProbeArgs::Fallocate(a) => observe(a),
+        ProbeArgs::MmapRw(a) => observe(a),
+        ProbeArgs::VcpuRun(a) => observe(a),
+        ProbeArgs::DirectMap(a) => observe(a),
+        ProbeArgs::GupRead(a) => observe(a),
+        ProbeArgs::StaleTlb(a) => observe(a),
+        ProbeArgs::Sweep(a) => observe(a),
+        ProbeArgs::FaultInject(a) => observe(a),
+        ProbeArgs::Meminfo(a) => observe(a),
+        ProbeArgs::Selftest(a) => observe(a),
+        ProbeArgs::Kselftest(a) => observe(a),
+        ProbeArgs::Isolation(a) => observe(a),
+    }
+}
 
-/// Every probe: its name, what it observes (for `--help`), how to run it.
-const PROBES: &[(&str, &str, Runner)] = &[
-    (
-        "caps",
-        "KVM API version and guest_memfd-related capabilities, system-wide and per VM",
-        run::<probes::caps::Args, _>,
-    ),
-    (
-        "create",
-        "KVM_CREATE_GUEST_MEMFD with each (size, flags) attempt: ok or errno",
-        run::<probes::create::Args, _>,
-    ),
-    (
-        "fallocate",
-        "fallocate operations on a guest_memfd, and the pages it holds after each",
-        run::<probes::fallocate::Args, _>,
-    ),
-    (
-        "mmap_rw",
-        "mmap a guest_memfd, write a pattern, read it back through two mappings",
-        run::<probes::mmap_rw::Args, _>,
-    ),
-    (
-        "vcpu_run",
-        "run a tiny real-mode guest from guest_memfd memory: exits, I/O value, memory value",
-        run::<probes::vcpu_run::Args, _>,
-    ),
-    (
-        "direct_map",
-        "guest_memfd pages in the kernel direct map (/dev/mem at their PFN), DirectMap deltas",
-        run::<probes::direct_map::Args, _>,
-    ),
-    (
-        "gup_read",
-        "read mmapped guest_memfd pages through GUP paths (/proc/self/mem, process_vm_readv, vmsplice)",
-        run::<probes::gup_read::Args, _>,
-    ),
-    (
-        "stale_tlb",
-        "pages readable through /dev/mem right after their direct-map removal, and after a TLB flush",
-        run::<probes::stale_tlb::Args, _>,
-    ),
-    (
-        "sweep",
-        "make the kernel write most free memory through the direct map (anonymous memory, tmpfs)",
-        run::<probes::sweep::Args, _>,
-    ),
-    (
-        "fault_inject",
-        "failed page allocations (fail_page_alloc) in the direct-map removal and restore",
-        run::<probes::fault_inject::Args, _>,
-    ),
-    (
-        "meminfo",
-        "which DirectMap lines /proc/meminfo has",
-        run::<probes::meminfo::Args, _>,
-    ),
-    (
-        "isolation",
-        "what of the host the guest reaches: network interfaces, sockets out, mounts, block, PCI and virtio devices",
-        run::<probes::isolation::Args, _>,
-    ),
-    (
-        "kselftest",
-        "run an upstream KVM selftest packed with the kernel: exit meaning, TAP results, assertion",
-        run::<probes::kselftest::Args, _>,
-    ),
-    (
-        "selftest",
-        "misbehave on purpose (sleep, bad stdout, signal, exit code) to test the framework",
-        run::<probes::selftest::Args, _>,
-    ),
-];
-
-/// Parses a probe's arguments into its own type and runs it.
-fn run<A, O>(probe: &str, args: serde_json::Value) -> Result<String>
-where
-    A: DeserializeOwned + probes::Probe<Output = O>,
-    O: Serialize,
-{
-    // A step without arguments carries `null`: the same as `{}`.
-    let args = if args.is_null() {
-        serde_json::json!({})
-    } else {
-        args
-    };
-    let args: A = serde_json::from_value(args)
-        .map_err(|e| Failure::Usage(format!("probe {probe}: bad arguments: {e}")))?;
+fn observe<A: probes::Probe>(args: A) -> Result<String> {
     let out = args.run()?;
-    serde_json::to_string(&out)
-        .map_err(|e| Failure::Work(format!("probe {probe}: serializing: {e}")))
+    serde_json::to_string(&out).map_err(|e| Failure::Work(format!("serializing: {e}")))
 }
 
 fn usage() -> String {
     let mut s = String::from("usage: gmem-probe <probe> ['<args json>']\nprobes:\n");
-    for (name, what, _) in PROBES {
-        s += &format!("  {name:<11} {what}\n");
+    for p in PROBE_INFO {
+        s += &format!("  {:<12} {}\n", p.name, p.summary);
     }
     s
 }
@@ -184,37 +114,24 @@ fn dispatch(probe: &str, args: &str) -> Result<String> {
         print!("{}", usage());
         std::process::exit(0);
     }
-    let (_, _, runner) = PROBES
-        .iter()
-        .find(|(name, _, _)| *name == probe)
-        .ok_or_else(|| Failure::Usage(format!("unknown probe {probe:?}\n{}", usage())))?;
+    if !PROBES.contains(&probe) {
+        return Err(Failure::Usage(format!(
+            "unknown probe {probe:?}\n{}",
+            usage()
+        )));
+    }
     let args: serde_json::Value = serde_json::from_str(args)
         .map_err(|e| Failure::Usage(format!("probe {probe}: arguments are not JSON: {e}")))?;
-    runner(probe, args)
+    // The same schema the host checked the case with: a refusal here
+    // means a plan made by something else.
+    let args = parse(probe, &args)
+        .map_err(|e| Failure::Usage(format!("probe {probe}: bad arguments: {e}")))?;
+    run(args)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The host validates cases against the protocol's list: every probe it
-    /// knows must be here (`selftest`, for framework tests, is extra).
-    #[test]
-    fn probe_table_matches_the_protocol() {
-        let mine: Vec<&str> = PROBES.iter().map(|(name, _, _)| *name).collect();
-        for name in gmem_protocol::PROBES {
-            assert!(
-                mine.contains(name),
-                "probe {name} is in gmem_protocol::PROBES but not in the probe binary"
-            );
-        }
-        for name in &mine {
-            assert!(
-                gmem_protocol::PROBES.contains(name) || *name == "selftest",
-                "probe {name} is missing from gmem_protocol::PROBES"
-            );
-        }
-    }
 
     #[test]
     fn bad_arguments_name_the_probe_and_the_field() {
@@ -223,13 +140,14 @@ mod tests {
             panic!("expected a usage error")
         };
         assert!(
-            msg.contains("probe create") && msg.contains("unknown field `flag`"),
+            msg.contains("probe create")
+                && msg.contains("field `attempts[0].flag`: unknown argument"),
             "{msg}"
         );
         let Err(Failure::Usage(msg)) = dispatch("fallocate", r#"{"size":1}"#) else {
             panic!()
         };
-        assert!(msg.contains("missing field `ops`"), "{msg}");
+        assert!(msg.contains("field `ops`: missing"), "{msg}");
         assert!(matches!(dispatch("nope", "{}"), Err(Failure::Usage(_))));
     }
 }

@@ -25,6 +25,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod args;
+
 /// Bumped on any incompatible change to the types below.
 pub const PROTOCOL_VERSION: u32 = 2;
 
@@ -34,24 +36,9 @@ pub const PLAN_PATH: &str = "/gmemtest/plan.json";
 /// The probe binary inside the initramfs.
 pub const PROBE_BIN: &str = "/gmemtest/bin/gmem-probe";
 
-/// The probes `PROBE_BIN` knows, by name. The host validates case files
-/// against this list; the probe binary dispatches on it.
-pub const PROBES: &[&str] = &[
-    "caps",
-    "create",
-    "fallocate",
-    "mmap_rw",
-    "vcpu_run",
-    "direct_map",
-    "gup_read",
-    "stale_tlb",
-    "sweep",
-    "fault_inject",
-    "meminfo",
-    "selftest",
-    "kselftest",
-    "isolation",
-];
+/// The probes `PROBE_BIN` knows, by name: the list of [`args`], where each
+/// probe's arguments are defined.
+pub use args::PROBES;
 
 /// Where the upstream KVM selftests of the kernel under test are packed
 /// (`KSELFTEST_DIR/guest_memfd_test`, `KSELFTEST_DIR/x86/...`), for the

@@ -56,19 +56,9 @@ impl BuiltSelftests {
 /// A test is named as Makefile.kvm names it: `guest_memfd_test`,
 /// `x86/private_mem_conversions_test`. Anything else could leave the output
 /// directory or not be a target.
+/// The check is the probe schema's, which the case was loaded with.
 pub fn check_test_name(name: &str) -> Result<()> {
-    let ok_part = |p: &str| {
-        !p.is_empty()
-            && p != "."
-            && p != ".."
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    };
-    let parts: Vec<&str> = name.split('/').collect();
-    if parts.len() > 2 || !parts.iter().all(|p| ok_part(p)) {
-        bail!("`{name}` is not a KVM selftest name (expected e.g. `guest_memfd_test` or `x86/private_mem_conversions_test`)");
-    }
-    Ok(())
+    gmem_protocol::args::check_kselftest_name(name).map_err(anyhow::Error::msg)
 }
 
 /// The cache key of a variant's selftests.

@@ -9,7 +9,7 @@
 //! VM). Masks are decoded to names, so the direct-map removal flag shows up
 //! as "NO_DIRECT_MAP" in guest_memfd_flags when the kernel carries it.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{open_kvm, Probe};
 use crate::errno;
@@ -17,13 +17,9 @@ use crate::flags::{self, VmType};
 use crate::kvm::sys;
 use crate::{Context, Result};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Args {
-    /// The type of the VM the per-VM answers come from.
-    #[serde(default)]
-    pub vm_type: VmType,
-}
+/// Its arguments: defined, with their defaults and bounds, in the
+/// protocol, which the host validates cases with.
+pub use gmem_protocol::args::CapsArgs as Args;
 
 #[derive(Debug, Serialize)]
 pub struct Caps {

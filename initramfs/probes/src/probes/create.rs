@@ -6,28 +6,17 @@
 //! page aligned, all with EINVAL; a kernel carrying the direct-map removal
 //! series also accepts NO_DIRECT_MAP (bit 2).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{create_vm, Probe};
 use crate::errno;
-use crate::flags::{gmem_mask, GmemFlag, VmType};
+use crate::flags::{gmem_mask, VmType};
 use crate::Result;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Args {
-    #[serde(default)]
-    pub vm_type: VmType,
-    pub attempts: Vec<Attempt>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Attempt {
-    pub size: u64,
-    #[serde(default)]
-    pub flags: Vec<GmemFlag>,
-}
+/// Its arguments: defined, with their defaults and bounds, in the
+/// protocol, which the host validates cases with.
+pub use gmem_protocol::args::CreateArgs as Args;
+pub use gmem_protocol::args::CreateAttempt as Attempt;
 
 #[derive(Debug, Serialize)]
 pub struct Outcome {

@@ -21,7 +21,7 @@
 //! `noflush` removal, stale TLB entries can leave a removed page readable for
 //! a while: such counts can legitimately vary (see DESIGN.md).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::pages::{read_pattern_page, write_pattern_page, PhysMem};
 use super::{
@@ -29,49 +29,13 @@ use super::{
 };
 use crate::cpu;
 use crate::errno;
-use crate::flags::{GmemFlag, IfUnsupported, VmType};
 use crate::meminfo::{delta, DirectMap};
 use crate::{Context, Result};
 
-fn default_pages() -> usize {
-    1
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Release {
-    /// munmap, close the guest_memfd and the VM.
-    #[default]
-    Close,
-    /// fallocate(PUNCH_HOLE) over the whole file, then close.
-    PunchHole,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Args {
-    #[serde(default)]
-    pub vm_type: VmType,
-    #[serde(default = "crate::flags::mappable")]
-    pub flags: Vec<GmemFlag>,
-    /// `drop`: leave out the flags the kernel does not advertise.
-    #[serde(default)]
-    pub if_unsupported: IfUnsupported,
-    #[serde(default = "default_pages")]
-    pub pages: usize,
-    #[serde(default)]
-    pub release: Release,
-    /// Report the signs of the DirectMap4k/2M/1G changes. Whether faulting
-    /// a zapped page splits a large direct-map page depends on what earlier
-    /// steps of the same boot split already: a case asks for them only where
-    /// the answer is certain (the first zap of a boot).
-    #[serde(default = "yes")]
-    pub direct_map_deltas: bool,
-}
-
-fn yes() -> bool {
-    true
-}
+/// Its arguments: defined, with their defaults and bounds, in the
+/// protocol, which the host validates cases with.
+pub use gmem_protocol::args::DirectMapArgs as Args;
+use gmem_protocol::args::Release;
 
 /// Signs of the DirectMap changes since the start of the probe.
 #[derive(Debug, Default, Serialize)]
@@ -209,6 +173,7 @@ impl Probe for Args {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flags::GmemFlag;
     use crate::probes::GmemCreate;
 
     /// Observations are compared as JSON: the fields keep their order, and

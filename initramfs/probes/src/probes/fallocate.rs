@@ -13,52 +13,28 @@
 //! faulted in or prepared for the guest), so `allocate` alone leaves
 //! `uptodate_pages` unchanged while `write` and `punch_hole` move it.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{create_vm, pattern_byte, Probe, PAGE};
 use crate::errno;
-use crate::flags::{gmem_mask, GmemFlag, VmType};
+use crate::flags::{gmem_mask, GmemFlag};
 use crate::kvm::GuestMemfd;
 use crate::mapping::Mapping;
 use crate::{Context, Result};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Args {
-    #[serde(default)]
-    pub vm_type: VmType,
-    pub size: u64,
-    #[serde(default)]
-    pub flags: Vec<GmemFlag>,
-    pub ops: Vec<Op>,
-}
+/// Its arguments: defined, with their defaults and bounds, in the
+/// protocol, which the host validates cases with.
+pub use gmem_protocol::args::FallocateArgs as Args;
+pub use gmem_protocol::args::{FallocateOp as Op, FallocateOpKind as OpKind};
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OpKind {
-    Allocate,
-    PunchHole,
-    AllocateMode0,
-    Write,
-}
-
-impl OpKind {
-    fn mode(self) -> i32 {
-        match self {
-            OpKind::Allocate => libc::FALLOC_FL_KEEP_SIZE,
-            OpKind::PunchHole => libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            OpKind::AllocateMode0 => 0,
-            OpKind::Write => unreachable!("write is not a fallocate mode"),
-        }
+/// The fallocate(2) mode of `op`.
+fn mode(op: OpKind) -> i32 {
+    match op {
+        OpKind::Allocate => libc::FALLOC_FL_KEEP_SIZE,
+        OpKind::PunchHole => libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+        OpKind::AllocateMode0 => 0,
+        OpKind::Write => unreachable!("write is not a fallocate mode"),
     }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Op {
-    pub op: OpKind,
-    pub offset: u64,
-    pub len: u64,
 }
 
 /// What the file holds at one moment.
@@ -151,7 +127,7 @@ impl Probe for Args {
         for op in self.ops {
             let result = match op.op {
                 OpKind::Write => write(view.as_ref(), &op),
-                _ => errno::outcome(&gmem.fallocate(op.op.mode(), op.offset, op.len)),
+                _ => errno::outcome(&gmem.fallocate(mode(op.op), op.offset, op.len)),
             };
             obs.ops.push(Outcome {
                 op,

@@ -69,7 +69,7 @@ use std::io::{self, Read as _};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::pages::{write_pattern_page, PhysMem};
 use super::{
@@ -77,7 +77,6 @@ use super::{
     Counts, GmemMapped, Probe, PAGE,
 };
 use crate::errno;
-use crate::flags::{GmemFlag, IfUnsupported, VmType};
 use crate::kvm::GuestMemfd;
 use crate::mapping::{pipe, Mapping};
 use crate::meminfo::delta;
@@ -85,43 +84,13 @@ use crate::{cpu, Context, Failure, Result};
 
 const FAIL_DIR: &str = "/sys/kernel/debug/fail_page_alloc";
 /// Pages per 2 MiB window of the address space: one page table each.
-const WINDOW: usize = 512;
+const WINDOW: usize = gmem_protocol::args::FAULT_INJECT_WINDOW;
 /// Failures armed for the restore steps: more than they could allocate.
 const MANY: i64 = 1000;
 
-fn default_pages() -> usize {
-    4 * WINDOW
-}
-
-fn default_restore_pages() -> usize {
-    4
-}
-
-fn default_verbose() -> u32 {
-    2
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Args {
-    #[serde(default)]
-    pub vm_type: VmType,
-    #[serde(default = "crate::flags::mappable_no_direct_map")]
-    pub flags: Vec<GmemFlag>,
-    /// `drop`: leave out the flags the kernel does not advertise.
-    #[serde(default)]
-    pub if_unsupported: IfUnsupported,
-    /// The candidate pages for the fault phases (a multiple of 512).
-    #[serde(default = "default_pages")]
-    pub pages: usize,
-    #[serde(default = "default_restore_pages")]
-    pub restore_pages: usize,
-    /// fail_page_alloc/verbose: 2 logs each injected failure's stack trace
-    /// (needed for `failed_in_set_direct_map`, omitted below 2), 1 a line,
-    /// 0 nothing.
-    #[serde(default = "default_verbose")]
-    pub verbose: u32,
-}
+/// Its arguments: defined, with their defaults and bounds, in the
+/// protocol, which the host validates cases with.
+pub use gmem_protocol::args::FaultInjectArgs as Args;
 
 /// One fault phase.
 #[derive(Debug, Default, Serialize)]
@@ -557,12 +526,7 @@ impl Probe for Args {
     type Output = Observation;
 
     fn run(self) -> Result<Observation> {
-        if self.pages < WINDOW || !self.pages.is_multiple_of(WINDOW) {
-            return Err(Failure::Usage(format!(
-                "pages {} is not a multiple of {WINDOW}",
-                self.pages
-            )));
-        }
+        // `pages` is a whole number of windows: the schema's bound.
         let mut obs = Observation::default();
         let fail = match FailPageAlloc::setup(self.verbose) {
             Ok(f) => f,
@@ -704,7 +668,11 @@ mod tests {
 
     #[test]
     fn rejects_pages_that_are_not_whole_windows() {
-        let args: Args = serde_json::from_str(r#"{"pages": 100}"#).unwrap();
-        assert!(matches!(args.run(), Err(Failure::Usage(_))));
+        // The schema refuses them before the probe runs.
+        for bad in [r#"{"pages": 100}"#, r#"{"pages": 1000}"#] {
+            assert!(serde_json::from_str::<Args>(bad).is_err(), "{bad}");
+        }
+        let args: Args = serde_json::from_str(r#"{"pages": 1024}"#).unwrap();
+        assert_eq!(args.pages, 2 * WINDOW);
     }
 }

@@ -38,52 +38,18 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
 use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
 use super::{create_mapped_gmem, create_vm, pattern, GmemMapped, Probe, PAGE};
 use crate::errno;
-use crate::flags::{GmemFlag, IfUnsupported, VmType};
 use crate::mapping::{pipe, Mapping};
 use crate::{cpu, Context, Result};
 
 /// A way the kernel reads user memory with GUP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Path {
-    ProcSelfMem,
-    ProcessVmReadv,
-    Vmsplice,
-}
-
-impl Path {
-    fn name(self) -> &'static str {
-        match self {
-            Path::ProcSelfMem => "proc_self_mem",
-            Path::ProcessVmReadv => "process_vm_readv",
-            Path::Vmsplice => "vmsplice",
-        }
-    }
-}
-
-fn default_pages() -> usize {
-    1
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Args {
-    #[serde(default)]
-    pub vm_type: VmType,
-    #[serde(default = "crate::flags::mappable_no_direct_map")]
-    pub flags: Vec<GmemFlag>,
-    /// `drop`: leave out the flags the kernel does not advertise.
-    #[serde(default)]
-    pub if_unsupported: IfUnsupported,
-    /// The GUP paths to read through, in this order.
-    pub paths: Vec<Path>,
-    #[serde(default = "default_pages")]
-    pub pages: usize,
-}
+pub use gmem_protocol::args::GupPath as Path;
+/// Its arguments: defined, with their defaults and bounds, in the
+/// protocol, which the host validates cases with.
+pub use gmem_protocol::args::GupReadArgs as Args;
 
 /// Outcomes in the order they were made, serialized as a JSON object.
 #[derive(Debug, Default)]
@@ -250,6 +216,7 @@ impl Probe for Args {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flags::{GmemFlag, IfUnsupported};
     use crate::probes::GmemCreate;
 
     #[test]
@@ -264,7 +231,7 @@ mod tests {
         let obs = Observation {
             mapped: GmemMapped {
                 gmem: GmemCreate {
-                    flags: crate::flags::mappable_no_direct_map(),
+                    flags: gmem_protocol::args::mappable_no_direct_map(),
                     dropped_flags: vec![GmemFlag::NO_DIRECT_MAP],
                     pages: 1,
                     create: "ok".into(),
@@ -293,7 +260,7 @@ mod tests {
             args.paths,
             [Path::ProcessVmReadv, Path::Vmsplice, Path::ProcSelfMem]
         );
-        assert_eq!(args.flags, crate::flags::mappable_no_direct_map());
+        assert_eq!(args.flags, gmem_protocol::args::mappable_no_direct_map());
         assert_eq!(args.if_unsupported, IfUnsupported::Keep);
         assert!(serde_json::from_str::<Args>(r#"{"paths":["o_direct"]}"#).is_err());
     }

@@ -15,15 +15,15 @@ use std::ffi::CString;
 use std::io;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::Probe;
 use crate::errno;
 use crate::{Context, Result};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Args {}
+/// Its arguments: defined, with their defaults and bounds, in the
+/// protocol, which the host validates cases with.
+pub use gmem_protocol::args::IsolationArgs as Args;
 
 #[derive(Debug, Serialize)]
 pub struct Observation {

@@ -15,28 +15,16 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::Probe;
 use crate::ksft::{self, Parsed};
 use crate::{Failure, Result};
 use gmem_protocol::KSELFTEST_DIR;
 
-fn default_timeout() -> u64 {
-    60
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Args {
-    /// As Makefile.kvm names it: `guest_memfd_test`, `x86/foo_test`.
-    pub test: String,
-    #[serde(default)]
-    pub args: Vec<String>,
-    /// The test is killed (its whole process group) after this long.
-    #[serde(default = "default_timeout")]
-    pub timeout_s: u64,
-}
+/// Its arguments: defined, with their defaults and bounds, in the
+/// protocol, which the host validates cases with.
+pub use gmem_protocol::args::KselftestArgs as Args;
 
 #[derive(Debug, Serialize)]
 pub struct Observation {
@@ -59,18 +47,8 @@ impl Probe for Args {
     type Output = Observation;
 
     fn run(self) -> Result<Observation> {
-        let valid = !self.test.is_empty()
-            && self.test.split('/').count() <= 2
-            && self
-                .test
-                .split('/')
-                .all(|p| !p.is_empty() && p != "." && p != "..");
-        if !valid {
-            return Err(Failure::Usage(format!(
-                "probe kselftest: field `test`: `{}` is not a KVM selftest name",
-                self.test
-            )));
-        }
+        // `test` is a plain selftest name, never a path out of
+        // KSELFTEST_DIR: the schema checked it when it parsed the arguments.
         let bin = Path::new(KSELFTEST_DIR).join(&self.test);
         if !bin.is_file() {
             return Err(Failure::Work(format!(

@@ -2,14 +2,14 @@
 //! sizes depend on the machine). A kernel without them cannot show a
 //! direct-map split, so cases that rely on `direct_map` deltas check this.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{read_direct_map, Probe};
 use crate::Result;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Args {}
+/// Its arguments: defined, with their defaults and bounds, in the
+/// protocol, which the host validates cases with.
+pub use gmem_protocol::args::MeminfoArgs as Args;
 
 #[derive(Debug, Serialize)]
 pub struct Observation {

@@ -15,32 +15,17 @@
 //! fault the guest_memfd refuses (private memory, without INIT_SHARED) is
 //! reported as EFAULT instead of killing the probe with SIGBUS.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::pages::{read_pattern_page, write_pattern_page, PageRead};
 use super::{create_gmem, create_vm, pattern_page, GmemCreate, Probe, PAGE};
 use crate::errno;
-use crate::flags::{GmemFlag, IfUnsupported, VmType};
 use crate::mapping::Mapping;
 use crate::Result;
 
-fn default_pages() -> usize {
-    4
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Args {
-    #[serde(default)]
-    pub vm_type: VmType,
-    #[serde(default = "crate::flags::mappable")]
-    pub flags: Vec<GmemFlag>,
-    /// `drop`: leave out the flags the kernel does not advertise.
-    #[serde(default)]
-    pub if_unsupported: IfUnsupported,
-    #[serde(default = "default_pages")]
-    pub pages: usize,
-}
+/// Its arguments: defined, with their defaults and bounds, in the
+/// protocol, which the host validates cases with.
+pub use gmem_protocol::args::MmapRwArgs as Args;
 
 #[derive(Debug, Default, Serialize)]
 pub struct Observation {
@@ -164,6 +149,7 @@ impl Probe for Args {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flags::GmemFlag;
 
     /// Observations are compared as JSON: the fields keep their order, and
     /// the steps not reached stay out.

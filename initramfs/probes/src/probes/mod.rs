@@ -1,13 +1,9 @@
-//! The probes, one module each. Each takes its own argument struct (parsed
-//! with `deny_unknown_fields`, so a typo in a case is an error naming the
-//! field) and returns its own observation struct. What several probes do
+//! The probes, one module each. Each takes its own argument struct, defined
+//! in the protocol crate (`gmem_protocol::args`: the schema the host checks
+//! cases with at load, so a typo or an out-of-range value never reaches a
+//! boot) and returns its own observation struct. What several probes do
 //! alike lives once: here (the VM, the guest_memfd and its mapping, the
 //! pattern) and in [`pages`] (writing, finding and reading back its pages).
-//!
-//! The argument structs repeat the fields they share (`vm_type`, `flags`)
-//! instead of flattening a common struct: serde's `flatten` does not go with
-//! `deny_unknown_fields`, and the error for a typo would stop listing the
-//! expected fields.
 
 pub mod caps;
 pub mod create;

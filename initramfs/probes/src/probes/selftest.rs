@@ -11,25 +11,15 @@
 
 use std::io::Write;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::Probe;
 use crate::{Failure, Result};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Args {
-    #[serde(default)]
-    pub sleep_ms: u64,
-    #[serde(default)]
-    pub print: Option<String>,
-    #[serde(default)]
-    pub raise: Option<String>,
-    #[serde(default)]
-    pub exit_code: Option<i32>,
-    #[serde(default)]
-    pub random: bool,
-}
+/// Its arguments: defined, with their defaults and bounds, in the
+/// protocol, which the host validates cases with.
+pub use gmem_protocol::args::SelftestArgs as Args;
+use gmem_protocol::args::Signal;
 
 #[derive(Debug, Serialize)]
 pub struct Observation {
@@ -52,26 +42,20 @@ fn random_u64() -> Result<u64> {
     Ok(u64::from_le_bytes(buf))
 }
 
-fn signal(name: &str) -> Option<i32> {
-    Some(match name {
-        "SIGSEGV" => libc::SIGSEGV,
-        "SIGBUS" => libc::SIGBUS,
-        "SIGABRT" => libc::SIGABRT,
-        "SIGKILL" => libc::SIGKILL,
-        _ => return None,
-    })
+fn signal(sig: Signal) -> i32 {
+    match sig {
+        Signal::Segv => libc::SIGSEGV,
+        Signal::Bus => libc::SIGBUS,
+        Signal::Abrt => libc::SIGABRT,
+        Signal::Kill => libc::SIGKILL,
+    }
 }
 
 impl Probe for Args {
     type Output = Observation;
 
     fn run(self) -> Result<Observation> {
-        let sig = match &self.raise {
-            Some(name) => Some(signal(name).ok_or_else(|| {
-                Failure::Usage(format!("probe selftest: field `raise`: unknown signal {name:?} (SIGSEGV, SIGBUS, SIGABRT or SIGKILL)"))
-            })?),
-            None => None,
-        };
+        let sig = self.raise.map(signal);
         std::thread::sleep(std::time::Duration::from_millis(self.sleep_ms));
         if let Some(text) = &self.print {
             let mut out = std::io::stdout().lock();

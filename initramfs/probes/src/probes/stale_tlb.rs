@@ -47,31 +47,16 @@
 
 use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::pages::{read_pattern_page, write_pattern_page, PageRead, PhysMem};
 use super::{count, create_mapped_gmem, create_vm, read_direct_map, Counts, GmemMapped, Probe};
 use crate::errno;
-use crate::flags::{GmemFlag, IfUnsupported, VmType};
 use crate::{cpu, Context, Failure, Result};
 
-fn default_pages() -> usize {
-    32
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Args {
-    #[serde(default)]
-    pub vm_type: VmType,
-    #[serde(default = "crate::flags::mappable_no_direct_map")]
-    pub flags: Vec<GmemFlag>,
-    /// `drop`: leave out the flags the kernel does not advertise.
-    #[serde(default)]
-    pub if_unsupported: IfUnsupported,
-    #[serde(default = "default_pages")]
-    pub pages: usize,
-}
+/// Its arguments: defined, with their defaults and bounds, in the
+/// protocol, which the host validates cases with.
+pub use gmem_protocol::args::StaleTlbArgs as Args;
 
 /// One page right after its fault: did the fault split a large direct-map
 /// page, and what did /dev/mem read.
@@ -295,7 +280,7 @@ mod tests {
         let mut obs = Observation {
             mapped: GmemMapped {
                 gmem: GmemCreate {
-                    flags: crate::flags::mappable_no_direct_map(),
+                    flags: gmem_protocol::args::mappable_no_direct_map(),
                     dropped_flags: vec![],
                     pages: 2,
                     create: "ok".into(),

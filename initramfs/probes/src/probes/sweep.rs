@@ -22,7 +22,7 @@
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, Write};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{pattern, Probe, PAGE};
 use crate::errno;
@@ -34,24 +34,9 @@ const MIB: usize = 1 << 20;
 /// Anonymous memory is mapped in chunks of this size (the last is smaller).
 const CHUNK: usize = 64 * MIB;
 
-fn default_share_percent() -> u8 {
-    80
-}
-
-fn default_tmpfs_mib() -> usize {
-    8
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Args {
-    /// How much of MemAvailable to allocate as anonymous memory, in percent
-    /// (at most 95: more risks the OOM killer).
-    #[serde(default = "default_share_percent")]
-    pub share_percent: u8,
-    #[serde(default = "default_tmpfs_mib")]
-    pub tmpfs_mib: usize,
-}
+/// Its arguments: defined, with their defaults and bounds, in the
+/// protocol, which the host validates cases with.
+pub use gmem_protocol::args::SweepArgs as Args;
 
 #[derive(Debug, Default, Serialize)]
 pub struct Observation {
@@ -129,12 +114,6 @@ impl Probe for Args {
     type Output = Observation;
 
     fn run(self) -> Result<Observation> {
-        if self.share_percent > 95 {
-            return Err(Failure::Usage(format!(
-                "share_percent {} is over 95",
-                self.share_percent
-            )));
-        }
         let text =
             std::fs::read_to_string("/proc/meminfo").context(|| "reading /proc/meminfo".into())?;
         let available = *meminfo::parse(&text)

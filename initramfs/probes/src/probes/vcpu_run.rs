@@ -25,11 +25,11 @@
 //! value it carried and what the data reads as through the userspace memory
 //! afterwards, each against what the layout predicts.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{open_kvm, usable_flags, Probe, PAGE};
 use crate::errno;
-use crate::flags::{gmem_mask, GmemFlag, IfUnsupported, VmType, MEMORY_ATTRIBUTE_PRIVATE};
+use crate::flags::{gmem_mask, GmemFlag, VmType, MEMORY_ATTRIBUTE_PRIVATE};
 use crate::kvm::{sys, Vcpu, VcpuExit};
 use crate::mapping::Mapping;
 use crate::{Context, Result};
@@ -56,52 +56,10 @@ const ADD_OUT_HLT: &[u8] = &[
 /// `jmp $`: never exits on its own.
 const SPIN: &[u8] = &[0xeb, 0xfe];
 
-/// What the vCPU runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Program {
-    /// Load the data word, add, store, OUT it, HLT.
-    #[default]
-    AddOutHlt,
-    /// Loop forever: KVM_RUN only ends at `timeout_ms` ("timeout").
-    Spin,
-}
-
-fn default_timeout_ms() -> u64 {
-    5000
-}
-
-/// Which guest pages are made private before the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Private {
-    #[default]
-    None,
-    Data,
-    All,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Args {
-    #[serde(default)]
-    pub vm_type: VmType,
-    #[serde(default = "crate::flags::mappable")]
-    pub flags: Vec<GmemFlag>,
-    /// `drop`: leave out the flags the kernel does not advertise.
-    #[serde(default)]
-    pub if_unsupported: IfUnsupported,
-    #[serde(default)]
-    pub private: Private,
-    /// KVM_PRE_FAULT_MEMORY over the whole slot before running.
-    #[serde(default)]
-    pub pre_fault: bool,
-    #[serde(default)]
-    pub program: Program,
-    /// How long KVM_RUN may take before it is interrupted (SIGALRM).
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-}
+/// Its arguments: defined, with their defaults and bounds, in the
+/// protocol, which the host validates cases with.
+pub use gmem_protocol::args::VcpuRunArgs as Args;
+use gmem_protocol::args::{Private, Program};
 
 /// Each setup step: "ok" or its errno; absent when not reached or not asked.
 #[derive(Debug, Default, Serialize)]

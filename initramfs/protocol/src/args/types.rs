@@ -1,0 +1,203 @@
+//! The names cases use in probe arguments: guest_memfd flags, VM types,
+//! and each probe's own choices. The probe binary turns them into the bits
+//! and calls KVM takes, and back into names in its observations.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{show, ArgError, ArgValue};
+
+/// `GUEST_MEMFD_FLAG_*` (include/uapi/linux/kvm.h), and bit 2, the
+/// out-of-tree direct-map removal flag (see DESIGN.md).
+pub const GMEM_FLAG_NAMES: [(&str, u32); 3] =
+    [("MMAP", 0), ("INIT_SHARED", 1), ("NO_DIRECT_MAP", 2)];
+
+/// One guest_memfd flag as a case names it: `"MMAP"`, `"INIT_SHARED"`,
+/// `"NO_DIRECT_MAP"` or `"bit N"` (any bit, to try unknown ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct GmemFlag(pub u32);
+
+impl GmemFlag {
+    pub const MMAP: GmemFlag = GmemFlag(0);
+    pub const INIT_SHARED: GmemFlag = GmemFlag(1);
+    pub const NO_DIRECT_MAP: GmemFlag = GmemFlag(2);
+
+    pub fn mask(self) -> u64 {
+        1 << self.0
+    }
+}
+
+/// The flags most probes default to: a guest_memfd its owner can mmap and
+/// use as shared memory.
+pub fn mappable() -> Vec<GmemFlag> {
+    vec![GmemFlag::MMAP, GmemFlag::INIT_SHARED]
+}
+
+/// The flags of the probes about direct-map removal: a mappable guest_memfd
+/// whose pages leave the direct map.
+pub fn mappable_no_direct_map() -> Vec<GmemFlag> {
+    vec![
+        GmemFlag::MMAP,
+        GmemFlag::INIT_SHARED,
+        GmemFlag::NO_DIRECT_MAP,
+    ]
+}
+
+const GMEM_FLAG_EXPECTED: &str = "MMAP, INIT_SHARED, NO_DIRECT_MAP or \"bit N\" with N < 64";
+
+impl TryFrom<String> for GmemFlag {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if let Some((_, bit)) = GMEM_FLAG_NAMES.iter().find(|(n, _)| *n == s) {
+            return Ok(GmemFlag(*bit));
+        }
+        parse_bit(&s).map(GmemFlag).ok_or_else(|| {
+            format!("unknown guest_memfd flag {s:?} (expected {GMEM_FLAG_EXPECTED})")
+        })
+    }
+}
+
+impl From<GmemFlag> for String {
+    fn from(f: GmemFlag) -> String {
+        match GMEM_FLAG_NAMES.iter().find(|(_, b)| *b == f.0) {
+            Some((name, _)) => name.to_string(),
+            None => format!("bit {}", f.0),
+        }
+    }
+}
+
+fn parse_bit(s: &str) -> Option<u32> {
+    let n: u32 = s.strip_prefix("bit ")?.trim().parse().ok()?;
+    (n < 64).then_some(n)
+}
+
+impl ArgValue for GmemFlag {
+    fn from_arg(v: &Value, at: &str) -> Result<Self, ArgError> {
+        v.as_str()
+            .and_then(|s| GmemFlag::try_from(s.to_string()).ok())
+            .ok_or_else(|| {
+                ArgError::new(
+                    at,
+                    format!(
+                        "expected a guest_memfd flag: {GMEM_FLAG_EXPECTED}; got {}",
+                        show(v)
+                    ),
+                )
+            })
+    }
+    fn type_name() -> String {
+        "guest_memfd flag: `MMAP`, `INIT_SHARED`, `NO_DIRECT_MAP` or `bit N`".into()
+    }
+}
+
+args_enum! {
+    /// What a probe does with flags the kernel does not advertise in
+    /// `KVM_CAP_GUEST_MEMFD_FLAGS`: `keep` them (KVM_CREATE_GUEST_MEMFD then
+    /// says EINVAL, an observation of its own) or `drop` them, so that one case
+    /// runs on kernels with and without a flag and shows, on those without it,
+    /// what a guest_memfd without the flag does.
+    #[derive(Default)]
+    pub enum IfUnsupported {
+        #[default]
+        Keep = "keep",
+        Drop = "drop",
+    }
+}
+
+args_enum! {
+    /// The VM type a probe creates its VM with (`KVM_X86_*_VM`,
+    /// arch/x86/include/uapi/asm/kvm.h).
+    #[derive(Default)]
+    pub enum VmType {
+        #[default]
+        Default = "default",
+        SwProtected = "sw_protected",
+        Sev = "sev",
+        SevEs = "sev_es",
+        Snp = "snp",
+        Tdx = "tdx",
+    }
+}
+
+impl VmType {
+    /// The `KVM_CREATE_VM` argument.
+    pub fn raw(self) -> u64 {
+        match self {
+            VmType::Default => 0,
+            VmType::SwProtected => 1,
+            VmType::Sev => 2,
+            VmType::SevEs => 3,
+            VmType::Snp => 4,
+            VmType::Tdx => 5,
+        }
+    }
+}
+
+args_enum! {
+    /// How `direct_map` releases its guest_memfd.
+    #[derive(Default)]
+    pub enum Release {
+        /// munmap, close the guest_memfd and the VM.
+        #[default]
+        Close = "close",
+        /// fallocate(PUNCH_HOLE) over the whole file, then close.
+        PunchHole = "punch_hole",
+    }
+}
+
+args_enum! {
+    /// A way the kernel reads user memory with GUP (`gup_read`).
+    pub enum GupPath {
+        ProcSelfMem = "proc_self_mem",
+        ProcessVmReadv = "process_vm_readv",
+        Vmsplice = "vmsplice",
+    }
+}
+
+args_enum! {
+    /// One operation of `fallocate`.
+    pub enum FallocateOpKind {
+        /// fallocate(KEEP_SIZE).
+        Allocate = "allocate",
+        /// fallocate(PUNCH_HOLE | KEEP_SIZE).
+        PunchHole = "punch_hole",
+        /// fallocate with mode 0 (may grow the file).
+        AllocateMode0 = "allocate_mode0",
+        /// Write the pattern through the mapping.
+        Write = "write",
+    }
+}
+
+args_enum! {
+    /// What the vCPU of `vcpu_run` runs.
+    #[derive(Default)]
+    pub enum Program {
+        /// Load the data word, add, store, OUT it, HLT.
+        #[default]
+        AddOutHlt = "add_out_hlt",
+        /// Loop forever: KVM_RUN only ends at `timeout_ms` ("timeout").
+        Spin = "spin",
+    }
+}
+
+args_enum! {
+    /// Which guest pages `vcpu_run` makes private before the run.
+    #[derive(Default)]
+    pub enum Private {
+        #[default]
+        None = "none",
+        Data = "data",
+        All = "all",
+    }
+}
+
+args_enum! {
+    /// A signal the `selftest` probe raises on itself.
+    pub enum Signal {
+        Segv = "SIGSEGV",
+        Bus = "SIGBUS",
+        Abrt = "SIGABRT",
+        Kill = "SIGKILL",
+    }
+}
