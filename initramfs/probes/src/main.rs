@@ -12,6 +12,7 @@ mod errno;
 mod flags;
 mod ksft;
 mod kvm;
+mod l2code;
 mod mapping;
 mod meminfo;
 mod pagemap;
@@ -75,6 +76,11 @@ const PROBES: &[(&str, &str, Runner)] = &[
         "vcpu_run",
         "run a tiny real-mode guest from guest_memfd memory: exits, I/O value, memory value",
         run::<probes::vcpu_run::Args, _>,
+    ),
+    (
+        "kvm_access",
+        "one of KVM's own ways into guest memory (pvclock, emulation, nested, ...) on three backings",
+        run::<probes::kvm_access::Args, _>,
     ),
     (
         "direct_map",

@@ -42,6 +42,7 @@ pub const PROBES: &[&str] = &[
     "fallocate",
     "mmap_rw",
     "vcpu_run",
+    "kvm_access",
     "direct_map",
     "gup_read",
     "stale_tlb",
