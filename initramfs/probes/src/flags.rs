@@ -3,7 +3,9 @@
 //! (`"MMAP"`, `"sw_protected"`); observations decode masks back to names so a
 //! snapshot says `["MMAP", "INIT_SHARED"]` rather than `3`.
 
-pub use gmem_protocol::args::{GmemFlag, IfUnsupported, VmType, GMEM_FLAG_NAMES};
+pub use gmem_protocol::args::{
+    mappable, mappable_no_direct_map, GmemFlag, IfUnsupported, VmType, GMEM_FLAG_NAMES,
+};
 
 /// The mask of a list of flags.
 pub fn gmem_mask(flags: &[GmemFlag]) -> u64 {

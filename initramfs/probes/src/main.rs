@@ -12,6 +12,7 @@ mod errno;
 mod flags;
 mod ksft;
 mod kvm;
+mod l2code;
 mod mapping;
 mod meminfo;
 mod pagemap;
@@ -55,6 +56,7 @@ fn run(args: ProbeArgs) -> Result<String> {
         ProbeArgs::Fallocate(a) => observe(a),
         ProbeArgs::MmapRw(a) => observe(a),
         ProbeArgs::VcpuRun(a) => observe(a),
+        ProbeArgs::KvmAccess(a) => observe(a),
         ProbeArgs::DirectMap(a) => observe(a),
         ProbeArgs::GupRead(a) => observe(a),
         ProbeArgs::StaleTlb(a) => observe(a),

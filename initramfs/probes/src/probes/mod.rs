@@ -13,6 +13,7 @@ pub mod fault_inject;
 pub mod gup_read;
 pub mod isolation;
 pub mod kselftest;
+pub mod kvm_access;
 pub mod meminfo;
 pub mod mmap_rw;
 pub mod pages;

@@ -6,8 +6,9 @@
 use serde_json::{Map, Value};
 
 use super::{
-    mappable, mappable_no_direct_map, ArgError, ArgValue, Bound, FallocateOpKind, FieldDoc,
-    GmemFlag, GupPath, IfUnsupported, Private, Program, Release, Signal, VmType,
+    all_backings, mappable, mappable_no_direct_map, ArgError, ArgValue, Backing, Bound,
+    FallocateOpKind, FieldDoc, GmemFlag, GupPath, IfUnsupported, KvmPath, Private, Program,
+    Release, Signal, VmType,
 };
 
 /// The most pages a probe's guest_memfd may have: 64 MiB, well inside the
@@ -114,6 +115,20 @@ args_struct! {
         program: Program = Program::AddOutHlt, Bound::NONE;
         /// How long KVM_RUN may take before it is interrupted (SIGALRM), in milliseconds.
         timeout_ms: u64 = 5000, Bound::range(1, 60_000);
+    }
+}
+
+args_struct! {
+    /// `kvm_access`.
+    pub struct KvmAccessArgs {
+        /// The way into guest memory to try.
+        path: KvmPath, Bound::NONE;
+        /// The backings to try it on, in this order, each in a child process of its own.
+        backings: Vec<Backing> = all_backings(), Bound::items(1, 3).distinct();
+        /// `drop`: leave out NO_DIRECT_MAP where the kernel does not advertise it (the cell says so).
+        if_unsupported: IfUnsupported = IfUnsupported::Keep, Bound::NONE;
+        /// How long one backing may take before its child is killed, in milliseconds.
+        timeout_ms: u64 = 5000, Bound::range(100, 60_000);
     }
 }
 
@@ -344,6 +359,8 @@ probes! {
         "mmap a guest_memfd, write a pattern, read it back through two mappings";
     vcpu_run => VcpuRun(VcpuRunArgs):
         "run a tiny real-mode guest from guest_memfd memory: exits, I/O value, memory value";
+    kvm_access => KvmAccess(KvmAccessArgs):
+        "one of KVM's own ways into guest memory (pvclock, emulation, nested, ...) on three backings";
     direct_map => DirectMap(DirectMapArgs):
         "guest_memfd pages in the kernel direct map (/dev/mem at their PFN), DirectMap deltas";
     gup_read => GupRead(GupReadArgs):

@@ -8,6 +8,7 @@ fn minimal(probe: &str) -> Value {
         "fallocate" => json!({"size": 4096, "ops": [{"op": "allocate", "offset": 0, "len": 4096}]}),
         "gup_read" => json!({"paths": ["vmsplice"]}),
         "kselftest" => json!({"test": "guest_memfd_test"}),
+        "kvm_access" => json!({"path": "pvclock"}),
         _ => json!({}),
     }
 }

@@ -201,3 +201,54 @@ args_enum! {
         Kill = "SIGKILL",
     }
 }
+
+args_enum! {
+    /// One of KVM's own ways into guest memory, for `kvm_access`.
+    pub enum KvmPath {
+        /// MSR_KVM_SYSTEM_TIME_NEW: the pvclock, written through a gfn_to_pfn cache.
+        Pvclock = "pvclock",
+        /// MSR_KVM_STEAL_TIME: steal time, written through a gfn_to_hva cache.
+        StealTime = "steal_time",
+        /// MSR_KVM_PV_EOI_EN, then an MSI: the PV EOI pending bit.
+        PvEoi = "pv_eoi",
+        /// MSR_KVM_ASYNC_PF_INT and _EN: the async page-fault area.
+        AsyncPf = "async_pf",
+        /// MMIO executed from the page: KVM fetches the instruction to emulate it.
+        MmioDecode = "mmio_decode",
+        /// `rep outsb` from the page.
+        StringOut = "string_out",
+        /// `rep insb` into the page.
+        StringIn = "string_in",
+        /// KVM_PRE_FAULT_MEMORY over the page, then a read.
+        PreFault = "pre_fault",
+        /// The page private, shared, private again (a software-protected VM).
+        PrivateShared = "private_shared",
+        /// KVM_MEM_LOG_DIRTY_PAGES, a write, KVM_GET_DIRTY_LOG.
+        DirtyLog = "dirty_log",
+        /// VMSAVE with the VMCB on the page (kvm_vcpu_map).
+        NestedVmsave = "nested_vmsave",
+        /// VMRUN with the VMCB on the page (kvm_vcpu_map).
+        NestedVmrun = "nested_vmrun",
+        /// madvise(MADV_HWPOISON) on the page, then a read.
+        Hwpoison = "hwpoison",
+    }
+}
+
+args_enum! {
+    /// What backs the memory of `kvm_access`'s L2 VM.
+    #[derive(PartialOrd, Ord)]
+    pub enum Backing {
+        /// Anonymous memory, a plain memslot.
+        Anonymous = "anonymous",
+        /// A guest_memfd (MMAP | INIT_SHARED).
+        GuestMemfd = "guest_memfd",
+        /// A NO_DIRECT_MAP guest_memfd (MMAP | INIT_SHARED | NO_DIRECT_MAP).
+        NoDirectMap = "no_direct_map",
+    }
+}
+
+/// Every backing, in the order `kvm_access` tries them by default: the
+/// NO_DIRECT_MAP one, which may crash a kernel, last.
+pub fn all_backings() -> Vec<Backing> {
+    Backing::ALL.to_vec()
+}
