@@ -77,9 +77,16 @@ pub fn kernel_cmdline(extra: &str) -> String {
 /// exits) on panic, timestamps, the unexpected-NMI panic with backtraces,
 /// and the marker that tells init it is in a gmemtest guest (init refuses to
 /// run a plan without it, so a plan never runs on the host by mistake).
+///
+/// `tsc=reliable`: no clocksource watchdog. Under TCG on a loaded host a
+/// boot hung for good at 1.0 s, one vCPU in the watchdog's skew check
+/// (`watchdog_check_skew`, timer softirq) while the other waited in
+/// `multi_cpu_stop` for it to join the clocksource switch of
+/// `clocksource_done_booting`. The guest's TSC is QEMU's, and no case
+/// measures time.
 pub fn guest_cmdline(extra: &str) -> String {
     let mut c = format!(
-        "panic=-1 reboot=t printk.time=1 unknown_nmi_panic panic_sys_info=tasks,all_bt {}",
+        "panic=-1 reboot=t printk.time=1 tsc=reliable unknown_nmi_panic panic_sys_info=tasks,all_bt {}",
         gmem_protocol::GUEST_MARKER
     );
     if !extra.trim().is_empty() {
