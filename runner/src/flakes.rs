@@ -133,16 +133,11 @@ pub fn find(rounds: &[Vec<CaseRun>]) -> Vec<Flake> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::BackendKind;
     use crate::outcome::{End, Outcome, StepOutcome};
-    use crate::verdict::{BootMode, Verdict};
+    use crate::verdict::Verdict;
 
     fn run(case: &str, observation: serde_json::Value, verdict: Verdict) -> CaseRun {
         CaseRun {
-            case: case.into(),
-            kernel: "k".into(),
-            verdict,
-            reason: None,
             outcome: Some(Outcome {
                 case: case.into(),
                 kernel: "k".into(),
@@ -157,16 +152,7 @@ mod tests {
                 dmesg: vec![],
                 guest_errors: vec![],
             }),
-            crashes: vec![],
-            crash_report: None,
-            snapshot: None,
-            snapshot_diff: None,
-            log_dir: "/l".into(),
-            elapsed: std::time::Duration::ZERO,
-            boot_time: None,
-            backend: BackendKind::Hermetic,
-            fault: None,
-            boot: BootMode::Alone,
+            ..CaseRun::for_test(case, verdict)
         }
     }
 

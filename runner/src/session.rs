@@ -397,10 +397,6 @@ mod tests {
 
     fn run(case: &str, verdict: Verdict) -> CaseRun {
         CaseRun {
-            case: case.into(),
-            kernel: "k".into(),
-            verdict,
-            reason: None,
             outcome: Some(Outcome {
                 case: case.into(),
                 kernel: "k".into(),
@@ -410,16 +406,7 @@ mod tests {
                 dmesg: vec![],
                 guest_errors: vec![],
             }),
-            crashes: vec![],
-            crash_report: None,
-            snapshot: None,
-            snapshot_diff: None,
-            log_dir: "/l".into(),
-            elapsed: Duration::ZERO,
-            boot_time: None,
-            backend: BackendKind::Hermetic,
-            fault: None,
-            boot: BootMode::Alone,
+            ..CaseRun::for_test(case, verdict)
         }
     }
 

@@ -110,26 +110,11 @@ pub fn junit_xml(runs: &[CaseRun]) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::BackendKind;
-    use crate::verdict::BootMode;
 
     fn run(case: &str, verdict: Verdict) -> CaseRun {
         CaseRun {
-            case: case.into(),
-            kernel: "k".into(),
-            verdict,
             reason: (verdict != Verdict::Pass).then(|| "why".into()),
-            outcome: None,
-            crashes: vec![],
-            crash_report: None,
-            snapshot: None,
-            snapshot_diff: None,
-            log_dir: "/l".into(),
-            elapsed: std::time::Duration::ZERO,
-            boot_time: None,
-            backend: BackendKind::Hermetic,
-            fault: None,
-            boot: BootMode::Alone,
+            ..CaseRun::for_test(case, verdict)
         }
     }
 

@@ -74,6 +74,31 @@ pub struct CaseRun {
     pub boot: BootMode,
 }
 
+#[cfg(test)]
+impl CaseRun {
+    /// A run of `case` on kernel `k` with this verdict and nothing else: the
+    /// start of the runs unit tests make.
+    pub(crate) fn for_test(case: &str, verdict: Verdict) -> CaseRun {
+        CaseRun {
+            case: case.into(),
+            kernel: "k".into(),
+            verdict,
+            reason: None,
+            outcome: None,
+            crashes: vec![],
+            crash_report: None,
+            snapshot: None,
+            snapshot_diff: None,
+            log_dir: "/l".into(),
+            elapsed: Duration::ZERO,
+            boot_time: None,
+            backend: BackendKind::Hermetic,
+            fault: None,
+            boot: BootMode::Alone,
+        }
+    }
+}
+
 /// How a case was booted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootMode {
