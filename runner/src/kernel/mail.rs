@@ -127,7 +127,7 @@ pub fn split_mbox(raw: &[u8]) -> Vec<Vec<u8>> {
     for l in lines {
         if is_mbox && blank_before && l.starts_with(b"From ") {
             if !current.is_empty() {
-                messages.push(std::mem::take(&mut current));
+                messages.push(without_separator(std::mem::take(&mut current)));
             }
             blank_before = false;
             continue;
@@ -142,9 +142,24 @@ pub fn split_mbox(raw: &[u8]) -> Vec<Vec<u8>> {
         current.extend_from_slice(body_line);
     }
     if !current.iter().all(|b| b.is_ascii_whitespace()) {
-        messages.push(current);
+        messages.push(if is_mbox {
+            without_separator(current)
+        } else {
+            current
+        });
     }
     messages
+}
+
+/// A message of an mbox less the blank line that separates it from the
+/// next: that line is the mbox's, not the message's.
+fn without_separator(mut m: Vec<u8>) -> Vec<u8> {
+    if m.ends_with(b"\r\n\r\n") {
+        m.truncate(m.len() - 2);
+    } else if m.ends_with(b"\n\n") {
+        m.truncate(m.len() - 1);
+    }
+    m
 }
 
 fn trim_eol(l: &[u8]) -> &[u8] {
@@ -444,7 +459,7 @@ mod tests {
         assert_eq!(m.len(), 2);
         let one = parse_message(&m[0], "t");
         assert_eq!(one.subject(), "one");
-        assert_eq!(one.body, "body\nFrom here\n\n");
+        assert_eq!(one.body, "body\nFrom here\n");
         assert_eq!(parse_message(&m[1], "t").subject(), "two");
         // Not an mbox: one message.
         assert_eq!(split_mbox(b"Subject: x\n\nFrom me\n").len(), 1);

@@ -591,6 +591,123 @@ pub fn write_patches(series: &Series, dir: &Path) -> Result<Vec<PathBuf>> {
         .collect()
 }
 
+/// A recipe's own patch files as patches (a `git format-patch` file is a
+/// mail; a bare diff is a patch titled by its file name).
+pub fn recipe_patches(recipe: &super::Recipe) -> Result<Vec<Patch>> {
+    recipe
+        .patches
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let mails = read_mails(f)?;
+            let m = mails
+                .into_iter()
+                .next()
+                .with_context(|| format!("{}: empty", f.display()))?;
+            let title = parse_subject(m.subject())
+                .map(|t| t.title)
+                .unwrap_or_else(|| {
+                    f.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned()
+                });
+            Ok(Patch {
+                number: i as u32 + 1,
+                title,
+                author: m.header("From").unwrap_or("").to_string(),
+                text: m.body,
+                message_id: None,
+            })
+        })
+        .collect()
+}
+
+/// The pristine tree a recipe builds from, and its name for people.
+pub fn base_of(paths: &crate::paths::Paths, recipe: &super::Recipe) -> Result<(PathBuf, String)> {
+    Ok(match &recipe.source {
+        super::recipe::SourceSpec::Debian { package, version } => {
+            let t = crate::setup::source(paths, package, version.as_deref())?;
+            let name = format!("{} {} ({})", t.package, t.version, recipe.name);
+            (t.path, name)
+        }
+        // Recipe::load made it absolute.
+        super::recipe::SourceSpec::Tree { tree } => {
+            (PathBuf::from(tree), format!("{tree} ({})", recipe.name))
+        }
+    })
+}
+
+/// How a series goes onto one base: the table's rows, and the base's name.
+pub struct BaseCheck {
+    pub base: String,
+    pub rows: Vec<Row>,
+}
+
+impl BaseCheck {
+    pub fn failing(&self) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| matches!(r.applied, Applied::Failed { .. }))
+            .count()
+    }
+}
+
+/// Checks `patches` onto each recipe's base in turn (the recipe's own
+/// patches first, then `patches`).
+pub fn check_onto(
+    paths: &crate::paths::Paths,
+    bases: &[super::Recipe],
+    patches: &[Patch],
+) -> Result<Vec<BaseCheck>> {
+    bases
+        .iter()
+        .map(|r| {
+            let (tree, base) = base_of(paths, r)?;
+            let mut all = recipe_patches(r)?;
+            let offset = all.len() as u32;
+            all.extend(patches.iter().cloned().map(|mut p| {
+                p.number += offset;
+                p
+            }));
+            Ok(BaseCheck {
+                base,
+                rows: check(&tree, &all)?,
+            })
+        })
+        .collect()
+}
+
+/// Several bases side by side: one line per patch, one column per base.
+pub fn matrix(checks: &[BaseCheck]) -> String {
+    let Some(first) = checks.first() else {
+        return String::new();
+    };
+    let mut s = String::from("patch");
+    for (i, _) in checks.iter().enumerate() {
+        s += &format!("  base {}", i + 1);
+    }
+    s.push('\n');
+    for (i, r) in first.rows.iter().enumerate() {
+        s += &format!("{:>5}", r.number);
+        for c in checks {
+            let word = match c.rows.get(i).map(|r| &r.applied) {
+                Some(Applied::Clean) => "clean",
+                Some(Applied::Shifted { hunks }) if hunks.iter().any(|h| h.fuzz > 0) => "fuzz",
+                Some(Applied::Shifted { .. }) => "offset",
+                Some(Applied::Failed { .. }) => "FAILS",
+                None => "-",
+            };
+            s += &format!("  {word:<6}");
+        }
+        s += &format!("  {}\n", r.title.chars().take(60).collect::<String>());
+    }
+    for (i, c) in checks.iter().enumerate() {
+        s += &format!("base {}: {}\n", i + 1, c.base);
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
