@@ -67,6 +67,24 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum SeriesCmd {
+    /// A table of every patch: applies clean, with offsets or fuzz (which
+    /// hunks), or fails (the rejected hunks and the file's text where they
+    /// were meant to go); every patch is tried on the tree as it stands after
+    /// those before it that applied. Exit 1 when a patch fails.
+    Check {
+        /// The series: an mbox, a maildir, or a folder of .eml/.patch files.
+        #[arg(long)]
+        series: Option<std::path::PathBuf>,
+        /// The kernel recipes to check onto (their sources, then their own
+        /// patches); several give a patch x base table. Without --series,
+        /// each recipe's own patches are checked.
+        #[arg(long = "onto", default_value = "stock-7.3")]
+        onto: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Cmd {
     /// Install the host packages (as root; otherwise print the command) and fetch the kernel sources.
     Setup,
@@ -169,6 +187,12 @@ enum Cmd {
     },
     /// List the cases and kernels.
     List,
+    /// Patch series: how each patch of a series (an mbox, a maildir, a
+    /// folder of mails or format-patch files) applies onto kernel bases.
+    Series {
+        #[command(subcommand)]
+        cmd: SeriesCmd,
+    },
     /// Find the first bad commit of a kernel git tree with a case as the oracle
     /// (`git bisect run` in a separate worktree; build failures are skipped).
     Bisect {
@@ -391,6 +415,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             suite_runs,
             jobs,
         } => bench(paths, only, runs, suite_runs, jobs).await,
+        Cmd::Series { cmd } => series(&paths, cmd),
         Cmd::List => {
             let suite = Suite::load(paths, &[], &[])?;
             println!("kernels:");
@@ -503,6 +528,46 @@ async fn bench(
         println!("{}", f.display());
     }
     Ok(exit::PASS)
+}
+
+fn series(paths: &Paths, cmd: SeriesCmd) -> Result<u8> {
+    use runner::kernel::series;
+    let SeriesCmd::Check { series: file, onto } = cmd;
+    let bases = onto
+        .iter()
+        .map(|n| runner::kernel::Recipe::load_named(&paths.kernels(), n))
+        .collect::<Result<Vec<_>>>()?;
+    let (name, patches) = match &file {
+        Some(f) => {
+            let s = series::load(f)?;
+            for l in &s.left_out {
+                eprintln!("series: left out {l}");
+            }
+            let name = format!(
+                "{} ({}{})",
+                f.display(),
+                s.identity(),
+                s.base_commit
+                    .as_deref()
+                    .map(|b| format!(", base-commit {b}"))
+                    .unwrap_or_default()
+            );
+            (name, s.patches)
+        }
+        None => ("the recipes' own patches".to_string(), vec![]),
+    };
+    let checks = series::check_onto(paths, &bases, &patches)?;
+    for c in &checks {
+        println!("{}", series::table(&name, &c.base, &c.rows));
+    }
+    if checks.len() > 1 {
+        println!("{}", series::matrix(&checks));
+    }
+    Ok(if checks.iter().any(|c| c.failing() > 0) {
+        exit::SNAPSHOT
+    } else {
+        exit::PASS
+    })
 }
 
 fn parse_backend(s: &str) -> Result<BackendKind, String> {
