@@ -26,6 +26,7 @@ pub mod boot;
 pub mod case;
 pub mod children;
 pub mod cmdline;
+pub mod compare;
 pub mod decode;
 pub mod fault;
 pub mod flakes;

@@ -49,6 +49,9 @@ pub struct RunOptions {
     /// Do not compare with (or write) a snapshot: the caller judges the
     /// outcome itself (bisect).
     pub no_snapshot: bool,
+    /// Blessing records an outcome that holds a failure (a step that did not
+    /// end well, a failed selftest, an unexpected crash) only with this.
+    pub accept_failures: bool,
 }
 
 /// Where a pair's logs go: `logs/KERNEL/CASE`, or `logs/vng/KERNEL/CASE`

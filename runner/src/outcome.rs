@@ -81,6 +81,40 @@ fn describe_exit(exit: &StepExit) -> String {
 
 /// Builds the outcome of `case` on `kernel` from what the boot produced and
 /// the crashes found in its console.
+/// A step that runs a test of its own (an upstream selftest) fails when the
+/// test does, whatever the probe's exit: its result is the test's verdict
+/// when that is not a pass or a skip (`fail`, `timeout`, `signal`).
+fn test_result(probe: &str, observation: Option<&serde_json::Value>) -> Option<String> {
+    if probe != "kselftest" {
+        return None;
+    }
+    let verdict = observation?.get("result")?.as_str()?;
+    (!matches!(verdict, "pass" | "skip")).then(|| verdict.to_string())
+}
+
+impl Outcome {
+    /// The failure this outcome holds, in a line, if any: a step that did
+    /// not end well (exit other than 0, a failed selftest, a timeout), or a
+    /// crash the case does not expect on this kernel. Where a crash is
+    /// expected, steps it cut short are not failures.
+    pub fn failure(&self, expects_crash: bool) -> Option<String> {
+        if !expects_crash {
+            if let Some(c) = self.crashes.first() {
+                return Some(format!("an unexpected crash: {}", c.title));
+            }
+        }
+        self.steps
+            .iter()
+            .find(|s| {
+                s.result != "exited 0"
+                    && !(expects_crash
+                        && (s.result.starts_with("killed by")
+                            || matches!(s.result.as_str(), "interrupted" | "not run")))
+            })
+            .map(|s| format!("step {}: {}", s.name, s.result))
+    }
+}
+
 pub fn build(case: &Case, kernel: &str, boot: &BootResult, crashes: &[Crash]) -> Outcome {
     let mut steps = Vec::new();
     let mut guest_errors = Vec::new();
@@ -104,10 +138,12 @@ pub fn build(case: &Case, kernel: &str, boot: &BootResult, crashes: &[Crash]) ->
                 if let Some(text) = bad_output {
                     observation = Some(serde_json::json!({ "unparsed_output": text }));
                 }
+                let result = test_result(&probe, observation.as_ref())
+                    .unwrap_or_else(|| describe_exit(exit));
                 steps.push(StepOutcome {
                     name: step.clone(),
                     probe,
-                    result: describe_exit(exit),
+                    result,
                     observation,
                 });
             }
@@ -183,4 +219,80 @@ fn probe_of(case: &Case, step: &str) -> String {
         .find(|s| s.name == step)
         .map(|s| s.probe.clone())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(name: &str, result: &str) -> StepOutcome {
+        StepOutcome {
+            name: name.into(),
+            probe: "p".into(),
+            result: result.into(),
+            observation: None,
+        }
+    }
+
+    fn outcome(steps: Vec<StepOutcome>, crash: Option<&str>) -> Outcome {
+        Outcome {
+            case: "c".into(),
+            kernel: "k".into(),
+            end: End::Completed,
+            steps,
+            crashes: crash
+                .map(|t| CrashSummary {
+                    kind: CrashKind::Oops,
+                    title: t.into(),
+                    trace: vec![],
+                })
+                .into_iter()
+                .collect(),
+            dmesg: vec![],
+            guest_errors: vec![],
+        }
+    }
+
+    #[test]
+    fn a_failed_selftest_is_its_steps_result() {
+        let fail = serde_json::json!({"result": "fail", "exit": "exited 1"});
+        assert_eq!(
+            test_result("kselftest", Some(&fail)).as_deref(),
+            Some("fail")
+        );
+        let pass = serde_json::json!({"result": "pass"});
+        assert_eq!(test_result("kselftest", Some(&pass)), None);
+        assert_eq!(
+            test_result("kselftest", Some(&serde_json::json!({"result": "skip"}))),
+            None
+        );
+        assert_eq!(
+            test_result("caps", Some(&fail)),
+            None,
+            "only tests have verdicts"
+        );
+    }
+
+    #[test]
+    fn failures_an_outcome_holds() {
+        let ok = outcome(vec![step("a", "exited 0")], None);
+        assert_eq!(ok.failure(false), None);
+        let bad = outcome(vec![step("a", "exited 0"), step("b", "exited 2")], None);
+        assert_eq!(bad.failure(false).as_deref(), Some("step b: exited 2"));
+        let crashed = outcome(
+            vec![step("a", "killed by SIGKILL"), step("b", "not run")],
+            Some("BUG: x"),
+        );
+        assert_eq!(
+            crashed.failure(true),
+            None,
+            "an expected crash cuts steps short"
+        );
+        assert_eq!(
+            crashed.failure(false).as_deref(),
+            Some("an unexpected crash: BUG: x")
+        );
+        let timed = outcome(vec![step("a", "timed out")], Some("BUG: x"));
+        assert_eq!(timed.failure(true).as_deref(), Some("step a: timed out"));
+    }
 }

@@ -21,6 +21,9 @@ pub enum SnapshotStatus {
     New,
     /// The snapshot was (re)written (blessing).
     Written,
+    /// Blessing would have written an outcome that holds a failure, and
+    /// was not asked to (`--accept-failures`): nothing was written.
+    Refused,
 }
 
 /// The snapshot file of a (case, kernel).
@@ -51,8 +54,13 @@ pub fn diff(dir: &Path, outcome: &Outcome) -> Option<String> {
     )
 }
 
+/// Whether the stored snapshot of `outcome` is what it says already.
+pub fn is_stored(dir: &Path, outcome: &Outcome) -> bool {
+    diff(dir, outcome).is_some_and(|d| !d.lines().any(|l| l.starts_with("@@")))
+}
+
 /// Whether insta will write snapshots in this process (blessing).
-fn blessing() -> bool {
+pub fn blessing() -> bool {
     matches!(
         std::env::var("INSTA_UPDATE").as_deref(),
         Ok("always") | Ok("1")

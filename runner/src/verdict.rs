@@ -332,7 +332,17 @@ fn judge_ran(case: &Case, o: &Outcome, snap: Option<SnapshotStatus>) -> (Verdict
         None | Some(SnapshotStatus::Matches | SnapshotStatus::Written) => (Verdict::Pass, None),
         Some(SnapshotStatus::New) => (
             Verdict::New,
-            Some("no snapshot yet: review the .snap.new, then `cargo xtask bless`".into()),
+            Some(match o.failure(expected) {
+                Some(f) => format!("no snapshot yet, and the outcome holds a failure ({f}): review the .snap.new; `cargo xtask bless --accept-failures` records it"),
+                None => "no snapshot yet: review the .snap.new, then `cargo xtask bless`".into(),
+            }),
+        ),
+        Some(SnapshotStatus::Refused) => (
+            Verdict::New,
+            Some(format!(
+                "not blessed: the outcome holds a failure ({}); `cargo xtask bless --accept-failures` records it",
+                o.failure(expected).unwrap_or_default()
+            )),
         ),
         Some(SnapshotStatus::Differs) => (
             Verdict::Mismatch,

@@ -167,6 +167,26 @@ enum Cmd {
         /// VMs at once.
         #[arg(long, short = 'j')]
         jobs: Option<usize>,
+        /// Record outcomes that hold a failure (a step that did not end
+        /// well, a failed selftest, an unexpected crash) too.
+        #[arg(long)]
+        accept_failures: bool,
+    },
+    /// Compare the outcomes of two kernels (or of one kernel at two
+    /// commits: KERNEL@REVISION), case by case: same, different (a diff), on
+    /// one side only; outcomes that hold a failure are flagged. Exit 1 when
+    /// any differ.
+    Compare {
+        /// KERNEL or KERNEL@REVISION (the snapshots as they were then).
+        a: runner::compare::Side,
+        b: runner::compare::Side,
+        /// The outcomes of the last run (the logs) instead of the snapshots.
+        #[arg(long)]
+        runs: bool,
+        /// Also write the comparison as plain text to this file (a reply to
+        /// the series, ready to send).
+        #[arg(long)]
+        report: Option<std::path::PathBuf>,
     },
     /// Measure what users feel (medians): boot-to-result, edit-to-result,
     /// the warm suite in shared boots and a boot per case, vng against the
@@ -366,6 +386,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             cases,
             kernels,
             jobs,
+            accept_failures,
         } => {
             // insta writes every snapshot; the verdicts then read "pass".
             std::env::set_var("INSTA_UPDATE", "always");
@@ -377,7 +398,11 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
                 ..Schedule::alone()
             };
             let suite = Suite::load(paths, &cases, &kernels)?;
-            let session = Session::new(suite, RunOptions::default(), schedule);
+            let opts = RunOptions {
+                accept_failures,
+                ..Default::default()
+            };
+            let session = Session::new(suite, opts, schedule);
             test(session, Crashes::OfFailures).await
         }
         Cmd::Bisect {
@@ -416,6 +441,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             jobs,
         } => bench(paths, only, runs, suite_runs, jobs).await,
         Cmd::Series { cmd } => series(&paths, cmd),
+        Cmd::Compare { a, b, runs, report } => compare(&paths, &a, &b, runs, report.as_deref()),
         Cmd::List => {
             let suite = Suite::load(paths, &[], &[])?;
             println!("kernels:");
@@ -528,6 +554,44 @@ async fn bench(
         println!("{}", f.display());
     }
     Ok(exit::PASS)
+}
+
+fn compare(
+    paths: &Paths,
+    a: &runner::compare::Side,
+    b: &runner::compare::Side,
+    runs: bool,
+    report: Option<&std::path::Path>,
+) -> Result<u8> {
+    use runner::compare::{self, Change, Source};
+    let source = if runs {
+        Source::Runs
+    } else {
+        Source::Snapshots
+    };
+    let (oa, ob) = (
+        compare::outcomes(paths, a, source)?,
+        compare::outcomes(paths, b, source)?,
+    );
+    let suite = Suite::load(paths.clone(), &[], &[])?;
+    let expects = |case: &str, kernel: &str| {
+        suite
+            .cases
+            .iter()
+            .any(|c| c.name == case && c.expects_crash(kernel))
+    };
+    let rows = compare::compare(&oa, &ob, (&a.kernel, &b.kernel), expects);
+    let text = compare::text(a, b, &rows);
+    print!("{text}");
+    if let Some(f) = report {
+        runner::paths::write_atomic(f, text.as_bytes())?;
+        println!("report: {}", f.display());
+    }
+    Ok(if rows.iter().any(|r| r.change != Change::Same) {
+        exit::SNAPSHOT
+    } else {
+        exit::PASS
+    })
 }
 
 fn series(paths: &Paths, cmd: SeriesCmd) -> Result<u8> {
