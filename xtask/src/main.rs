@@ -82,6 +82,29 @@ enum SeriesCmd {
         #[arg(long = "onto", default_value = "stock-7.3")]
         onto: Vec<String>,
     },
+    /// A git tree of a recipe's base with the series' patches as commits
+    /// (the recipe's own patches first); the first that does not apply is
+    /// applied as far as it goes, its rejects in .rej files, for you to
+    /// resolve with git.
+    Port {
+        #[arg(long)]
+        series: std::path::PathBuf,
+        /// The kernel recipe whose base the series goes onto.
+        #[arg(long)]
+        onto: String,
+        /// The new directory for the tree (a full copy of the base).
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
+    /// A port's commits back into a series: `git format-patch` files.
+    Export {
+        /// The port's directory.
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// A new (or empty) directory for the patches.
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -596,7 +619,21 @@ fn compare(
 
 fn series(paths: &Paths, cmd: SeriesCmd) -> Result<u8> {
     use runner::kernel::series;
-    let SeriesCmd::Check { series: file, onto } = cmd;
+    let (file, onto) = match cmd {
+        SeriesCmd::Check { series, onto } => (series, onto),
+        SeriesCmd::Port { series, onto, to } => return series_port(paths, &series, &onto, &to),
+        SeriesCmd::Export { from, to } => {
+            let files = series::export(&from, &to)?;
+            for f in &files {
+                println!("{}", f.display());
+            }
+            println!(
+                "{} patches: point a recipe's `patches:` at them",
+                files.len()
+            );
+            return Ok(exit::PASS);
+        }
+    };
     let bases = onto
         .iter()
         .map(|n| runner::kernel::Recipe::load_named(&paths.kernels(), n))
@@ -632,6 +669,56 @@ fn series(paths: &Paths, cmd: SeriesCmd) -> Result<u8> {
     } else {
         exit::PASS
     })
+}
+
+fn series_port(
+    paths: &Paths,
+    file: &std::path::Path,
+    onto: &str,
+    to: &std::path::Path,
+) -> Result<u8> {
+    use runner::kernel::series;
+    let recipe = runner::kernel::Recipe::load_named(&paths.kernels(), onto)?;
+    let s = series::load(file)?;
+    let (base, name) = series::base_of(paths, &recipe)?;
+    let mut patches = series::recipe_patches(&recipe)?;
+    let own = patches.len() as u32;
+    patches.extend(s.patches.iter().cloned().map(|mut p| {
+        p.number += own;
+        p
+    }));
+    eprintln!("series: copying {} into {}", base.display(), to.display());
+    let p = series::port(&base, &name, &patches, to)?;
+    println!(
+        "{}: {} commit{} on the base (tag {})",
+        p.dir.display(),
+        p.applied.len(),
+        if p.applied.len() == 1 { "" } else { "s" },
+        series::PORT_BASE_TAG
+    );
+    match &p.stopped_at {
+        None => {
+            println!("every patch applied; `cargo xtask series export --from {} --to DIR` writes them out", p.dir.display());
+            Ok(exit::PASS)
+        }
+        Some((k, mail, rejects)) => {
+            println!("patch {k} does not apply whole; what did not is in:");
+            for r in rejects {
+                println!("    {}", r.display());
+            }
+            println!(
+                "resolve, then `git add -A && git commit` with the patch's author and message (in {}),",
+                mail.display()
+            );
+            if !p.pending.is_empty() {
+                println!("then `git am` the {} patches after it:", p.pending.len());
+                for f in &p.pending {
+                    println!("    {}", f.display());
+                }
+            }
+            Ok(exit::SNAPSHOT)
+        }
+    }
 }
 
 fn parse_backend(s: &str) -> Result<BackendKind, String> {

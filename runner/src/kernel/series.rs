@@ -708,6 +708,175 @@ pub fn matrix(checks: &[BaseCheck]) -> String {
     s
 }
 
+/// The tag on a port's first commit: the base, before any patch.
+pub const PORT_BASE_TAG: &str = "gmemtest-base";
+
+/// What `port` did.
+#[derive(Debug)]
+pub struct Port {
+    pub dir: PathBuf,
+    /// The patches committed, in order.
+    pub applied: Vec<u32>,
+    /// The patch that did not apply whole (its number and mail file):
+    /// applied as far as it goes, its rejected hunks in `.rej` files beside
+    /// their files, uncommitted.
+    pub stopped_at: Option<(u32, PathBuf, Vec<PathBuf>)>,
+    /// Where the patches after it wait, as mail files for `git am`.
+    pub pending: Vec<PathBuf>,
+}
+
+/// Makes `dir` a git tree of `base` (a full copy, committed as it is, its
+/// `.gitignore` notwithstanding, tagged [`PORT_BASE_TAG`]) with `patches`
+/// committed on top, each with its author and subject (`git am`). The first
+/// patch that does not apply is applied as far as it goes, with its rejects
+/// in `.rej` files, and the port stops there for the user to resolve.
+pub fn port(base: &Path, base_name: &str, patches: &[Patch], dir: &Path) -> Result<Port> {
+    if dir.exists() {
+        bail!(
+            "{} exists; give a new directory (a port never writes over one)",
+            dir.display()
+        );
+    }
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    run(
+        Command::new("cp")
+            .args(["-a", "--reflink=auto"])
+            .arg(base)
+            .arg(dir),
+        "copying the base tree",
+    )?;
+    let git = |args: &[&str]| -> Result<String> {
+        run(
+            Command::new("git")
+                .current_dir(dir)
+                .args([
+                    "-c",
+                    "user.name=gmemtest",
+                    "-c",
+                    "user.email=gmemtest@localhost",
+                ])
+                .args([
+                    "-c",
+                    "commit.gpgsign=false",
+                    "-c",
+                    "core.hooksPath=/dev/null",
+                ])
+                .args(args),
+            &format!("git {}", args.join(" ")),
+        )
+    };
+    git(&["init", "-q"])?;
+    // Debian's unpacked source ignores everything (`/*`): add by force.
+    git(&["add", "-f", "-A"])?;
+    git(&["commit", "-q", "-m", &format!("base: {base_name}")])?;
+    git(&["tag", PORT_BASE_TAG])?;
+    let mails = dir.join(".git").join("gmemtest-series");
+    std::fs::create_dir_all(&mails)?;
+    let mut result = Port {
+        dir: dir.to_path_buf(),
+        applied: Vec::new(),
+        stopped_at: None,
+        pending: Vec::new(),
+    };
+    for (i, p) in patches.iter().enumerate() {
+        let file = mails.join(p.file_name());
+        std::fs::write(
+            &file,
+            format!(
+                "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n{}",
+                p.as_mail()
+            ),
+        )?;
+        if git(&["am", "-q", "--keep-cr", &file.to_string_lossy()]).is_ok() {
+            result.applied.push(p.number);
+            continue;
+        }
+        git(&["am", "--abort"])?;
+        // As far as it goes, the rest in .rej files for the user.
+        let _ = Command::new("patch")
+            .args([
+                "-p1",
+                "--forward",
+                "--batch",
+                "--no-backup-if-mismatch",
+                "-i",
+            ])
+            .arg(&file)
+            .current_dir(dir)
+            .output();
+        result.stopped_at = Some((p.number, file.clone(), rejects_of(dir, &p.text)));
+        for q in &patches[i + 1..] {
+            let f = mails.join(q.file_name());
+            std::fs::write(
+                &f,
+                format!(
+                    "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n{}",
+                    q.as_mail()
+                ),
+            )?;
+            result.pending.push(f);
+        }
+        break;
+    }
+    Ok(result)
+}
+
+/// The `.rej` files `patch` left beside the files `text` touches.
+fn rejects_of(dir: &Path, text: &str) -> Vec<PathBuf> {
+    super::build::files_of_patch(text)
+        .into_iter()
+        .map(|f| dir.join(format!("{f}.rej")))
+        .filter(|r| r.is_file())
+        .collect()
+}
+
+/// Turns a port back into a series: the commits since [`PORT_BASE_TAG`] as
+/// `git format-patch` files in `to` (created; it must not hold patches
+/// already), in order.
+pub fn export(port: &Path, to: &Path) -> Result<Vec<PathBuf>> {
+    if to.is_dir()
+        && std::fs::read_dir(to)?
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "patch"))
+    {
+        bail!(
+            "{} already holds .patch files; export into an empty directory",
+            to.display()
+        );
+    }
+    std::fs::create_dir_all(to)?;
+    let to_abs = to.canonicalize()?;
+    let out = run(
+        Command::new("git")
+            .current_dir(port)
+            .args(["format-patch", "--no-signature", "--zero-commit", "-o"])
+            .arg(&to_abs)
+            .arg(format!("{PORT_BASE_TAG}..HEAD")),
+        "git format-patch",
+    )?;
+    let files: Vec<PathBuf> = out.lines().map(PathBuf::from).collect();
+    if files.is_empty() {
+        bail!(
+            "{}: no commit after {PORT_BASE_TAG}: nothing to export",
+            port.display()
+        );
+    }
+    Ok(files)
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -863,13 +1032,82 @@ mod tests {
         );
         let t = table("test v1", "base", &rows);
         assert!(
-            t.contains("  1/4   insert at the top") || t.contains("1/4"),
+            t.lines().any(|l| l.trim_start().starts_with("1/4")
+                && l.contains("insert at the top")
+                && l.ends_with("applies clean")),
             "{t}"
         );
         assert!(t.contains("FAILS: 1 hunk rejected (b.c #1)"), "{t}");
         assert!(
             t.contains("2 clean, 1 with offsets or fuzz, 1 failing"),
             "{t}"
+        );
+    }
+
+    /// A port is a git tree of the base (ignored files and all) with one
+    /// commit per patch that applies; it stops at one that does not, with
+    /// its rejects beside their files; export gives the commits back.
+    #[test]
+    fn a_series_ported_onto_a_base_and_exported_back() {
+        let base = tempfile::tempdir().unwrap();
+        std::fs::write(base.path().join(".gitignore"), "/*\n").unwrap();
+        std::fs::write(base.path().join("a.c"), "one\ntwo\nthree\n").unwrap();
+        std::fs::write(base.path().join("b.c"), "x\ny\nz\n").unwrap();
+        let patch = |n, title: &str, text: &str| Patch {
+            number: n,
+            title: title.into(),
+            author: "Ada <ada@example.invalid>".into(),
+            text: format!("Why it matters.\n---\n{text}"),
+            message_id: None,
+        };
+        let good = patch(1, "a: two is TWO", "diff --git a/a.c b/a.c\n--- a/a.c\n+++ b/a.c\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n");
+        let bad = patch(
+            2,
+            "b: y is Y",
+            "diff --git a/b.c b/b.c\n--- a/b.c\n+++ b/b.c\n@@ -1,3 +1,3 @@\n x\n-yy\n+Y\n z\n",
+        );
+        let later = patch(
+            3,
+            "a: one is ONE",
+            "diff --git a/a.c b/a.c\n--- a/a.c\n+++ b/a.c\n@@ -1,2 +1,2 @@\n-one\n+ONE\n TWO\n",
+        );
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path().join("port");
+        let p = port(base.path(), "a base", &[good, bad, later], &dir).unwrap();
+        assert_eq!(p.applied, [1]);
+        let (at, mail, rejects) = p.stopped_at.clone().unwrap();
+        assert_eq!(at, 2);
+        assert!(std::fs::read_to_string(mail)
+            .unwrap()
+            .contains("Subject: [PATCH 2] b: y is Y"));
+        assert_eq!(rejects, [dir.join("b.c.rej")]);
+        assert_eq!(p.pending.len(), 1);
+        let git = |args: &[&str]| {
+            let o = Command::new("git")
+                .current_dir(&dir)
+                .args(args)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        assert_eq!(
+            git(&["log", "--format=%an|%s"]),
+            "Ada|a: two is TWO\ngmemtest|base: a base\n"
+        );
+        // Every base file is in the base commit, .gitignore notwithstanding.
+        assert_eq!(
+            git(&["ls-tree", "--name-only", PORT_BASE_TAG]),
+            ".gitignore\na.c\nb.c\n"
+        );
+        let out = work.path().join("series");
+        let exported = export(&dir, &out).unwrap();
+        assert_eq!(exported.len(), 1);
+        let s = load(&out).unwrap();
+        assert_eq!(s.patches[0].title, "a: two is TWO");
+        assert_eq!(s.patches[0].author, "Ada <ada@example.invalid>");
+        assert!(
+            port(base.path(), "again", &[], &dir).is_err(),
+            "never over an existing tree"
         );
     }
 }
