@@ -34,6 +34,20 @@ use gmem_protocol::{CasePlan, PlanStep, PROBES};
 /// not set its `timeout`.
 const BOOT_ALLOWANCE_S: u64 = 30;
 
+/// The longest a case, a step or a silence may last: an hour. Every
+/// duration is checked against it before it is turned into milliseconds.
+pub const MAX_SECONDS: u64 = 3600;
+
+/// A case's name is a file name, a directory name, part of a snapshot's
+/// file name and of a printed command: short, and never an option.
+pub const MAX_NAME: usize = 64;
+
+/// `keep_dmesg`: how many patterns, how long each, and how large one may
+/// compile (the regex crate's limits, in bytes).
+pub const MAX_KEEP_DMESG: usize = 32;
+pub const MAX_PATTERN: usize = 512;
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
 /// A guest may be silent this much longer than its longest step before it
 /// is taken for hung, when a case does not set its `silence`.
 const SILENCE_MARGIN_S: u64 = 10;
@@ -132,13 +146,25 @@ impl Case {
         {
             bail!("{f}: the case name `{name}` (the file name) may only hold letters, digits, `_` and `-`");
         }
+        if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            bail!("{f}: the case name `{name}` (the file name) must start with a letter or a digit (it is a command's argument)");
+        }
+        if name.len() > MAX_NAME {
+            bail!(
+                "{f}: the case name (the file name) is {} characters; expected at most {MAX_NAME}",
+                name.len()
+            );
+        }
         if raw.kernels.is_empty() {
             bail!(
                 "{f}: field `kernels`: expected at least one kernel (known: {})",
                 known_kernels.join(", ")
             );
         }
-        for k in &raw.kernels {
+        for (i, k) in raw.kernels.iter().enumerate() {
+            if raw.kernels[..i].contains(k) {
+                bail!("{f}: field `kernels`: `{k}` is listed twice; expected each kernel once");
+            }
             if !known_kernels.contains(k) {
                 bail!(
                     "{f}: field `kernels`: no kernel recipe `{k}` in kernels/ (known: {})",
@@ -147,8 +173,8 @@ impl Case {
             }
         }
         if let Some(t) = raw.timeout {
-            if t == 0 || t > 3600 {
-                bail!("{f}: field `timeout`: expected 1 to 3600 seconds, got {t}");
+            if t == 0 || t > MAX_SECONDS {
+                bail!("{f}: field `timeout`: expected 1 to {MAX_SECONDS} seconds, got {t}");
             }
         }
         if !(128..=16384).contains(&raw.memory_mb) {
@@ -183,14 +209,27 @@ impl Case {
                 "{f}: field `expect_crash`: expected true, false or a list of the case's kernels"
             ),
         };
+        if raw.keep_dmesg.len() > MAX_KEEP_DMESG {
+            bail!(
+                "{f}: field `keep_dmesg`: {} patterns; expected at most {MAX_KEEP_DMESG}",
+                raw.keep_dmesg.len()
+            );
+        }
         let keep_dmesg = raw
             .keep_dmesg
             .iter()
             .enumerate()
             .map(|(i, re)| {
-                Regex::new(re).map_err(|e| {
-                    anyhow::anyhow!("{f}: field `keep_dmesg[{i}]`: not a valid regex: {e}")
-                })
+                let at = format!("{f}: field `keep_dmesg[{i}]`");
+                if re.len() > MAX_PATTERN {
+                    bail!("{at}: {} bytes; expected a pattern of at most {MAX_PATTERN}", re.len());
+                }
+                // A pattern that compiles to megabytes is refused, not built.
+                regex::RegexBuilder::new(re)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .dfa_size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| anyhow::anyhow!("{at}: not a valid regex (or too large: at most {REGEX_SIZE_LIMIT} bytes compiled): {e}"))
             })
             .collect::<Result<Vec<_>>>()?;
         if raw.steps.is_empty() {
@@ -237,8 +276,12 @@ impl Case {
                 };
                 anyhow::anyhow!("{}: {}", at(&field), e.expected)
             })?;
-            if s.timeout == 0 {
-                bail!("{}: expected at least 1 second", at("timeout"));
+            if s.timeout == 0 || s.timeout > MAX_SECONDS {
+                bail!(
+                    "{}: expected 1 to {MAX_SECONDS} seconds, got {}",
+                    at("timeout"),
+                    s.timeout
+                );
             }
             // A hung test is then reported by the probe, not only killed.
             if let ProbeArgs::Kselftest(k) = &parsed {
@@ -261,6 +304,12 @@ impl Case {
                 }
             }
             total += s.timeout;
+            if total > MAX_SECONDS {
+                bail!(
+                    "{}: the steps' timeouts add up to {total} s by this step; expected at most {MAX_SECONDS} s in all",
+                    at("timeout")
+                );
+            }
             steps.push(PlanStep {
                 name: s.name.clone(),
                 probe: s.probe.clone(),
@@ -277,8 +326,11 @@ impl Case {
         // A step is silent at most until init kills it at its timeout.
         let longest = raw.steps.iter().map(|s| s.timeout).max().unwrap_or(0);
         let silence_s = raw.silence.unwrap_or(longest + SILENCE_MARGIN_S);
-        if raw.silence.is_some_and(|s| s != 0 && s < 2) {
-            bail!("{f}: field `silence`: expected 0 (off) or at least 2 seconds");
+        if raw
+            .silence
+            .is_some_and(|s| (s != 0 && s < 2) || s > MAX_SECONDS)
+        {
+            bail!("{f}: field `silence`: expected 0 (off) or 2 to {MAX_SECONDS} seconds");
         }
         if total >= timeout_s {
             bail!(
@@ -357,6 +409,7 @@ impl Case {
 /// Loads every case in `cases_dir` (sorted by name). Stops at the first
 /// invalid file: a suite with a broken case is not run half.
 pub fn load_all(cases_dir: &Path, known_kernels: &[String]) -> Result<Vec<Case>> {
+    crate::yaml::check_inside_suite(cases_dir)?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(cases_dir)
         .with_context(|| format!("cannot read {}", cases_dir.display()))?
         .flatten()

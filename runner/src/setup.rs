@@ -169,12 +169,7 @@ pub fn vng() -> Result<crate::vng::VngInfo> {
 /// any, otherwise downloaded and unpacked now (the host packages first: the
 /// unpacking needs xz-utils).
 pub fn source(paths: &Paths, package: &str, version: Option<&str>) -> Result<SourceTree> {
-    let cached = || {
-        cached_trees(paths, package)
-            .ok()?
-            .into_iter()
-            .find(|t| version.is_none_or(|v| v == t.version))
-    };
+    let cached = || cached_source(paths, package, version);
     if let Some(t) = cached() {
         return Ok(t);
     }
@@ -183,6 +178,15 @@ pub fn source(paths: &Paths, package: &str, version: Option<&str>) -> Result<Sou
         fetch_source(paths, package, version)
             .with_context(|| format!("cannot obtain the kernel source package {package}"))
     })
+}
+
+/// The source tree of `package` (at `version` when given) if it is cached
+/// already; nothing is fetched.
+pub fn cached_source(paths: &Paths, package: &str, version: Option<&str>) -> Option<SourceTree> {
+    cached_trees(paths, package)
+        .ok()?
+        .into_iter()
+        .find(|t| version.is_none_or(|v| v == t.version))
 }
 
 /// Installs the missing host packages (as root), or fails with the command

@@ -74,12 +74,71 @@ impl Suite {
         }
         // Only the kernels some selected case needs.
         recipes.retain(|r| cases.iter().any(|c| c.kernels.contains(&r.name)));
-        Ok(Suite {
+        let suite = Suite {
             paths,
             cases,
             recipes,
             kselftests,
-        })
+        };
+        // Against the kernels whose source is here already; the others are
+        // checked once `prepare` has their source, before any selftest make.
+        for r in &suite.recipes {
+            if let Some(tree) = known_tree(&suite.paths, r) {
+                suite.check_kselftests(r, &tree)?;
+            }
+        }
+        Ok(suite)
+    }
+
+    /// Every `kselftest` step of the cases that run on `recipe` names a
+    /// test `tree`'s Makefile.kvm builds: the case file and the step's
+    /// field are named otherwise, before anything is built.
+    pub fn check_kselftests(&self, recipe: &Recipe, tree: &std::path::Path) -> Result<()> {
+        let Some(known) = kernel::selftests::tests_in_tree(tree) else {
+            return Ok(());
+        };
+        for c in self
+            .cases
+            .iter()
+            .filter(|c| c.kernels.contains(&recipe.name))
+        {
+            for (i, s) in c.plan.steps.iter().enumerate() {
+                let Some(test) = (s.probe == "kselftest")
+                    .then(|| s.args.get("test").and_then(|t| t.as_str()))
+                    .flatten()
+                else {
+                    continue;
+                };
+                if !known.contains(test) {
+                    let near: Vec<&str> = known
+                        .iter()
+                        .filter(|k| {
+                            let (a, b) = (
+                                k.rsplit('/').next().unwrap_or(k),
+                                test.rsplit('/').next().unwrap_or(test),
+                            );
+                            a.contains(b)
+                                || b.contains(a)
+                                || a.split('_').next() == b.split('_').next()
+                        })
+                        .map(String::as_str)
+                        .take(5)
+                        .collect();
+                    anyhow::bail!(
+                        "{}: field `steps[{i}].args.test`: no KVM selftest `{test}` in the x86 lists of {}/tools/testing/selftests/kvm/Makefile.kvm (kernel {}){}",
+                        c.file.display(),
+                        tree.display(),
+                        recipe.name,
+                        if near.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; near it: {}", near.join(", "))
+                        }
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     /// One case on one kernel, whether or not the case lists that kernel: a
@@ -130,6 +189,17 @@ impl Suite {
     }
 }
 
+/// The source tree of `recipe` when it is on this machine already (a
+/// Debian source is not fetched for this).
+fn known_tree(paths: &Paths, recipe: &Recipe) -> Option<std::path::PathBuf> {
+    match &recipe.source {
+        kernel::recipe::SourceSpec::Debian { package, version } => {
+            crate::setup::cached_source(paths, package, version.as_deref()).map(|t| t.path)
+        }
+        kernel::recipe::SourceSpec::Tree { tree } => Some(std::path::PathBuf::from(tree)),
+    }
+}
+
 /// Builds what the runs need: the kernels (or finds them cached), the
 /// KVM selftests the selected cases run, the guest binaries and the
 /// initramfs base.
@@ -145,6 +215,10 @@ pub fn prepare(suite: &Suite) -> Result<Prepared> {
             .iter()
             .any(|c| c.kernels.contains(&r.name) && !c.kselftests().is_empty())
         {
+            // The source is here now: the names are checked before make.
+            if let Some(tree) = known_tree(&suite.paths, r) {
+                suite.check_kselftests(r, &tree)?;
+            }
             let built = kernel::selftests::build(&suite.paths, r, &suite.kselftests)?;
             kselftests.push((r.name.clone(), pack::kselftests_member_cached(&built)?));
         }

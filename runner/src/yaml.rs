@@ -21,6 +21,15 @@ pub fn load_yaml<T: DeserializeOwned>(file: &Path, what: &str) -> Result<T> {
     if text.trim().is_empty() {
         bail!("{f}: the file is empty; expected a {what}: a map of fields");
     }
+    // YAML directives (`%YAML 1.2`, `%TAG`) say nothing a case or recipe
+    // needs, and a wrong one gives serde_yaml's words without a line.
+    if let Some((i, l)) = text.lines().enumerate().find(|(_, l)| l.starts_with('%')) {
+        bail!(
+            "{f}: line {}: `{}` is a YAML directive; expected a {what} without directives (remove the line)",
+            i + 1,
+            l.trim().escape_debug()
+        );
+    }
     // Checked on the generic value first: serde's own words for a list or a
     // scalar at the top ("expected struct CaseFile") mean nothing to a user.
     let value: serde_yaml::Value =
@@ -111,11 +120,45 @@ fn read_suite_file(file: &Path, what: &str) -> Result<String> {
     if bytes.len() as u64 > MAX_YAML_BYTES {
         bail!("{f}: expected at most {MAX_YAML_BYTES} bytes for a {what}");
     }
-    String::from_utf8(bytes).map_err(|e| {
+    let text = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
         anyhow::anyhow!("{f}: line {line}: not UTF-8 text (byte {at}); expected a {what} in UTF-8")
-    })
+    })?;
+    if let Some(at) = text.find('\0') {
+        let line = text[..at].matches('\n').count() + 1;
+        bail!("{f}: line {line}: holds a NUL byte; expected a {what} in plain text");
+    }
+    // Editors on some systems start a UTF-8 file with a byte-order mark:
+    // it is not part of the YAML (serde_yaml would take the file for two
+    // documents).
+    Ok(text
+        .strip_prefix('\u{feff}')
+        .map(String::from)
+        .unwrap_or(text))
+}
+
+/// A suite's directory of files (`cases/`, `kernels/`) is inside the suite:
+/// a symlink that leads out of it would make the runner read files that are
+/// not the suite's (each file's own symlink is checked the same way).
+pub fn check_inside_suite(dir: &Path) -> Result<()> {
+    let d = dir.display();
+    let real = dir
+        .canonicalize()
+        .with_context(|| format!("cannot read {d}"))?;
+    let suite = dir
+        .parent()
+        .unwrap_or(Path::new("."))
+        .canonicalize()
+        .with_context(|| format!("cannot resolve the suite of {d}"))?;
+    if !real.starts_with(&suite) {
+        bail!(
+            "{d}: leads to {}, outside the suite {}; expected a directory of the suite",
+            real.display(),
+            suite.display()
+        );
+    }
+    Ok(())
 }
 
 /// A field of free text (a description) holds no control characters other

@@ -69,7 +69,7 @@ fn assert_none(problems: Vec<String>) {
 #[test]
 fn every_malformed_case_gives_one_clear_error() {
     let files = yaml_files(&corpus().join("cases"));
-    assert!(files.len() >= 76, "{} case files", files.len());
+    assert!(files.len() >= 89, "{} case files", files.len());
     let mut problems = Vec::new();
     for f in &files {
         let (want, _) = expectations(f);
@@ -157,7 +157,7 @@ fn every_malformed_recipe_gives_one_clear_error() {
         at_tree += 1;
     }
     assert_none(problems);
-    assert!(at_load >= 25 && at_tree >= 3, "{at_load} + {at_tree}");
+    assert!(at_load >= 34 && at_tree >= 2, "{at_load} + {at_tree}");
     eprintln!("{at_load} malformed recipes refused on loading, {at_tree} against the tree");
 }
 
@@ -247,6 +247,14 @@ fn files_that_are_not_case_files_are_refused_without_hanging() {
         &["line 5: not UTF-8 text", "expected a case in UTF-8"],
     );
 
+    let mut bytes = GOOD_CASE.as_bytes().to_vec();
+    bytes.extend_from_slice(b"# a\0b\n");
+    std::fs::write(cases.join("nul.yaml"), bytes).unwrap();
+    expect(
+        "nul.yaml",
+        &["line 5: holds a NUL byte", "expected a case in plain text"],
+    );
+
     std::os::unix::fs::symlink("/etc/passwd", cases.join("passwd.yaml")).unwrap();
     expect(
         "passwd.yaml",
@@ -265,6 +273,19 @@ fn files_that_are_not_case_files_are_refused_without_hanging() {
     std::os::unix::fs::symlink("../shared.yaml", cases.join("linked.yaml")).unwrap();
     Case::load(&cases.join("linked.yaml"), &kernels()).unwrap();
     eprintln!("{tried} generated bad case files refused");
+
+    // A cases/ directory that is a symlink out of the suite.
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(elsewhere.path().join("x.yaml"), GOOD_CASE).unwrap();
+    let s2 = suite();
+    let c2 = s2.path().join("cases");
+    std::fs::remove_dir_all(&c2).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), &c2).unwrap();
+    let e = format!("{:#}", case::load_all(&c2, &kernels()).unwrap_err());
+    assert!(
+        e.contains("outside the suite") && e.contains("expected a directory of the suite"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -328,4 +349,38 @@ fn the_real_suite_loads() {
     }
     let cases = case::load_all(&root.join("cases"), &names).unwrap();
     assert!(cases.len() >= 10);
+}
+
+/// A `kselftest` step naming a test its kernel's tree does not build is
+/// refused when the suite loads, with the case file and the step's field
+/// named, before any make (the tree is here once setup has fetched it).
+#[test]
+fn a_kselftest_the_tree_does_not_build_is_refused_at_load() {
+    let mut paths = runner::paths::Paths::of_this_checkout().unwrap();
+    runner::setup::source(&paths, "linux-source-7.3", None).expect("the kernel source");
+    let s = suite();
+    std::fs::create_dir_all(s.path().join("snapshots")).unwrap();
+    std::fs::write(
+        s.path().join("cases/selftest.yaml"),
+        "description: d\nkernels: [stock-7.3]\nsteps:\n  - {name: a, probe: caps}\n  - {name: b, probe: kselftest, args: {test: guest_memfd_tests}, timeout: 100}\n",
+    )
+    .unwrap();
+    paths.suite = s.path().to_path_buf();
+    let e = format!(
+        "{:#}",
+        runner::suite::Suite::load(paths.clone(), &[], &[]).unwrap_err()
+    );
+    assert!(
+        e.contains(
+            "cases/selftest.yaml: field `steps[1].args.test`: no KVM selftest `guest_memfd_tests`"
+        ) && e.contains("Makefile.kvm (kernel stock-7.3); near it: guest_memfd_test"),
+        "{e}"
+    );
+    // The real name loads.
+    std::fs::write(
+        s.path().join("cases/selftest.yaml"),
+        "description: d\nkernels: [stock-7.3]\nsteps:\n  - {name: b, probe: kselftest, args: {test: guest_memfd_test}, timeout: 100}\n",
+    )
+    .unwrap();
+    runner::suite::Suite::load(paths, &[], &[]).unwrap();
 }

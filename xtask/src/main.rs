@@ -265,6 +265,11 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // Output into a pipe that closes (`cargo xtask list | head -3`) ends the
+    // process as it does any Unix tool, instead of println! panicking.
+    // SAFETY: setting a signal's disposition to its default, before any
+    // thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -70,3 +70,29 @@ fn a_malformed_case_stops_the_run_with_its_file_and_field() {
         "{err}"
     );
 }
+
+/// `cargo xtask list | head -3`: the reader goes away; xtask ends quietly
+/// (SIGPIPE), never with a panic. The read end is closed before xtask has
+/// printed anything, so that its first line meets the closed pipe.
+#[test]
+fn list_into_a_closed_pipe_ends_without_a_panic() {
+    for _ in 0..3 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("list")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(libc::SIGPIPE),
+            "{:?}: {err}",
+            out.status
+        );
+    }
+}

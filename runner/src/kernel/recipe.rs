@@ -109,6 +109,18 @@ impl Recipe {
             debug_info: bool,
         }
         let shape: Shape = load_yaml(file, "kernel recipe")?;
+        if !shape.source.is_mapping() {
+            bail!(
+                "{}: field `source`: expected a map, `debian: linux-source-X.Y` (optionally with `version:`) or `tree: /path/to/linux`, got {}",
+                file.display(),
+                match &shape.source {
+                    serde_yaml::Value::String(s) => format!("the string `{}`", s.escape_debug()),
+                    serde_yaml::Value::Sequence(_) => "a list".into(),
+                    serde_yaml::Value::Null => "nothing".into(),
+                    _ => "a scalar".into(),
+                }
+            );
+        }
         let mut source = serde_yaml::from_value::<SourceSpecHelper>(shape.source)
             .map_err(|e| anyhow::anyhow!("{}: field `source`: {e}", file.display()))?
             .0;
@@ -174,6 +186,19 @@ impl Recipe {
             .iter()
             .map(|p| resolve("patches", p))
             .collect::<Result<Vec<_>>>()?;
+        for (rel, abs) in shape.patches.iter().zip(&patches) {
+            let text = std::fs::read(abs)?;
+            let has_diff = String::from_utf8_lossy(&text)
+                .lines()
+                .any(|l| l.starts_with("+++ ") || l.starts_with("diff --git "));
+            if !has_diff {
+                bail!(
+                    "{}: field `patches`: `{rel}` {}; expected a patch (a diff, as `git format-patch` writes)",
+                    file.display(),
+                    if text.iter().all(u8::is_ascii_whitespace) { "is empty" } else { "holds no diff" }
+                );
+            }
+        }
         if shape.fragments.is_empty() {
             bail!(
                 "{}: field `fragments`: expected at least one config fragment",
@@ -198,6 +223,13 @@ impl Recipe {
                     file.display()
                 )
             })?;
+        }
+        if let SourceSpec::Debian {
+            version: Some(v), ..
+        } = &source
+        {
+            check_debian_version(v)
+                .map_err(|e| anyhow::anyhow!("{}: field `source.version`: {e}", file.display()))?;
         }
         match &mut source {
             // The name reaches apt-get and file names: X.Y digits only.
@@ -232,6 +264,14 @@ impl Recipe {
                         file.display()
                     );
                 }
+                // A kernel's top Makefile starts by saying which kernel it is.
+                let makefile = std::fs::read_to_string(t.join("Makefile")).unwrap_or_default();
+                if !makefile.lines().any(|l| l.starts_with("VERSION =")) {
+                    bail!(
+                        "{}: field `source.tree`: `{tree}` is not a kernel source tree (its Makefile has no `VERSION =` line)",
+                        file.display()
+                    );
+                }
                 *tree = t.to_string_lossy().into_owned();
             }
             _ => {}
@@ -246,6 +286,34 @@ impl Recipe {
             debug_info: shape.debug_info,
         })
     }
+}
+
+/// The longest Debian version a recipe may pin.
+const MAX_VERSION: usize = 64;
+
+/// A Debian version as dpkg reads one (`[epoch:]upstream[-revision]`): it
+/// reaches apt-get and a directory name, so nothing else gets through.
+pub fn check_debian_version(v: &str) -> std::result::Result<(), String> {
+    if v.is_empty() || v.len() > MAX_VERSION {
+        return Err(format!(
+            "{} characters; expected a Debian version of 1 to {MAX_VERSION}",
+            v.len()
+        ));
+    }
+    let (epoch, rest) = v.split_once(':').unwrap_or(("", v));
+    let ok = epoch.bytes().all(|b| b.is_ascii_digit())
+        && rest.starts_with(|c: char| c.is_ascii_digit())
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".+~-".contains(c))
+        && !rest.contains("..");
+    if !ok {
+        return Err(format!(
+            "`{}`: expected a Debian version such as `7.3.4-1~bpo13+1` (a digit first, then letters, digits and `.+~-`)",
+            v.escape_debug()
+        ));
+    }
+    Ok(())
 }
 
 /// A config fragment is `CONFIG_X=value` and `# CONFIG_X is not set` lines,
@@ -287,8 +355,19 @@ pub fn check_fragment(text: &str) -> std::result::Result<(), (usize, String)> {
             return bad("expected `CONFIG_NAME=value` with NAME in capitals, digits and `_`");
         }
         let quoted = v.len() >= 2 && v.starts_with('"') && v.ends_with('"');
-        if v.is_empty() || (!quoted && v.contains(char::is_whitespace)) {
-            return bad("expected a value: y, m, n, a number or a \"quoted string\"");
+        let number = v
+            .strip_prefix('-')
+            .unwrap_or(v)
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            && !v.trim_start_matches('-').is_empty();
+        let hex = v
+            .strip_prefix("0x")
+            .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !(quoted || number || hex || matches!(v, "y" | "m" | "n")) {
+            return bad(
+                "expected a value: y, m, n, a number, 0x and a hex number, or a \"quoted string\"",
+            );
         }
     }
     Ok(())
@@ -304,6 +383,7 @@ pub fn expand_home(p: &str) -> PathBuf {
 
 /// The names of the recipes in `kernels_dir`, sorted.
 pub fn list(kernels_dir: &Path) -> Result<Vec<String>> {
+    crate::yaml::check_inside_suite(kernels_dir)?;
     let mut names: Vec<String> = std::fs::read_dir(kernels_dir)
         .with_context(|| format!("cannot read {}", kernels_dir.display()))?
         .flatten()
@@ -337,7 +417,7 @@ mod tests {
     #[test]
     fn a_relative_tree_is_relative_to_the_recipe() {
         let d = tempfile::tempdir().unwrap();
-        write(d.path(), "linux/Makefile", "");
+        write(d.path(), "linux/Makefile", "# SPDX\nVERSION = 7\n");
         write(d.path(), "linux/Kconfig", "");
         write(
             d.path(),

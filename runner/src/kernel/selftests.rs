@@ -61,6 +61,29 @@ pub fn check_test_name(name: &str) -> Result<()> {
     gmem_protocol::args::check_kselftest_name(name).map_err(anyhow::Error::msg)
 }
 
+/// The x86 KVM selftests a kernel tree's Makefile.kvm builds (its
+/// `TEST_GEN_PROGS_COMMON` and `TEST_GEN_PROGS_x86` lists), or None when the
+/// tree has no such Makefile.
+pub fn tests_in_tree(src: &Path) -> Option<std::collections::BTreeSet<String>> {
+    let text = std::fs::read_to_string(src.join(KVM_SELFTESTS).join("Makefile.kvm")).ok()?;
+    let mut tests = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let Some((var, value)) = line.split_once('=') else {
+            continue;
+        };
+        let var = var.trim_end_matches(['+', ':', ' ']);
+        if matches!(var, "TEST_GEN_PROGS_COMMON" | "TEST_GEN_PROGS_x86") {
+            tests.extend(
+                value
+                    .split_whitespace()
+                    .filter(|w| !w.starts_with('$') && *w != "\\")
+                    .map(String::from),
+            );
+        }
+    }
+    Some(tests)
+}
+
 /// The cache key of a variant's selftests.
 pub fn cache_key(tree_key: &str, compiler: &str, tests: &[String]) -> String {
     let mut h = Sha256::new();
