@@ -407,25 +407,31 @@ fn prepare_tree(
 /// the error), in order; the files they change.
 pub fn apply_patches(tree: &Path, recipe: &Recipe, desc: &str) -> Result<Vec<String>> {
     let mut files = Vec::new();
-    for p in &recipe.patches {
+    let total = recipe.patches.len();
+    for (i, p) in recipe.patches.iter().enumerate() {
         let text =
             std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
         files.extend(files_of_patch(&text));
         apply_patch(tree, p).map_err(|e| {
+            // The source before this patch: the base and the ones before it.
+            let base = desc.split(" + ").next().unwrap_or(desc);
             anyhow::anyhow!(
-                "{}: field `patches`: {} does not apply to {desc} (tried with --dry-run first: nothing of it was applied):\n{}",
+                "{}: field `patches`: patch {} of {total}, {}, does not apply to {base}{} (tried with --dry-run first: nothing of it was applied); `cargo xtask series check --onto {}` shows every patch's state:\n{}",
                 recipe.file.display(),
+                i + 1,
                 p.display(),
+                match i {
+                    0 => String::new(),
+                    1 => " after the 1 patch before it".into(),
+                    n => format!(" after the {n} patches before it"),
+                },
+                recipe.name,
                 e.trim_end()
             )
         })?;
     }
     Ok(files)
 }
-
-/// Applies `patch` to `tree` (`patch -p1`), after a `--dry-run` that must
-/// succeed: a patch that does not apply leaves no half-applied hunks and
-/// `.rej` files behind. What patch said, when it does not apply.
 pub fn apply_patch(tree: &Path, patch: &Path) -> std::result::Result<(), String> {
     for dry in [true, false] {
         let mut cmd = Command::new("patch");

@@ -8,6 +8,8 @@
 //! # source:
 //! #   tree: ~/src/linux             # or: your own kernel checkout (built with O=, never written to)
 //! patches: [patches/x/0001-foo.patch]   # relative to kernels/, applied in order (patch -p1)
+//! series: patches/v12.mbox              # and/or a series as mailed: an mbox, a maildir or a
+//!                                       # folder of .eml/.patch files, applied after `patches`
 //! fragments: [fragments/base.config]    # merged onto allnoconfig, in order
 //! debug_info: false                     # CONFIG_DEBUG_INFO for decoding traces (slower builds)
 //! ```
@@ -104,6 +106,8 @@ impl Recipe {
             source: serde_yaml::Value,
             #[serde(default)]
             patches: Vec<String>,
+            #[serde(default)]
+            series: Option<String>,
             fragments: Vec<String>,
             #[serde(default)]
             debug_info: bool,
@@ -181,7 +185,7 @@ impl Recipe {
             }
             Ok(abs)
         };
-        let patches = shape
+        let mut patches = shape
             .patches
             .iter()
             .map(|p| resolve("patches", p))
@@ -198,6 +202,9 @@ impl Recipe {
                     if text.iter().all(u8::is_ascii_whitespace) { "is empty" } else { "holds no diff" }
                 );
             }
+        }
+        if let Some(rel) = &shape.series {
+            patches.extend(series_patches(file, dir, rel)?);
         }
         if shape.fragments.is_empty() {
             bail!(
@@ -286,6 +293,62 @@ impl Recipe {
             debug_info: shape.debug_info,
         })
     }
+}
+
+/// A recipe's `series:` (an mbox, a maildir or a folder of mails inside
+/// `kernels/`), decoded and ordered, as patch files the build applies after
+/// the recipe's `patches`: written once per content into the cache
+/// (`series/HASH/`), so the build and its cache key see plain patch files.
+fn series_patches(file: &Path, dir: &Path, rel: &str) -> Result<Vec<PathBuf>> {
+    let f = file.display();
+    let p = Path::new(rel);
+    if p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
+        bail!("{f}: field `series`: `{rel}` must be a path inside kernels/ (relative, no `..`)");
+    }
+    let at = dir.join(p);
+    let (real, real_dir) = (
+        at.canonicalize()
+            .map_err(|e| anyhow::anyhow!("{f}: field `series`: `{rel}`: {e}"))?,
+        dir.canonicalize()?,
+    );
+    if !real.starts_with(&real_dir) {
+        bail!("{f}: field `series`: `{rel}` leads out of kernels/");
+    }
+    let series =
+        super::series::load(&at).map_err(|e| anyhow::anyhow!("{f}: field `series`: {e:#}"))?;
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for p in &series.patches {
+        h.update(p.as_mail());
+        h.update([0]);
+    }
+    let hash: String = h
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let out = crate::paths::cache_dir()?.join("series").join(hash);
+    if out.join(".complete").is_file() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&out)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "patch"))
+            .collect();
+        files.sort();
+        return Ok(files);
+    }
+    let tmp = out.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let files = super::series::write_patches(&series, &tmp)?;
+    std::fs::write(tmp.join(".complete"), series.identity())?;
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::rename(&tmp, &out)
+        .with_context(|| format!("cannot move {} into place", tmp.display()))?;
+    Ok(files
+        .iter()
+        .map(|p| out.join(p.file_name().unwrap_or_default()))
+        .collect())
 }
 
 /// The longest Debian version a recipe may pin.
@@ -435,6 +498,46 @@ mod tests {
         let tree = Path::new(&tree);
         assert!(tree.starts_with(d.path()), "{tree:?}");
         assert!(tree.join("Makefile").is_file(), "{tree:?}");
+    }
+
+    /// `series:` takes a series as mailed; its patches come after
+    /// `patches`, decoded, as files the build applies.
+    #[test]
+    fn a_series_as_mailed_becomes_patch_files() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "fragments/base.config", "CONFIG_64BIT=y\n");
+        write(
+            d.path(),
+            "p/0001-a.patch",
+            "Subject: [PATCH] a\n\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n",
+        );
+        write(
+            d.path(),
+            "v2.mbox",
+            "From x Mon Sep 17 00:00:00 2001\nSubject: [PATCH v2 2/2] second\nContent-Transfer-Encoding: quoted-printable\n\n--- a/y\n+++ b/y\n@@ -1 +1 @@\n-c\n+d=3D1\n\nFrom x Mon Sep 17 00:00:00 2001\nSubject: [PATCH v2 1/2] first\n\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-b\n+c\n",
+        );
+        let f = write(
+            d.path(),
+            "mine.yaml",
+            "description: x\nsource: {debian: linux-source-7.3}\npatches: [p/0001-a.patch]\nseries: v2.mbox\nfragments: [fragments/base.config]\n",
+        );
+        let r = Recipe::load(&f).unwrap();
+        assert_eq!(r.patches.len(), 3);
+        assert!(r.patches[0].ends_with("p/0001-a.patch"));
+        let second = std::fs::read_to_string(&r.patches[2]).unwrap();
+        assert!(
+            second.contains("Subject: [PATCH 2] second") && second.contains("+d=1"),
+            "{second}"
+        );
+        let e = format!("{:#}", Recipe::load(&write(
+            d.path(),
+            "bad.yaml",
+            "description: x\nsource: {debian: linux-source-7.3}\nseries: ../v2.mbox\nfragments: [fragments/base.config]\n",
+        )).unwrap_err());
+        assert!(
+            e.contains("field `series`") && e.contains("inside kernels/"),
+            "{e}"
+        );
     }
 
     #[test]
