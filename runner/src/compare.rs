@@ -276,23 +276,9 @@ pub fn text(a: &Side, b: &Side, rows: &[CaseComparison]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::{End, StepOutcome};
 
     fn outcome(kernel: &str, result: &str) -> Outcome {
-        Outcome {
-            case: "c".into(),
-            kernel: kernel.into(),
-            end: End::Completed,
-            steps: vec![StepOutcome {
-                name: "s".into(),
-                probe: "kselftest".into(),
-                result: result.into(),
-                observation: None,
-            }],
-            crashes: vec![],
-            dmesg: vec![],
-            guest_errors: vec![],
-        }
+        Outcome::one_step(kernel, "kselftest", result)
     }
 
     #[test]

@@ -222,6 +222,28 @@ fn probe_of(case: &Case, step: &str) -> String {
 }
 
 #[cfg(test)]
+impl Outcome {
+    /// Case `c` on `kernel`, completed, one step `s` of `probe` with this
+    /// result: the outcome unit tests start from.
+    pub(crate) fn one_step(kernel: &str, probe: &str, result: &str) -> Outcome {
+        Outcome {
+            case: "c".into(),
+            kernel: kernel.into(),
+            end: End::Completed,
+            steps: vec![StepOutcome {
+                name: "s".into(),
+                probe: probe.into(),
+                result: result.into(),
+                observation: None,
+            }],
+            crashes: vec![],
+            dmesg: vec![],
+            guest_errors: vec![],
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

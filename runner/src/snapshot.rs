@@ -110,23 +110,9 @@ pub fn compare(dir: &Path, outcome: &Outcome, description: &str) -> SnapshotStat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::End;
 
     fn outcome(result: &str) -> Outcome {
-        Outcome {
-            case: "c".into(),
-            kernel: "k".into(),
-            end: End::Completed,
-            steps: vec![crate::outcome::StepOutcome {
-                name: "s".into(),
-                probe: "create".into(),
-                result: result.into(),
-                observation: None,
-            }],
-            crashes: vec![],
-            dmesg: vec![],
-            guest_errors: vec![],
-        }
+        Outcome::one_step("k", "create", result)
     }
 
     #[test]

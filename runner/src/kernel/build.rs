@@ -434,26 +434,44 @@ pub fn apply_patches(tree: &Path, recipe: &Recipe, desc: &str) -> Result<Vec<Str
 }
 pub fn apply_patch(tree: &Path, patch: &Path) -> std::result::Result<(), String> {
     for dry in [true, false] {
-        let mut cmd = Command::new("patch");
-        cmd.args(["-p1", "--forward", "--batch", "--no-backup-if-mismatch"]);
-        if dry {
-            cmd.arg("--dry-run");
-        }
-        let out = cmd
-            .arg("-i")
-            .arg(patch)
-            .current_dir(tree)
-            .output()
-            .map_err(|e| format!("cannot run patch: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
+        let (ok, said) =
+            run_patch(tree, patch, dry).map_err(|e| format!("cannot run patch: {e}"))?;
+        if !ok {
+            return Err(said);
         }
     }
     Ok(())
+}
+
+/// One `patch -p1` of `patch` in `tree` (a dry run, or for real): whether it
+/// applied whole, and what patch said. Never interactive, never a backup
+/// or a `.rej` file.
+pub(crate) fn run_patch(
+    tree: &Path,
+    patch: &Path,
+    dry_run: bool,
+) -> std::io::Result<(bool, String)> {
+    let mut cmd = Command::new("patch");
+    cmd.args([
+        "-p1",
+        "--forward",
+        "--batch",
+        "--no-backup-if-mismatch",
+        "-r",
+        "-",
+    ]);
+    if dry_run {
+        cmd.arg("--dry-run");
+    }
+    let out = cmd.arg("-i").arg(patch).current_dir(tree).output()?;
+    Ok((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
 }
 
 /// Every symbol the Kconfig files of `src` define (`config X`,

@@ -319,32 +319,8 @@ pub fn check(base: &Path, patches: &[Patch]) -> Result<Vec<Row>> {
 /// and says how.
 fn try_patch(tree: &Path, file: &Path, text: &str) -> Result<Applied> {
     let run = |dry: bool| -> Result<(bool, String)> {
-        let mut cmd = Command::new("patch");
-        cmd.args([
-            "-p1",
-            "--forward",
-            "--batch",
-            "--no-backup-if-mismatch",
-            "-r",
-            "-",
-        ]);
-        if dry {
-            cmd.arg("--dry-run");
-        }
-        let out = cmd
-            .arg("-i")
-            .arg(file)
-            .current_dir(tree)
-            .output()
-            .context("cannot run patch (install the `patch` package)")?;
-        Ok((
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        ))
+        super::build::run_patch(tree, file, dry)
+            .context("cannot run patch (install the `patch` package)")
     };
     let (ok, said) = run(true)?;
     let report = read_patch_output(&said);
