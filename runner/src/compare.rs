@@ -230,6 +230,20 @@ pub fn compare(
         .collect()
 }
 
+/// Compares two sides of this checkout's suite, with the crash expectations
+/// of its case files.
+pub fn sides(paths: &Paths, a: &Side, b: &Side, source: Source) -> Result<Vec<CaseComparison>> {
+    let (oa, ob) = (outcomes(paths, a, source)?, outcomes(paths, b, source)?);
+    let suite = crate::suite::Suite::load(paths.clone(), &[], &[])?;
+    let expects = |case: &str, kernel: &str| {
+        suite
+            .cases
+            .iter()
+            .any(|c| c.name == case && c.expects_crash(kernel))
+    };
+    Ok(compare(&oa, &ob, (&a.kernel, &b.kernel), expects))
+}
+
 /// The comparison for people (and for a reply to the series): a table, then
 /// each difference, then the failures.
 pub fn text(a: &Side, b: &Side, rows: &[CaseComparison]) -> String {

@@ -597,18 +597,7 @@ fn compare(
     } else {
         Source::Snapshots
     };
-    let (oa, ob) = (
-        compare::outcomes(paths, a, source)?,
-        compare::outcomes(paths, b, source)?,
-    );
-    let suite = Suite::load(paths.clone(), &[], &[])?;
-    let expects = |case: &str, kernel: &str| {
-        suite
-            .cases
-            .iter()
-            .any(|c| c.name == case && c.expects_crash(kernel))
-    };
-    let rows = compare::compare(&oa, &ob, (&a.kernel, &b.kernel), expects);
+    let rows = compare::sides(paths, a, b, source)?;
     let text = compare::text(a, b, &rows);
     print!("{text}");
     if let Some(f) = report {
@@ -685,15 +674,8 @@ fn series_port(
     use runner::kernel::series;
     let recipe = runner::kernel::Recipe::load_named(&paths.kernels(), onto)?;
     let s = series::load(file)?;
-    let (base, name) = series::base_of(paths, &recipe)?;
-    let mut patches = series::recipe_patches(&recipe)?;
-    let own = patches.len() as u32;
-    patches.extend(s.patches.iter().cloned().map(|mut p| {
-        p.number += own;
-        p
-    }));
-    eprintln!("series: copying {} into {}", base.display(), to.display());
-    let p = series::port(&base, &name, &patches, to)?;
+    eprintln!("series: copying {onto}'s base into {}", to.display());
+    let p = series::port_onto(paths, &recipe, &s.patches, to)?;
     println!(
         "{}: {} commit{} on the base (tag {})",
         p.dir.display(),

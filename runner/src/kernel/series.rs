@@ -629,6 +629,18 @@ impl BaseCheck {
     }
 }
 
+/// A recipe's own patches, then `patches` numbered after them: what goes
+/// onto the recipe's base.
+fn onto(recipe: &super::Recipe, patches: &[Patch]) -> Result<Vec<Patch>> {
+    let mut all = recipe_patches(recipe)?;
+    let own = all.len() as u32;
+    all.extend(patches.iter().cloned().map(|mut p| {
+        p.number += own;
+        p
+    }));
+    Ok(all)
+}
+
 /// Checks `patches` onto each recipe's base in turn (the recipe's own
 /// patches first, then `patches`).
 pub fn check_onto(
@@ -640,18 +652,24 @@ pub fn check_onto(
         .iter()
         .map(|r| {
             let (tree, base) = base_of(paths, r)?;
-            let mut all = recipe_patches(r)?;
-            let offset = all.len() as u32;
-            all.extend(patches.iter().cloned().map(|mut p| {
-                p.number += offset;
-                p
-            }));
             Ok(BaseCheck {
                 base,
-                rows: check(&tree, &all)?,
+                rows: check(&tree, &onto(r, patches)?)?,
             })
         })
         .collect()
+}
+
+/// [`port`] of `patches` onto `recipe`'s base (its own patches first) into
+/// the new directory `to`.
+pub fn port_onto(
+    paths: &crate::paths::Paths,
+    recipe: &super::Recipe,
+    patches: &[Patch],
+    to: &Path,
+) -> Result<Port> {
+    let (tree, base) = base_of(paths, recipe)?;
+    port(&tree, &base, &onto(recipe, patches)?, to)
 }
 
 /// Several bases side by side: one line per patch, one column per base.
