@@ -346,8 +346,10 @@ pub async fn step(
         }
     };
     step.build = format!("built in {:.0?}", started.elapsed());
-    let names = crate::kernel::recipe::list(&paths.kernels())?;
-    let mut case = Case::load(&paths.cases().join(format!("{}.yaml", spec.case)), &names)?;
+    let mut case = Case::load(
+        &paths.cases().join(format!("{}.yaml", spec.case)),
+        crate::kernel::recipe::known(&paths.kernels())?,
+    )?;
     case.kernels = vec![kernel.name.clone()];
     let bins = crate::pack::build_guest_binaries(paths)?;
     let prepared = suite::Prepared {

@@ -131,8 +131,10 @@ impl Case {
         self.expect_crash_on.iter().any(|k| k == kernel)
     }
 
-    /// Loads and validates `file`; `known_kernels` are the recipe names.
-    pub fn load(file: &Path, known_kernels: &[String]) -> Result<Case> {
+    /// Loads and validates `file` against the kernels there are (their
+    /// names, or with their tags: [`KnownKernels`]).
+    pub fn load(file: &Path, known: impl Into<KnownKernels>) -> Result<Case> {
+        let known: KnownKernels = known.into();
         let raw: CaseFile = load_yaml(file, "case")?;
         let f = file.display();
         let name = file
@@ -157,19 +159,27 @@ impl Case {
         }
         if raw.kernels.is_empty() {
             bail!(
-                "{f}: field `kernels`: expected at least one kernel (known: {})",
-                known_kernels.join(", ")
+                "{f}: field `kernels`: expected at least one kernel ({})",
+                known.describe()
             );
         }
+        // Names, patterns and tags, each to the recipes it stands for.
+        let mut kernels: Vec<String> = Vec::new();
         for (i, k) in raw.kernels.iter().enumerate() {
             if raw.kernels[..i].contains(k) {
                 bail!("{f}: field `kernels`: `{k}` is listed twice; expected each kernel once");
             }
-            if !known_kernels.contains(k) {
+            let these = known.expand(k);
+            if these.is_empty() {
                 bail!(
-                    "{f}: field `kernels`: no kernel recipe `{k}` in kernels/ (known: {})",
-                    known_kernels.join(", ")
+                    "{f}: field `kernels`: no kernel recipe, pattern or tag `{k}` matches ({})",
+                    known.describe()
                 );
+            }
+            for t in these {
+                if !kernels.contains(&t) {
+                    kernels.push(t);
+                }
             }
         }
         if let Some(t) = raw.timeout {
@@ -190,18 +200,30 @@ impl Case {
         check_cmdline(&raw.cmdline).map_err(|e| anyhow::anyhow!("{f}: field `cmdline`: {e}"))?;
         let expect_crash_on = match &raw.expect_crash {
             None | Some(serde_yaml::Value::Bool(false)) => vec![],
-            Some(serde_yaml::Value::Bool(true)) => raw.kernels.clone(),
+            Some(serde_yaml::Value::Bool(true)) => kernels.clone(),
             Some(serde_yaml::Value::Sequence(seq)) => {
-                let mut on = Vec::new();
+                let mut on: Vec<String> = Vec::new();
                 for v in seq {
-                    match v.as_str() {
-                        Some(k) if raw.kernels.iter().any(|x| x == k) => on.push(k.to_string()),
-                        _ => bail!(
+                    let these: Vec<String> = v
+                        .as_str()
+                        .map(|k| known.expand(k))
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|k| kernels.contains(k))
+                        .collect();
+                    if these.is_empty() {
+                        bail!(
                             "{f}: field `expect_crash`: `{}` is not one of the case's kernels ({})",
                             serde_yaml::to_string(v).unwrap_or_default().trim(),
-                            raw.kernels.join(", ")
-                        ),
+                            kernels.join(", ")
+                        );
                     }
+                    on.extend(
+                        these
+                            .into_iter()
+                            .filter(|k| !on.contains(k))
+                            .collect::<Vec<_>>(),
+                    );
                 }
                 on
             }
@@ -345,7 +367,7 @@ impl Case {
             name,
             file: file.to_path_buf(),
             description: raw.description,
-            kernels: raw.kernels,
+            kernels,
             timeout_s,
             memory_mb: raw.memory_mb,
             cpus: raw.cpus,
@@ -356,6 +378,92 @@ impl Case {
             batch: raw.batch,
         })
     }
+}
+
+/// The kernels a case may name in `kernels:` and `expect_crash:`: each
+/// recipe's name, a pattern with `*` over the names (`nodirectmap-*`), or
+/// one of the recipes' `tags` (`nodirectmap`): a new variant with a tag
+/// joins every case that names the tag, with no case file edited.
+#[derive(Debug, Clone, Default)]
+pub struct KnownKernels {
+    /// Each recipe's name and tags.
+    kernels: Vec<(String, Vec<String>)>,
+}
+
+impl KnownKernels {
+    pub fn new(kernels: Vec<(String, Vec<String>)>) -> KnownKernels {
+        KnownKernels { kernels }
+    }
+
+    /// The recipes an entry stands for, in the recipes' order.
+    pub fn expand(&self, entry: &str) -> Vec<String> {
+        self.kernels
+            .iter()
+            .filter(|(name, tags)| {
+                name == entry || tags.iter().any(|t| t == entry) || glob_matches(entry, name)
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The names and tags there are, for an error message.
+    pub fn describe(&self) -> String {
+        let names: Vec<&str> = self.kernels.iter().map(|(n, _)| n.as_str()).collect();
+        let mut tags: Vec<&str> = self
+            .kernels
+            .iter()
+            .flat_map(|(_, t)| t.iter().map(String::as_str))
+            .collect();
+        tags.sort();
+        tags.dedup();
+        if tags.is_empty() {
+            format!("known: {}", names.join(", "))
+        } else {
+            format!("known: {}; tags: {}", names.join(", "), tags.join(", "))
+        }
+    }
+}
+
+impl From<&[String]> for KnownKernels {
+    fn from(names: &[String]) -> KnownKernels {
+        KnownKernels::new(names.iter().map(|n| (n.clone(), vec![])).collect())
+    }
+}
+
+impl From<&Vec<String>> for KnownKernels {
+    fn from(names: &Vec<String>) -> KnownKernels {
+        names.as_slice().into()
+    }
+}
+
+impl<const N: usize> From<&[String; N]> for KnownKernels {
+    fn from(names: &[String; N]) -> KnownKernels {
+        names.as_slice().into()
+    }
+}
+
+/// `*` matches any run of characters; a pattern without one matches
+/// nothing here (a plain name is compared as a name).
+fn glob_matches(pattern: &str, name: &str) -> bool {
+    if !pattern.contains('*') {
+        return false;
+    }
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first)
+        || !name[first.len()..].ends_with(last)
+        || name.len() < first.len() + last.len()
+    {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for p in &parts[1..parts.len() - 1] {
+        match rest.find(p) {
+            Some(at) => rest = &rest[at + p.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// The longest extra kernel command line a case may ask for.
@@ -408,7 +516,8 @@ impl Case {
 
 /// Loads every case in `cases_dir` (sorted by name). Stops at the first
 /// invalid file: a suite with a broken case is not run half.
-pub fn load_all(cases_dir: &Path, known_kernels: &[String]) -> Result<Vec<Case>> {
+pub fn load_all(cases_dir: &Path, known: impl Into<KnownKernels>) -> Result<Vec<Case>> {
+    let known: KnownKernels = known.into();
     crate::yaml::check_inside_suite(cases_dir)?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(cases_dir)
         .with_context(|| format!("cannot read {}", cases_dir.display()))?
@@ -417,7 +526,7 @@ pub fn load_all(cases_dir: &Path, known_kernels: &[String]) -> Result<Vec<Case>>
         .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
         .collect();
     files.sort();
-    files.iter().map(|f| Case::load(f, known_kernels)).collect()
+    files.iter().map(|f| Case::load(f, known.clone())).collect()
 }
 
 #[cfg(test)]
@@ -441,6 +550,39 @@ mod tests {
 
     const GOOD: &str =
         "description: d\nkernels: [stock-7.3]\nsteps:\n  - name: a\n    probe: caps\n";
+
+    /// A case names kernels by name, by a pattern over names, or by a tag
+    /// of their recipes; each stands for every recipe it matches.
+    #[test]
+    fn kernels_by_name_pattern_or_tag() {
+        let known = KnownKernels::new(vec![
+            ("stock-7.3".into(), vec!["stock".into()]),
+            ("ndm-v1".into(), vec!["ndm".into()]),
+            ("ndm-v2".into(), vec!["ndm".into()]),
+        ]);
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("c.yaml");
+        let load = |kernels: &str, crash: &str| {
+            std::fs::write(&f, format!("description: d\nkernels: {kernels}\nexpect_crash: {crash}\nsteps:\n  - {{name: a, probe: caps}}\n")).unwrap();
+            Case::load(&f, known.clone())
+        };
+        let c = load("[stock, ndm]", "[ndm-v1]").unwrap();
+        assert_eq!(c.kernels, ["stock-7.3", "ndm-v1", "ndm-v2"]);
+        assert_eq!(c.expect_crash_on, ["ndm-v1"]);
+        let c = load("[ndm-*]", "[ndm]").unwrap();
+        assert_eq!(c.kernels, ["ndm-v1", "ndm-v2"]);
+        assert_eq!(c.expect_crash_on, ["ndm-v1", "ndm-v2"]);
+        let e = format!("{:#}", load("[stok]", "false").unwrap_err());
+        assert!(
+            e.contains("no kernel recipe, pattern or tag `stok`") && e.contains("tags: ndm, stock"),
+            "{e}"
+        );
+        assert!(
+            glob_matches("a*c*e", "abcde")
+                && !glob_matches("a*c", "abcd")
+                && !glob_matches("x", "x")
+        );
+    }
 
     #[test]
     fn a_good_case_becomes_a_plan() {
@@ -562,8 +704,8 @@ mod tests {
     #[test]
     fn the_suites_cases_pass_the_probe_schema_unchanged() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let known = crate::kernel::recipe::list(&root.join("kernels")).unwrap();
-        let cases = load_all(&root.join("cases"), &known).unwrap();
+        let known = crate::kernel::recipe::known(&root.join("kernels")).unwrap();
+        let cases = load_all(&root.join("cases"), known).unwrap();
         let mut steps = 0;
         for c in &cases {
             let text = std::fs::read_to_string(&c.file).unwrap();

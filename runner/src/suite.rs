@@ -38,7 +38,13 @@ impl Suite {
         for n in &names {
             recipes.push(Recipe::load_named(&paths.kernels(), n)?);
         }
-        let mut cases = case::load_all(&paths.cases(), &names)?;
+        let known = case::KnownKernels::new(
+            recipes
+                .iter()
+                .map(|r: &Recipe| (r.name.clone(), r.tags.clone()))
+                .collect(),
+        );
+        let mut cases = case::load_all(&paths.cases(), known)?;
         let mut kselftests: Vec<String> = cases.iter().flat_map(|c| c.kselftests()).collect();
         kselftests.sort();
         kselftests.dedup();

@@ -67,6 +67,26 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum VariantCmd {
+    /// Write kernels/NAME.yaml: a variant built like another (its source,
+    /// fragments and tags) with a series as mailed as its patches. With the
+    /// tags, it joins every case that names them: no case file is edited.
+    New {
+        name: String,
+        /// The series: an mbox, a maildir, or a folder of .eml/.patch files
+        /// (copied into kernels/patches/NAME/).
+        #[arg(long)]
+        series: std::path::PathBuf,
+        /// The variant whose source, fragments, debug info and tags it takes.
+        #[arg(long, default_value = "stock-7.3")]
+        like: String,
+        /// Its tags instead of the other variant's (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum SeriesCmd {
     /// A table of every patch: applies clean, with offsets or fuzz (which
     /// hunks), or fails (the rejected hunks and the file's text where they
@@ -230,6 +250,11 @@ enum Cmd {
     },
     /// List the cases and kernels.
     List,
+    /// Kernel variants.
+    Variant {
+        #[command(subcommand)]
+        cmd: VariantCmd,
+    },
     /// Patch series: how each patch of a series (an mbox, a maildir, a
     /// folder of mails or format-patch files) applies onto kernel bases.
     Series {
@@ -469,6 +494,40 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             jobs,
         } => bench(paths, only, runs, suite_runs, jobs).await,
         Cmd::Series { cmd } => series(&paths, cmd),
+        Cmd::Variant {
+            cmd:
+                VariantCmd::New {
+                    name,
+                    series,
+                    like,
+                    tags,
+                },
+        } => {
+            let tags = (!tags.is_empty()).then_some(tags);
+            let r =
+                runner::kernel::recipe::new_variant(&paths.kernels(), &name, &series, &like, tags)?;
+            let suite = Suite::load(paths.clone(), &[], std::slice::from_ref(&name))?;
+            let joined: Vec<&str> = suite
+                .cases
+                .iter()
+                .filter(|c| !c.kernels.is_empty())
+                .map(|c| c.name.as_str())
+                .collect();
+            println!(
+                "{}: {} patches, tags [{}]",
+                r.file.display(),
+                r.patches.len(),
+                r.tags.join(", ")
+            );
+            println!(
+                "it joins {} case{}: {}",
+                joined.len(),
+                if joined.len() == 1 { "" } else { "s" },
+                joined.join(", ")
+            );
+            println!("next: cargo xtask series check --onto {name}; cargo xtask test -k {name}; cargo xtask compare {like} {name} --runs");
+            Ok(exit::PASS)
+        }
         Cmd::Compare { a, b, runs, report } => compare(&paths, &a, &b, runs, report.as_deref()),
         Cmd::List => {
             let suite = Suite::load(paths, &[], &[])?;
@@ -502,8 +561,10 @@ async fn bisect(
     runner::setup::host()?;
     let expect: runner::bisect::Expect = expect.parse()?;
     // Fail early on a bad case or recipe, before any worktree exists.
-    let names = runner::kernel::recipe::list(&paths.kernels())?;
-    runner::case::Case::load(&paths.cases().join(format!("{case}.yaml")), &names)?;
+    runner::case::Case::load(
+        &paths.cases().join(format!("{case}.yaml")),
+        runner::kernel::recipe::known(&paths.kernels())?,
+    )?;
     runner::kernel::Recipe::load_named(&paths.kernels(), &recipe)?;
     let tree = tree
         .canonicalize()

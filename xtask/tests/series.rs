@@ -207,3 +207,75 @@ fn a_conflicting_series_shows_each_rejected_hunk_where_it_should_go() {
         "{out}"
     );
 }
+
+/// A new variant joins the suite in one command: `variant new` writes its
+/// recipe (the series copied in, built like another variant, its tags), and
+/// every case that names one of the tags runs on it; no case file changes.
+#[test]
+fn a_new_variant_joins_every_case_of_its_kind_in_one_command() {
+    let d = tempfile::tempdir().unwrap();
+    let (mbox, bodies) = reviewed_as_mbox(d.path());
+    // A copy of the checkout's kernels/ and cases/: the test writes a recipe.
+    let root = d.path().join("checkout");
+    std::fs::create_dir_all(&root).unwrap();
+    for dir in ["kernels", "cases"] {
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(self::root().join(dir))
+            .arg(root.join(dir))
+            .status()
+            .unwrap();
+        assert!(copied.success());
+    }
+    let cases_before: Vec<(PathBuf, String)> = std::fs::read_dir(root.join("cases"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.clone(), std::fs::read_to_string(&p).unwrap()))
+        .collect();
+    let r = runner::kernel::recipe::new_variant(
+        &root.join("kernels"),
+        "reviewed-v3",
+        &mbox,
+        "nodirectmap-reviewed",
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.patches.len(), bodies.len());
+    assert_eq!(r.tags, ["nodirectmap"]);
+    let mut paths = runner::paths::Paths::of_this_checkout().unwrap();
+    paths.root = root.clone();
+    paths.suite = root.clone();
+    let suite = runner::suite::Suite::load(paths, &[], &[]).unwrap();
+    let on_it: Vec<&str> = suite
+        .cases
+        .iter()
+        .filter(|c| c.kernels.iter().any(|k| k == "reviewed-v3"))
+        .map(|c| c.name.as_str())
+        .collect();
+    let on_reviewed = suite
+        .cases
+        .iter()
+        .filter(|c| c.kernels.iter().any(|k| k == "nodirectmap-reviewed"))
+        .count();
+    assert_eq!(on_it.len(), on_reviewed, "{on_it:?}");
+    assert!(on_it.contains(&"kvm_access_matrix"), "{on_it:?}");
+    for (p, text) in cases_before {
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            text,
+            "{} changed",
+            p.display()
+        );
+    }
+    // The same name again is refused, nothing overwritten.
+    let e = runner::kernel::recipe::new_variant(
+        &root.join("kernels"),
+        "reviewed-v3",
+        &mbox,
+        "stock-7.3",
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("exists already"), "{e}");
+}

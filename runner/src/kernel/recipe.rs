@@ -11,6 +11,7 @@
 //! series: patches/v12.mbox              # and/or a series as mailed: an mbox, a maildir or a
 //!                                       # folder of .eml/.patch files, applied after `patches`
 //! fragments: [fragments/base.config]    # merged onto allnoconfig, in order
+//! tags: [nodirectmap]                   # roles cases may name instead of the variant
 //! debug_info: false                     # CONFIG_DEBUG_INFO for decoding traces (slower builds)
 //! ```
 
@@ -76,6 +77,9 @@ pub struct Recipe {
     /// Absolute paths of the config fragments, in order.
     pub fragments: Vec<PathBuf>,
     pub debug_info: bool,
+    /// Roles a case's `kernels:` may name to mean this variant (and every
+    /// other with the tag).
+    pub tags: Vec<String>,
 }
 
 impl Recipe {
@@ -111,6 +115,8 @@ impl Recipe {
             fragments: Vec<String>,
             #[serde(default)]
             debug_info: bool,
+            #[serde(default)]
+            tags: Vec<String>,
         }
         let shape: Shape = load_yaml(file, "kernel recipe")?;
         if !shape.source.is_mapping() {
@@ -146,6 +152,20 @@ impl Recipe {
             );
         }
         check_text(file, "description", &shape.description)?;
+        for (i, t) in shape.tags.iter().enumerate() {
+            let plain = !t.is_empty()
+                && t.len() <= 32
+                && t.starts_with(|c: char| c.is_ascii_lowercase())
+                && t.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c));
+            if !plain || shape.tags[..i].contains(t) || *t == name {
+                bail!(
+                    "{}: field `tags[{i}]`: `{}`: expected a word of at most 32 lower-case letters, digits, `_` and `-`, starting with a letter, once, and not the variant's own name",
+                    file.display(),
+                    t.escape_debug()
+                );
+            }
+        }
         let dir = file.parent().unwrap_or(Path::new("."));
         let resolve = |field: &str, rel: &str| -> Result<PathBuf> {
             let p = Path::new(rel);
@@ -291,6 +311,7 @@ impl Recipe {
             patches,
             fragments,
             debug_info: shape.debug_info,
+            tags: shape.tags,
         })
     }
 }
@@ -319,7 +340,7 @@ fn series_patches(file: &Path, dir: &Path, rel: &str) -> Result<Vec<PathBuf>> {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     for p in &series.patches {
-        h.update(p.as_mail());
+        h.update(p.as_mail(series.patches.len()));
         h.update([0]);
     }
     let hash: String = h
@@ -445,6 +466,90 @@ pub fn expand_home(p: &str) -> PathBuf {
 }
 
 /// The names of the recipes in `kernels_dir`, sorted.
+/// Writes `kernels_dir/NAME.yaml`, a new variant: `like`'s source,
+/// fragments and debug info, `series` (an mbox, a maildir or a folder of
+/// mails, copied into `kernels/patches/NAME/`) as its patches, and `tags`
+/// (by default `like`'s), so that it joins every case that names them.
+/// The written recipe is loaded back: what it says is what builds.
+pub fn new_variant(
+    kernels_dir: &Path,
+    name: &str,
+    series: &Path,
+    like: &str,
+    tags: Option<Vec<String>>,
+) -> Result<Recipe> {
+    let file = kernels_dir.join(format!("{name}.yaml"));
+    if file.exists() {
+        bail!("{} exists already: choose another name", file.display());
+    }
+    let base = Recipe::load_named(kernels_dir, like)?;
+    let s = super::series::load(series)?;
+    // The series goes inside kernels/, where recipes may read.
+    let rel_dir = Path::new("patches").join(name);
+    let dir = kernels_dir.join(&rel_dir);
+    if dir.exists() {
+        bail!("{} exists already: choose another name", dir.display());
+    }
+    std::fs::create_dir_all(&dir)?;
+    let written = super::series::write_patches(&s, &dir)?;
+    let rel = |p: &Path| -> Result<String> {
+        Ok(p.strip_prefix(kernels_dir)
+            .with_context(|| format!("{} is outside {}", p.display(), kernels_dir.display()))?
+            .to_string_lossy()
+            .into_owned())
+    };
+    let source = match &base.source {
+        SourceSpec::Debian {
+            package,
+            version: Some(v),
+        } => format!("{{debian: {package}, version: '{v}'}}"),
+        SourceSpec::Debian { package, .. } => format!("{{debian: {package}}}"),
+        SourceSpec::Tree { tree } => format!("{{tree: '{tree}'}}"),
+    };
+    let fragments = base
+        .fragments
+        .iter()
+        .map(|f| rel(f))
+        .collect::<Result<Vec<_>>>()?;
+    let tags = tags.unwrap_or_else(|| base.tags.clone());
+    let text = format!(
+        "description: >\n  {} ({}), from {}, built like {like}.\nsource: {source}\nseries: {}\nfragments: [{}]\ndebug_info: {}\ntags: [{}]\n",
+        s.cover.as_deref().unwrap_or(name).replace(['\n', '\r'], " "),
+        s.identity(),
+        series.file_name().unwrap_or_default().to_string_lossy(),
+        rel_dir.display(),
+        fragments.join(", "),
+        base.debug_info,
+        tags.join(", ")
+    );
+    std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+    match Recipe::load(&file) {
+        Ok(r) if r.patches.len() == written.len() => Ok(r),
+        Ok(r) => bail!(
+            "{}: reads {} patches back, {} were written",
+            file.display(),
+            r.patches.len(),
+            written.len()
+        ),
+        Err(e) => {
+            // Nothing half-made is left behind.
+            let _ = std::fs::remove_file(&file);
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(e)
+        }
+    }
+}
+
+/// What cases may name: every recipe in `kernels_dir` with its tags.
+pub fn known(kernels_dir: &Path) -> Result<crate::case::KnownKernels> {
+    Ok(crate::case::KnownKernels::new(
+        list(kernels_dir)?
+            .into_iter()
+            .map(|n| Ok((n.clone(), Recipe::load_named(kernels_dir, &n)?.tags)))
+            .collect::<Result<_>>()?,
+    ))
+}
+
 pub fn list(kernels_dir: &Path) -> Result<Vec<String>> {
     crate::yaml::check_inside_suite(kernels_dir)?;
     let mut names: Vec<String> = std::fs::read_dir(kernels_dir)
@@ -526,7 +631,7 @@ mod tests {
         assert!(r.patches[0].ends_with("p/0001-a.patch"));
         let second = std::fs::read_to_string(&r.patches[2]).unwrap();
         assert!(
-            second.contains("Subject: [PATCH 2] second") && second.contains("+d=1"),
+            second.contains("Subject: [PATCH 2/2] second") && second.contains("+d=1"),
             "{second}"
         );
         let e = format!("{:#}", Recipe::load(&write(

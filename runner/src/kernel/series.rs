@@ -95,10 +95,11 @@ impl Patch {
         format!("{:04}-{}.patch", self.number, slug.trim_end_matches('-'))
     }
 
-    /// The patch as a file `patch -p1` and `git am` both take.
-    pub fn as_mail(&self) -> String {
+    /// The patch as a mail, patch `number` of `total`: what `patch -p1`,
+    /// `git am` and [`load`] all take (as an mbox, with its `From ` line).
+    pub fn as_mail(&self, total: usize) -> String {
         format!(
-            "From: {}\nSubject: [PATCH {}] {}\n\n{}",
+            "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\nFrom: {}\nSubject: [PATCH {}/{total}] {}\n\n{}",
             self.author, self.number, self.title, self.text
         )
     }
@@ -560,7 +561,7 @@ pub fn write_patches(series: &Series, dir: &Path) -> Result<Vec<PathBuf>> {
         .iter()
         .map(|p| {
             let f = dir.join(p.file_name());
-            std::fs::write(&f, p.as_mail())
+            std::fs::write(&f, p.as_mail(series.patches.len()))
                 .with_context(|| format!("cannot write {}", f.display()))?;
             Ok(f)
         })
@@ -775,13 +776,7 @@ pub fn port(base: &Path, base_name: &str, patches: &[Patch], dir: &Path) -> Resu
     };
     for (i, p) in patches.iter().enumerate() {
         let file = mails.join(p.file_name());
-        std::fs::write(
-            &file,
-            format!(
-                "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n{}",
-                p.as_mail()
-            ),
-        )?;
+        std::fs::write(&file, p.as_mail(patches.len()))?;
         if git(&["am", "-q", "--keep-cr", &file.to_string_lossy()]).is_ok() {
             result.applied.push(p.number);
             continue;
@@ -802,13 +797,7 @@ pub fn port(base: &Path, base_name: &str, patches: &[Patch], dir: &Path) -> Resu
         result.stopped_at = Some((p.number, file.clone(), rejects_of(dir, &p.text)));
         for q in &patches[i + 1..] {
             let f = mails.join(q.file_name());
-            std::fs::write(
-                &f,
-                format!(
-                    "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n{}",
-                    q.as_mail()
-                ),
-            )?;
+            std::fs::write(&f, q.as_mail(patches.len()))?;
             result.pending.push(f);
         }
         break;
@@ -1073,7 +1062,7 @@ mod tests {
         assert_eq!(at, 2);
         assert!(std::fs::read_to_string(mail)
             .unwrap()
-            .contains("Subject: [PATCH 2] b: y is Y"));
+            .contains("Subject: [PATCH 2/3] b: y is Y"));
         assert_eq!(rejects, [dir.join("b.c.rej")]);
         assert_eq!(p.pending.len(), 1);
         let git = |args: &[&str]| {
