@@ -80,6 +80,27 @@ pub struct CaseComparison {
     /// The failure each side's outcome holds, if any.
     pub failure_a: Option<String>,
     pub failure_b: Option<String>,
+    /// Each side's crashes: title, then the first frames of its trace.
+    pub crashes_a: Vec<String>,
+    pub crashes_b: Vec<String>,
+}
+
+/// A crash of an outcome in one line: its title and where it happened.
+fn crash_lines(o: Option<&Outcome>) -> Vec<String> {
+    o.map(|o| {
+        o.crashes
+            .iter()
+            .map(|c| {
+                let frames: Vec<&str> = c.trace.iter().take(4).map(String::as_str).collect();
+                if frames.is_empty() {
+                    c.title.clone()
+                } else {
+                    format!("{} (at {})", c.title, frames.join(" < "))
+                }
+            })
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// The outcomes of `side`, by case.
@@ -184,9 +205,12 @@ fn git(paths: &Paths, args: &[&str]) -> Result<String> {
 
 /// An outcome as YAML without its kernel's name: what is compared.
 fn comparable(o: &Outcome) -> String {
-    let mut o = o.clone();
-    o.kernel.clear();
-    serde_yaml::to_string(&o).unwrap_or_default()
+    serde_yaml::to_string(o)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with("kernel: "))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// Compares two sides case by case. `expects_crash(case, kernel)` says
@@ -225,6 +249,8 @@ pub fn compare(
                 change,
                 failure_a: oa.and_then(|o| o.failure(expects_crash(case, ka))),
                 failure_b: ob.and_then(|o| o.failure(expects_crash(case, kb))),
+                crashes_a: crash_lines(oa),
+                crashes_b: crash_lines(ob),
             }
         })
         .collect()
@@ -268,6 +294,17 @@ pub fn text(a: &Side, b: &Side, rows: &[CaseComparison]) -> String {
     for r in rows {
         if let Change::Differs(d) = &r.change {
             s += &format!("\n=== {}\n{d}", r.case);
+            for (side, crashes) in [(a, &r.crashes_a), (b, &r.crashes_b)] {
+                for c in crashes {
+                    s += &format!("crash on {side}: {c}\n");
+                }
+            }
+            for side in [a, b].into_iter().filter(|s| s.rev.is_none()) {
+                s += &format!(
+                    "reproduce on {side}: cargo xtask run {} --kernel {}\n",
+                    r.case, side.kernel
+                );
+            }
         }
     }
     let count = |f: fn(&Change) -> bool| rows.iter().filter(|r| f(&r.change)).count();
