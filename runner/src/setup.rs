@@ -180,6 +180,62 @@ pub fn source(paths: &Paths, package: &str, version: Option<&str>) -> Result<Sou
     })
 }
 
+/// The tree of commit `rev` of the git repository `repo`, archived into
+/// the cache (`sources/git/SHA`) once: the repository's own working tree,
+/// index and refs are never touched. Its version is the commit's short hash.
+pub fn git_source(paths: &Paths, repo: &Path, rev: &str) -> Result<SourceTree> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["rev-parse", "--verify", &format!("{rev}^{{commit}}")])
+        .output()
+        .context("cannot run git")?;
+    if !out.status.success() {
+        bail!("`{rev}` is not a commit of {}", repo.display());
+    }
+    let sha = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let name = repo
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "git".into());
+    let dir = paths.sources().join("git").join(&sha);
+    let tree = || {
+        dir.join(COMPLETE_MARKER).is_file().then(|| SourceTree {
+            package: format!("git {name}"),
+            version: sha[..12.min(sha.len())].to_string(),
+            path: dir.clone(),
+        })
+    };
+    ready(&format!("{name} at {rev}"), tree, || {
+        let parent = dir.parent().context("no parent")?;
+        std::fs::create_dir_all(parent)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".archive-")
+            .tempdir_in(parent)
+            .context("cannot make a directory for the archive")?;
+        eprintln!(
+            "setup: archiving {} at {rev} ({})",
+            repo.display(),
+            &sha[..12.min(sha.len())]
+        );
+        // Names reach the script as arguments, never as its text.
+        let script = r#"set -o pipefail; git -C "$1" archive --format=tar "$2" | tar -x -C "$3""#;
+        run_checked(
+            Command::new("bash")
+                .args(["-c", script, "archive"])
+                .arg(repo)
+                .arg(&sha)
+                .arg(tmp.path()),
+            "git archive",
+        )?;
+        std::fs::write(tmp.path().join(COMPLETE_MARKER), &sha)?;
+        let staged = tmp.keep();
+        std::fs::rename(&staged, &dir)
+            .with_context(|| format!("cannot move the archive to {}", dir.display()))?;
+        tree().context("the archived tree is not complete")
+    })
+}
+
 /// The source tree of `package` (at `version` when given) if it is cached
 /// already; nothing is fetched.
 pub fn cached_source(paths: &Paths, package: &str, version: Option<&str>) -> Option<SourceTree> {

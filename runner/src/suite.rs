@@ -203,6 +203,8 @@ fn known_tree(paths: &Paths, recipe: &Recipe) -> Option<std::path::PathBuf> {
             crate::setup::cached_source(paths, package, version.as_deref()).map(|t| t.path)
         }
         kernel::recipe::SourceSpec::Tree { tree } => Some(std::path::PathBuf::from(tree)),
+        // Archived into the cache on first use: here if already done.
+        kernel::recipe::SourceSpec::Git { .. } => None,
     }
 }
 

@@ -693,7 +693,7 @@ fn series(paths: &Paths, cmd: SeriesCmd) -> Result<u8> {
         .iter()
         .map(|n| runner::kernel::Recipe::load_named(&paths.kernels(), n))
         .collect::<Result<Vec<_>>>()?;
-    let (name, patches) = match &file {
+    let (name, patches, base_commit) = match &file {
         Some(f) => {
             let s = series::load(f)?;
             for l in &s.left_out {
@@ -708,11 +708,11 @@ fn series(paths: &Paths, cmd: SeriesCmd) -> Result<u8> {
                     .map(|b| format!(", base-commit {b}"))
                     .unwrap_or_default()
             );
-            (name, s.patches)
+            (name, s.patches, s.base_commit)
         }
-        None => ("the recipes' own patches".to_string(), vec![]),
+        None => ("the recipes' own patches".to_string(), vec![], None),
     };
-    let checks = series::check_onto(paths, &bases, &patches)?;
+    let checks = series::check_onto(paths, &bases, &patches, base_commit.as_deref())?;
     for c in &checks {
         println!("{}", series::table(&name, &c.base, &c.rows));
     }
@@ -736,6 +736,7 @@ fn series_port(
     let recipe = runner::kernel::Recipe::load_named(&paths.kernels(), onto)?;
     let s = series::load(file)?;
     eprintln!("series: copying {onto}'s base into {}", to.display());
+    let recipe = series::at_base_commit(&recipe, s.base_commit.as_deref());
     let p = series::port_onto(paths, &recipe, &s.patches, to)?;
     println!(
         "{}: {} commit{} on the base (tag {})",

@@ -78,9 +78,7 @@ pub fn build(paths: &Paths, recipe: &Recipe) -> Result<BuiltKernel> {
     // gcc, make, ccache...: whoever builds makes sure they are there.
     setup::host()?;
     match &recipe.source {
-        SourceSpec::Debian { package, version } => {
-            build_debian(paths, recipe, package, version.as_deref())
-        }
+        SourceSpec::Debian { .. } | SourceSpec::Git { .. } => build_pristine(paths, recipe),
         SourceSpec::Tree { tree } => build_tree(paths, recipe, &expand_home(tree)),
     }
     .with_context(|| {
@@ -92,13 +90,12 @@ pub fn build(paths: &Paths, recipe: &Recipe) -> Result<BuiltKernel> {
     })
 }
 
-fn build_debian(
-    paths: &Paths,
-    recipe: &Recipe,
-    package: &str,
-    version: Option<&str>,
-) -> Result<BuiltKernel> {
-    let src = setup::source(paths, package, version)?;
+/// A Debian package's or a git revision's tree, the recipe's patches on a
+/// hard-linked copy of it, built out of tree and cached by content.
+fn build_pristine(paths: &Paths, recipe: &Recipe) -> Result<BuiltKernel> {
+    let src = recipe
+        .pristine(paths)?
+        .context("no pristine tree for this source")?;
     let compiler = compiler_version()?;
 
     // The tree (source + patches) and the whole build have separate keys: a
@@ -191,13 +188,12 @@ fn build_debian(
 /// in that tree does (`cargo xtask bench` times it after touching a file).
 /// The kernel returned is the tree's own build, not a cache entry.
 pub fn make_in_tree(paths: &Paths, recipe: &Recipe) -> Result<(BuiltKernel, PathBuf)> {
-    let SourceSpec::Debian { package, version } = &recipe.source else {
+    let Some(src) = recipe.pristine(paths)? else {
         bail!(
-            "kernel {}: not a Debian variant (a tree of your own is always built in place)",
+            "kernel {}: a tree of your own is always built in place",
             recipe.name
         );
     };
-    let src = setup::source(paths, package, version.as_deref())?;
     let tree_key = tree_key(&src, recipe)?;
     let desc = format!("{} {} (its tree, built in place)", src.package, src.version);
     let _lock = variant_lock(paths, recipe)?;

@@ -7,6 +7,8 @@
 //!   # version: 7.3.4-1~bpo13+1      # optional: pin the exact package version
 //! # source:
 //! #   tree: ~/src/linux             # or: your own kernel checkout (built with O=, never written to)
+//! # source: {git: ~/src/linux, rev: kvm/next}   # or: a revision of a git tree (archived
+//! #                                 # into the cache; the tree is not touched), patches on top
 //! patches: [patches/x/0001-foo.patch]   # relative to kernels/, applied in order (patch -p1)
 //! series: patches/v12.mbox              # and/or a series as mailed: an mbox, a maildir or a
 //!                                       # folder of .eml/.patch files, applied after `patches`
@@ -31,6 +33,9 @@ pub enum SourceSpec {
     },
     /// The user's own kernel tree.
     Tree { tree: String },
+    /// A revision of a kernel git repository (`repo` made absolute at load;
+    /// `rev` checked to name a commit there).
+    Git { repo: String, rev: String },
 }
 
 impl<'de> Deserialize<'de> for SourceSpecHelper {
@@ -41,8 +46,33 @@ impl<'de> Deserialize<'de> for SourceSpecHelper {
             debian: Option<String>,
             version: Option<String>,
             tree: Option<String>,
+            git: Option<String>,
+            rev: Option<String>,
         }
         let raw = Raw::deserialize(d)?;
+        match (raw.git, raw.rev) {
+            (Some(repo), Some(rev))
+                if raw.debian.is_none() && raw.tree.is_none() && raw.version.is_none() =>
+            {
+                return Ok(SourceSpecHelper(SourceSpec::Git { repo, rev }));
+            }
+            (Some(_), None) => {
+                return Err(serde::de::Error::custom(
+                    "`git` needs `rev`: the revision to build (a commit, branch or tag)",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(serde::de::Error::custom(
+                    "`rev` applies to a `git` source only",
+                ))
+            }
+            (Some(_), Some(_)) => {
+                return Err(serde::de::Error::custom(
+                    "expected one of `debian`, `tree` or `git` with `rev`, not several",
+                ))
+            }
+            (None, None) => {}
+        }
         match (raw.debian, raw.tree, raw.version) {
             (Some(package), None, version) => {
                 Ok(SourceSpecHelper(SourceSpec::Debian { package, version }))
@@ -55,7 +85,7 @@ impl<'de> Deserialize<'de> for SourceSpecHelper {
                 "expected one of `debian` (a source package) or `tree` (a path), not both",
             )),
             (None, None, _) => Err(serde::de::Error::custom(
-                "expected `debian: linux-source-X.Y` or `tree: /path/to/linux`",
+                "expected `debian: linux-source-X.Y`, `tree: /path/to/linux` or `git: /path/to/repo` with `rev: REV`",
             )),
         }
     }
@@ -83,6 +113,24 @@ pub struct Recipe {
 }
 
 impl Recipe {
+    /// The pristine tree this recipe's patches go onto: a Debian package's
+    /// source or a git revision's, fetched or archived into the cache as
+    /// needed; None for a tree of the user's own (built in place).
+    pub fn pristine(
+        &self,
+        paths: &crate::paths::Paths,
+    ) -> Result<Option<crate::setup::SourceTree>> {
+        Ok(match &self.source {
+            SourceSpec::Debian { package, version } => {
+                Some(crate::setup::source(paths, package, version.as_deref())?)
+            }
+            SourceSpec::Git { repo, rev } => {
+                Some(crate::setup::git_source(paths, Path::new(repo), rev)?)
+            }
+            SourceSpec::Tree { .. } => None,
+        })
+    }
+
     /// Loads and validates `kernels_dir/NAME.yaml`.
     pub fn load_named(kernels_dir: &Path, name: &str) -> Result<Recipe> {
         let file = kernels_dir.join(format!("{name}.yaml"));
@@ -301,6 +349,44 @@ impl Recipe {
                 }
                 *tree = t.to_string_lossy().into_owned();
             }
+            SourceSpec::Git { repo, rev } => {
+                let f = file.display();
+                let plain = |t: &str| {
+                    !t.is_empty()
+                        && t.len() <= 200
+                        && !t.starts_with('-')
+                        && t.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "_-./~^@{}".contains(c))
+                };
+                if !plain(rev) {
+                    bail!("{f}: field `source.rev`: `{}`: expected a git revision (a commit, branch or tag; letters, digits and `_-./~^@{{}}`)", rev.escape_debug());
+                }
+                let r = dir.join(expand_home(repo));
+                let git = |args: &[&str]| {
+                    std::process::Command::new("git")
+                        .arg("-C")
+                        .arg(&r)
+                        .args(args)
+                        .output()
+                        .map(|o| o.status.success())
+                        .unwrap_or(false)
+                };
+                if !git(&["rev-parse", "--git-dir"]) {
+                    bail!("{f}: field `source.git`: `{repo}` is not a git repository");
+                }
+                if !git(&[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    &format!("{rev}^{{commit}}"),
+                ]) {
+                    bail!(
+                        "{f}: field `source.rev`: `{rev}` is not a commit of {}",
+                        r.display()
+                    );
+                }
+                *repo = r.to_string_lossy().into_owned();
+            }
             _ => {}
         }
         Ok(Recipe {
@@ -505,6 +591,7 @@ pub fn new_variant(
         } => format!("{{debian: {package}, version: '{v}'}}"),
         SourceSpec::Debian { package, .. } => format!("{{debian: {package}}}"),
         SourceSpec::Tree { tree } => format!("{{tree: '{tree}'}}"),
+        SourceSpec::Git { repo, rev } => format!("{{git: '{repo}', rev: '{rev}'}}"),
     };
     let fragments = base
         .fragments
@@ -643,6 +730,94 @@ mod tests {
             e.contains("field `series`") && e.contains("inside kernels/"),
             "{e}"
         );
+    }
+
+    /// `source: {git, rev}`: a commit of a repository, checked at load,
+    /// archived into the cache on use; the repository is left as it was.
+    #[test]
+    fn a_git_revision_is_a_source() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = d.path().join("linux");
+        write(d.path(), "linux/Makefile", "VERSION = 7\n");
+        write(d.path(), "linux/Kconfig", "");
+        let git = |args: &[&str]| {
+            let o = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        };
+        git(&["init", "-q"]);
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "v7"]);
+        git(&["tag", "v7"]);
+        write(
+            d.path(),
+            "kernels/fragments/base.config",
+            "CONFIG_64BIT=y\n",
+        );
+        let recipe = |rev: &str, at: &str| {
+            let f = write(
+                d.path(),
+                "kernels/g.yaml",
+                &format!("description: x\nsource: {{git: {at}, rev: '{rev}'}}\nfragments: [fragments/base.config]\n"),
+            );
+            Recipe::load(&f)
+        };
+        let r = recipe("v7", "../linux").unwrap();
+        let SourceSpec::Git { repo: at, .. } = &r.source else {
+            panic!()
+        };
+        assert!(Path::new(at).is_absolute());
+        let e = format!("{:#}", recipe("v8", "../linux").unwrap_err());
+        assert!(
+            e.contains("field `source.rev`: `v8` is not a commit of"),
+            "{e}"
+        );
+        let e = format!("{:#}", recipe("v7", "../nowhere").unwrap_err());
+        assert!(
+            e.contains("field `source.git`") && e.contains("is not a git repository"),
+            "{e}"
+        );
+        let e = format!("{:#}", recipe("v7; rm -rf /", "../linux").unwrap_err());
+        assert!(e.contains("expected a git revision"), "{e}");
+        // Archived once into the cache, the repository untouched.
+        let paths = crate::paths::Paths {
+            root: d.path().into(),
+            cache: d.path().join("cache"),
+            out: d.path().join("out"),
+            suite: d.path().into(),
+        };
+        let t = r.pristine(&paths).unwrap().unwrap();
+        assert_eq!(t.package, "git linux");
+        assert_eq!(
+            std::fs::read_to_string(t.path.join("Makefile")).unwrap(),
+            "VERSION = 7\n"
+        );
+        assert_eq!(r.pristine(&paths).unwrap().unwrap().path, t.path);
+        let status = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["status", "--porcelain"])
+            .output()
+            .unwrap();
+        assert!(status.stdout.is_empty(), "the repository was changed");
+        // A series' base-commit moves the base there when the repository
+        // has it, and not otherwise.
+        let head = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .unwrap();
+        let sha = String::from_utf8_lossy(&head.stdout).trim().to_string();
+        let at = crate::kernel::series::at_base_commit(&r, Some(&sha));
+        assert!(matches!(&at.source, SourceSpec::Git { rev, .. } if *rev == sha));
+        let not = crate::kernel::series::at_base_commit(&r, Some("0123456789abcdef0123"));
+        assert!(matches!(&not.source, SourceSpec::Git { rev, .. } if rev == "v7"));
     }
 
     #[test]

@@ -25,7 +25,6 @@ use super::build::{
 };
 use super::recipe::{expand_home, Recipe, SourceSpec};
 use crate::paths::Paths;
-use crate::setup;
 
 /// Bump when the way selftests are built changes (invalidates the cache).
 const BUILDER_VERSION: &str = "gmemtest-kselftests-1";
@@ -188,9 +187,7 @@ pub fn build(paths: &Paths, recipe: &Recipe, tests: &[String]) -> Result<BuiltSe
         check_test_name(t)?;
     }
     match &recipe.source {
-        SourceSpec::Debian { package, version } => {
-            build_debian(paths, recipe, package, version.as_deref(), &tests)
-        }
+        SourceSpec::Debian { .. } | SourceSpec::Git { .. } => build_pristine(paths, recipe, &tests),
         SourceSpec::Tree { tree } => build_tree(paths, recipe, &expand_home(tree), &tests),
     }
     .with_context(|| {
@@ -207,14 +204,10 @@ pub fn cache_dir(paths: &Paths) -> PathBuf {
     paths.cache.join("kselftests")
 }
 
-fn build_debian(
-    paths: &Paths,
-    recipe: &Recipe,
-    package: &str,
-    version: Option<&str>,
-    tests: &[String],
-) -> Result<BuiltSelftests> {
-    let src = setup::source(paths, package, version)?;
+fn build_pristine(paths: &Paths, recipe: &Recipe, tests: &[String]) -> Result<BuiltSelftests> {
+    let src = recipe
+        .pristine(paths)?
+        .context("no pristine tree for this source")?;
     let tree_key = tree_key(&src, recipe)?;
     let compiler = compiler_version()?;
     let key = cache_key(&tree_key, &compiler, tests);

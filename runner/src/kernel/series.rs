@@ -602,16 +602,18 @@ pub fn recipe_patches(recipe: &super::Recipe) -> Result<Vec<Patch>> {
 
 /// The pristine tree a recipe builds from, and its name for people.
 pub fn base_of(paths: &crate::paths::Paths, recipe: &super::Recipe) -> Result<(PathBuf, String)> {
-    Ok(match &recipe.source {
-        super::recipe::SourceSpec::Debian { package, version } => {
-            let t = crate::setup::source(paths, package, version.as_deref())?;
+    Ok(match recipe.pristine(paths)? {
+        Some(t) => {
             let name = format!("{} {} ({})", t.package, t.version, recipe.name);
             (t.path, name)
         }
-        // Recipe::load made it absolute.
-        super::recipe::SourceSpec::Tree { tree } => {
-            (PathBuf::from(tree), format!("{tree} ({})", recipe.name))
-        }
+        // A tree of the user's own: Recipe::load made it absolute.
+        None => match &recipe.source {
+            super::recipe::SourceSpec::Tree { tree } => {
+                (PathBuf::from(tree), format!("{tree} ({})", recipe.name))
+            }
+            _ => unreachable!("every other source has a pristine tree"),
+        },
     })
 }
 
@@ -642,16 +644,41 @@ fn onto(recipe: &super::Recipe, patches: &[Patch]) -> Result<Vec<Patch>> {
     Ok(all)
 }
 
+/// `recipe` at the series' `base-commit:` when it is a git source and that
+/// commit is in its repository: a series is checked on what it was written
+/// against, where that is at hand.
+pub fn at_base_commit(recipe: &super::Recipe, base_commit: Option<&str>) -> super::Recipe {
+    let mut r = recipe.clone();
+    if let (super::recipe::SourceSpec::Git { repo, rev }, Some(sha)) = (&mut r.source, base_commit)
+    {
+        let known = sha.len() >= 7
+            && sha.bytes().all(|b| b.is_ascii_hexdigit())
+            && Command::new("git")
+                .arg("-C")
+                .arg(&*repo)
+                .args(["cat-file", "-e", &format!("{sha}^{{commit}}")])
+                .status()
+                .is_ok_and(|s| s.success());
+        if known {
+            *rev = sha.to_string();
+        }
+    }
+    r
+}
+
 /// Checks `patches` onto each recipe's base in turn (the recipe's own
-/// patches first, then `patches`).
+/// patches first, then `patches`); a git base at the series' base-commit
+/// when its repository has it.
 pub fn check_onto(
     paths: &crate::paths::Paths,
     bases: &[super::Recipe],
     patches: &[Patch],
+    base_commit: Option<&str>,
 ) -> Result<Vec<BaseCheck>> {
     bases
         .iter()
         .map(|r| {
+            let r = &at_base_commit(r, base_commit);
             let (tree, base) = base_of(paths, r)?;
             Ok(BaseCheck {
                 base,
