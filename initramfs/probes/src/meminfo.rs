@@ -44,6 +44,15 @@ impl DirectMap {
 }
 
 /// The sign of a change, the only stable thing about a size delta.
+/// The change in kB, signed: `+2048 kB`, `0 kB`, `-2048 kB`.
+pub fn delta_kb(before: Option<u64>, after: Option<u64>) -> Option<String> {
+    let (b, a) = (before? as i128, after? as i128);
+    Some(match a - b {
+        d if d > 0 => format!("+{d} kB"),
+        d => format!("{d} kB"),
+    })
+}
+
 pub fn delta(before: Option<u64>, after: Option<u64>) -> Option<&'static str> {
     let (b, a) = (before?, after?);
     Some(match a.cmp(&b) {

@@ -29,31 +29,36 @@ use super::{
 };
 use crate::cpu;
 use crate::errno;
-use crate::meminfo::{delta, DirectMap};
+use crate::meminfo::{delta, delta_kb, DirectMap};
 use crate::{Context, Result};
 
 /// Its arguments: defined, with their defaults and bounds, in the
 /// protocol, which the host validates cases with.
 pub use gmem_protocol::args::DirectMapArgs as Args;
-use gmem_protocol::args::Release;
+use gmem_protocol::args::{DirectMapUnits, Release};
 
-/// Signs of the DirectMap changes since the start of the probe.
+/// The DirectMap changes since the start of the probe, as signs or in kB
+/// (`direct_map_units`).
 #[derive(Debug, Default, Serialize)]
 pub struct Deltas {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub direct_map_4k: Option<&'static str>,
+    pub direct_map_4k: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub direct_map_2m: Option<&'static str>,
+    pub direct_map_2m: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub direct_map_1g: Option<&'static str>,
+    pub direct_map_1g: Option<String>,
 }
 
 impl Deltas {
-    fn between(before: DirectMap, after: DirectMap) -> Deltas {
+    fn between(before: DirectMap, after: DirectMap, units: DirectMapUnits) -> Deltas {
+        let d = |b: Option<u64>, a: Option<u64>| match units {
+            DirectMapUnits::Sign => delta(b, a).map(String::from),
+            DirectMapUnits::Kb => delta_kb(b, a),
+        };
         Deltas {
-            direct_map_4k: delta(before.k4, after.k4),
-            direct_map_2m: delta(before.m2, after.m2),
-            direct_map_1g: delta(before.g1, after.g1),
+            direct_map_4k: d(before.k4, after.k4),
+            direct_map_2m: d(before.m2, after.m2),
+            direct_map_1g: d(before.g1, after.g1),
         }
     }
 }
@@ -138,7 +143,7 @@ impl Probe for Args {
             );
         }
         if self.direct_map_deltas {
-            obs.faulted = Some(Deltas::between(before, after_fault));
+            obs.faulted = Some(Deltas::between(before, after_fault, self.direct_map_units));
         }
 
         for page in 0..self.pages {
@@ -161,7 +166,7 @@ impl Probe for Args {
             result,
             devmem: after_devmem,
             deltas: if self.direct_map_deltas {
-                Deltas::between(before, after)
+                Deltas::between(before, after, self.direct_map_units)
             } else {
                 Deltas::default()
             },

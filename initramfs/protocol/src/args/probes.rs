@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 
 use super::{
     all_backings, mappable, mappable_no_direct_map, ArgError, ArgValue, Backing, Bound,
-    FallocateOpKind, FieldDoc, GmemFlag, GupPath, IfUnsupported, KvmPath, Private, Program,
-    Release, Signal, VmType,
+    DirectMapUnits, FallocateOpKind, FieldDoc, GmemFlag, GupPath, IfUnsupported, KvmPath, Private,
+    Program, Release, Signal, VmType,
 };
 
 /// The most pages a probe's guest_memfd may have: 64 MiB, well inside the
@@ -145,9 +145,11 @@ args_struct! {
         pages: usize = 1, PAGES;
         /// How the memory is released before its old pages are read again.
         release: Release = Release::Close, Bound::NONE;
-        /// Report the signs of the DirectMap4k/2M/1G changes (only where
-        /// they are certain: the first zap of a boot).
+        /// Report the DirectMap4k/2M/1G changes (only where they are
+        /// certain: the first zap of a boot).
         direct_map_deltas: bool = true, Bound::NONE;
+        /// The changes as signs, or in kB (exact: one page, a fresh kernel).
+        direct_map_units: DirectMapUnits = DirectMapUnits::Sign, Bound::NONE;
     }
 }
 

@@ -252,3 +252,16 @@ args_enum! {
 pub fn all_backings() -> Vec<Backing> {
     Backing::ALL.to_vec()
 }
+
+args_enum! {
+    /// How `direct_map` reports the DirectMap4k/2M/1G changes.
+    #[derive(Default)]
+    pub enum DirectMapUnits {
+        /// `grew`, `unchanged`, `shrank`: what holds wherever the pages land.
+        #[default]
+        Sign = "sign",
+        /// `+2048 kB`: exact, for where the layout cannot change it (one page
+        /// on a fresh kernel: one 2 MB split).
+        Kb = "kb",
+    }
+}
