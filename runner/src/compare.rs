@@ -204,7 +204,7 @@ fn git(paths: &Paths, args: &[&str]) -> Result<String> {
 }
 
 /// An outcome as YAML without its kernel's name: what is compared.
-fn comparable(o: &Outcome) -> String {
+pub(crate) fn comparable(o: &Outcome) -> String {
     serde_yaml::to_string(o)
         .unwrap_or_default()
         .lines()

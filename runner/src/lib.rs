@@ -49,4 +49,5 @@ pub mod suite;
 pub mod summary;
 pub mod verdict;
 pub mod vng;
+pub mod walk;
 pub mod yaml;

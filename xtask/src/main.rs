@@ -116,6 +116,19 @@ enum SeriesCmd {
         #[arg(long)]
         to: std::path::PathBuf,
     },
+    /// The variant's base and every prefix of its patches, built and run
+    /// through its cases: case by case, the first patch after which the
+    /// outcome changed, and how.
+    Walk {
+        /// The variant (its `patches:` and `series:`).
+        variant: String,
+        /// Only these cases (default: every case of the variant).
+        #[arg(long = "case", short = 'c')]
+        cases: Vec<String>,
+        /// Also write the walk as plain text to this file.
+        #[arg(long)]
+        report: Option<std::path::PathBuf>,
+    },
     /// A port's commits back into a series: `git format-patch` files.
     Export {
         /// The port's directory.
@@ -493,7 +506,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             suite_runs,
             jobs,
         } => bench(paths, only, runs, suite_runs, jobs).await,
-        Cmd::Series { cmd } => series(&paths, cmd),
+        Cmd::Series { cmd } => series(&paths, cmd).await,
         Cmd::Variant {
             cmd:
                 VariantCmd::New {
@@ -672,11 +685,26 @@ fn compare(
     })
 }
 
-fn series(paths: &Paths, cmd: SeriesCmd) -> Result<u8> {
+async fn series(paths: &Paths, cmd: SeriesCmd) -> Result<u8> {
     use runner::kernel::series;
     let (file, onto) = match cmd {
         SeriesCmd::Check { series, onto } => (series, onto),
         SeriesCmd::Port { series, onto, to } => return series_port(paths, &series, &onto, &to),
+        SeriesCmd::Walk {
+            variant,
+            cases,
+            report,
+        } => {
+            let suite = Suite::load(paths.clone(), &cases, std::slice::from_ref(&variant))?;
+            let w = runner::walk::walk(&suite, &variant, &|l| eprintln!("walk: {l}")).await?;
+            let text = runner::walk::text(&w);
+            print!("{text}");
+            if let Some(f) = report {
+                runner::paths::write_atomic(&f, text.as_bytes())?;
+                println!("report: {}", f.display());
+            }
+            return Ok(exit::PASS);
+        }
         SeriesCmd::Export { from, to } => {
             let files = series::export(&from, &to)?;
             for f in &files {

@@ -279,3 +279,54 @@ fn a_new_variant_joins_every_case_of_its_kind_in_one_command() {
     .to_string();
     assert!(e.contains("exists already"), "{e}");
 }
+
+/// `series walk` names the patch after which each case's outcome changed:
+/// the RFC's one patch turns nodirectmap_flag's EINVAL into a guest_memfd
+/// and adds the flag to what gmem_caps reads
+/// (the base is the stock kernel, the last step the variant: both are
+/// built already under their own names, so nothing is rebuilt).
+#[test]
+fn a_walk_names_the_patch_that_changed_each_case() {
+    let o = xtask(&[
+        "series",
+        "walk",
+        "nodirectmap-rfc",
+        "-c",
+        "nodirectmap_flag",
+        "-c",
+        "gmem_caps",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("series walk of nodirectmap-rfc: the base and 1 patch"),
+        "{out}"
+    );
+    let line = |case: &str| {
+        out.lines()
+            .find(|l| l.starts_with(case))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(
+        line("nodirectmap_flag").contains("1/1 KVM: guest_memfd: add option to remove"),
+        "{out}"
+    );
+    assert!(
+        line("gmem_caps").contains("1/1") || line("gmem_caps").contains("the same"),
+        "{out}"
+    );
+    assert!(
+        out.contains("=== nodirectmap_flag changed by patch 1/1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("reproduce: cargo xtask series walk nodirectmap-rfc -c nodirectmap_flag"),
+        "{out}"
+    );
+}

@@ -148,6 +148,19 @@ fn build_pristine(paths: &Paths, recipe: &Recipe) -> Result<BuiltKernel> {
         }
     }
 
+    // The same kernel, byte for byte in its inputs, built under another
+    // name (a walk's base is the stock kernel, its last step the variant):
+    // used as it is.
+    if let Some(same) = same_key_elsewhere(paths, &key) {
+        eprintln!(
+            "kernel {}: the same inputs as {} (key {}): not rebuilt",
+            recipe.name,
+            same.display(),
+            &key[..16]
+        );
+        return Ok(artifacts_in(&same, recipe, &desc, &key, None));
+    }
+
     // The variant's build directory: a hard-linked copy of the pristine tree
     // with the patches applied, and the object directory as its child (so
     // Kbuild uses a relative srctree and ccache hits across variants).
@@ -181,6 +194,22 @@ fn build_pristine(paths: &Paths, recipe: &Recipe) -> Result<BuiltKernel> {
     publish(tmp, &entry, &meta)?;
     eprintln!("kernel {}: built in {:.0?} ({desc})", recipe.name, took);
     Ok(artifacts_in(&entry, recipe, &desc, &key, Some(took)))
+}
+
+/// A complete, intact cache entry of another variant with this key.
+fn same_key_elsewhere(paths: &Paths, key: &str) -> Option<PathBuf> {
+    let suffix = format!("-{}", &key[..16]);
+    std::fs::read_dir(paths.kernel_cache())
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|d| {
+            d.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(&suffix) && !n.starts_with('.'))
+                && d.join(COMPLETE).exists()
+                && verify_entry(d).is_ok()
+        })
 }
 
 /// Runs make in a Debian variant's own tree (`build/VARIANT/src`, objects in
