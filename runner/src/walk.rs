@@ -23,6 +23,11 @@ pub struct Step {
     pub kernel: String,
     /// How long it took to build, or why it did not build.
     pub build: std::result::Result<Duration, String>,
+    /// The patch file's SHA-256, short (none for the base): which exact
+    /// patch this was.
+    pub hash: Option<String>,
+    /// What the kernel was built from (`linux-source-7.3 7.3.4-1 + 2 patches`).
+    pub source: Option<String>,
 }
 
 /// What one case did along the walk.
@@ -32,8 +37,8 @@ pub struct CaseWalk {
     /// Each step's outcome as compared (None: not built, or not run).
     pub outcomes: Vec<Option<String>>,
     /// Each step at which the outcome differs from the step before it that
-    /// has one, with the diff.
-    pub changes: Vec<(usize, String)>,
+    /// has one, with the diff and the decoded crash report of that step.
+    pub changes: Vec<(usize, String, Option<String>)>,
 }
 
 #[derive(Debug)]
@@ -91,18 +96,34 @@ pub async fn walk(suite: &Suite, variant: &str, say: &(dyn Fn(String) + Sync)) -
         let paths = suite.paths.clone();
         let r = p.clone();
         let res = tokio::task::spawn_blocking(move || crate::kernel::build(&paths, &r)).await?;
-        let build = match res {
-            Ok(_) => {
+        let (build, source) = match res {
+            Ok(b) => {
                 built.push(p.clone());
-                Ok(started.elapsed())
+                (Ok(started.elapsed()), Some(b.source))
             }
-            Err(e) => Err(format!("{e:#}").lines().next().unwrap_or("").to_string()),
+            Err(e) => (
+                Err(format!("{e:#}").lines().next().unwrap_or("").to_string()),
+                None,
+            ),
         };
+        let hash = (k > 0)
+            .then(|| std::fs::read(&recipe.patches[k - 1]).ok())
+            .flatten()
+            .map(|b| {
+                use sha2::Digest;
+                sha2::Sha256::digest(b)
+                    .iter()
+                    .take(6)
+                    .map(|x| format!("{x:02x}"))
+                    .collect()
+            });
         steps.push(Step {
             k,
             title,
             kernel: p.name.clone(),
             build,
+            hash,
+            source,
         });
     }
     // Every case on every prefix that built, each in a boot of its own; the
@@ -146,12 +167,14 @@ pub async fn walk(suite: &Suite, variant: &str, say: &(dyn Fn(String) + Sync)) -
         .await?;
     let mut out = Vec::new();
     for c in &cases {
-        let outcomes: Vec<Option<String>> = steps
-            .iter()
-            .map(|s| {
-                report
-                    .runs()
-                    .find(|r| r.case == c.name && r.kernel == s.kernel)
+        let run_of = |k: usize| {
+            report
+                .runs()
+                .find(|r| r.case == c.name && r.kernel == steps[k].kernel)
+        };
+        let outcomes: Vec<Option<String>> = (0..steps.len())
+            .map(|k| {
+                run_of(k)
                     .and_then(|r| r.outcome.as_ref())
                     .map(crate::compare::comparable)
             })
@@ -166,7 +189,7 @@ pub async fn walk(suite: &Suite, variant: &str, say: &(dyn Fn(String) + Sync)) -
                         .unified_diff()
                         .context_radius(1)
                         .to_string();
-                    changes.push((k, d));
+                    changes.push((k, d, run_of(k).and_then(|r| r.crash_report.clone())));
                 }
             }
             last = Some(o);
@@ -189,19 +212,26 @@ pub async fn walk(suite: &Suite, variant: &str, say: &(dyn Fn(String) + Sync)) -
 pub fn text(w: &Walk) -> String {
     let n = w.steps.len().saturating_sub(1);
     let mut s = format!(
-        "series walk of {}: the base and {n} patch{}\n\n",
+        "series walk of {}: the base and {n} patch{}\n",
         w.variant,
         if n == 1 { "" } else { "es" }
     );
+    for st in w.steps.iter().filter(|st| st.k == 0 || st.k == n) {
+        if let Some(src) = &st.source {
+            s += &format!("  step {}: {src}\n", st.k);
+        }
+    }
+    s.push('\n');
     for st in &w.steps {
         let how = match &st.build {
             Ok(t) => format!("ready in {:.0}s", t.as_secs_f64()),
             Err(e) => format!("BUILD FAILED: {e}"),
         };
         s += &format!(
-            "{:>3}/{n}  {:<60}  {how}\n",
+            "{:>3}/{n}  {:<60}  {:<12}  {how}\n",
             st.k,
-            st.title.chars().take(60).collect::<String>()
+            st.title.chars().take(60).collect::<String>(),
+            st.hash.as_deref().unwrap_or("")
         );
     }
     s += "\ncase                                      changed by\n";
@@ -211,7 +241,7 @@ pub fn text(w: &Walk) -> String {
         } else {
             c.changes
                 .iter()
-                .map(|(k, _)| {
+                .map(|(k, _, _)| {
                     format!(
                         "{k}/{n} {}",
                         w.steps[*k].title.chars().take(50).collect::<String>()
@@ -223,11 +253,14 @@ pub fn text(w: &Walk) -> String {
         s += &format!("{:<40}  {by}\n", c.case);
     }
     for c in &w.cases {
-        for (k, d) in &c.changes {
+        for (k, d, crash) in &c.changes {
             s += &format!(
                 "\n=== {} changed by patch {k}/{n} ({}):\n{d}",
                 c.case, w.steps[*k].title
             );
+            if let Some(report) = crash {
+                s += &format!("the crash at this step, decoded:\n{report}\n");
+            }
             s += &format!(
                 "reproduce: cargo xtask series walk {} -c {}\n",
                 w.variant, c.case
