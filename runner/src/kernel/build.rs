@@ -408,6 +408,23 @@ fn prepare_tree(
         Command::new("cp").arg("-al").arg(pristine).arg(&src_dir),
         "cp -al (source tree)",
     )?;
+    // How each patch goes on, before any of it does: offsets and fuzz are
+    // said (a patch that applies with fuzz may not build, or may build into
+    // something else), and a failing patch's table comes with its error.
+    if !recipe.patches.is_empty() {
+        let patches = super::series::recipe_patches(recipe)?;
+        let rows = super::series::check(pristine, &patches)?;
+        if rows
+            .iter()
+            .any(|r| r.applied != super::series::Applied::Clean)
+        {
+            eprint!(
+                "kernel {}: its patches do not all apply clean:\n{}",
+                recipe.name,
+                super::series::table(&format!("kernel {}", recipe.name), desc, &rows)
+            );
+        }
+    }
     let mut new_files = apply_patches(&src_dir, recipe, desc)?;
     if kept_out.is_dir() {
         std::fs::rename(&kept_out, src_dir.join("out"))?;
