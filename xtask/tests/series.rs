@@ -12,6 +12,20 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Runs xtask with `args` and returns its stdout, which must come with the
+/// exit code `code` (stdout and stderr are shown when it does not).
+fn xtask_out(args: &[&str], code: i32) -> String {
+    let o = xtask(args);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
 fn xtask(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
         .current_dir(root())
@@ -133,21 +147,17 @@ fn an_archived_mbox_is_decoded_and_checked_patch_by_patch() {
     }
     assert_eq!(s.left_out.len(), 2, "{:?}", s.left_out);
 
-    let o = xtask(&[
+    let args = [
         "series",
         "check",
         "--series",
         mbox.to_str().unwrap(),
         "--onto",
         "stock-7.3",
-    ]);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    ];
+    let out = xtask_out(&args, 0);
+    // What was left out is said on stderr.
+    let o = xtask(&args);
     assert!(
         out.contains("v3, 2 patches, base-commit 0123456789ab"),
         "{out}"
@@ -176,22 +186,18 @@ fn a_conflicting_series_shows_each_rejected_hunk_where_it_should_go() {
         let p = e.unwrap().path();
         std::fs::copy(&p, series.join(p.file_name().unwrap())).unwrap();
     }
-    let o = xtask(&[
-        "series",
-        "check",
-        "--series",
-        series.to_str().unwrap(),
-        "--onto",
-        "nodirectmap-reviewed",
-        "--onto",
-        "stock-7.3",
-    ]);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
+    let out = xtask_out(
+        &[
+            "series",
+            "check",
+            "--series",
+            series.to_str().unwrap(),
+            "--onto",
+            "nodirectmap-reviewed",
+            "--onto",
+            "stock-7.3",
+        ],
+        1,
     );
     // Onto reviewed: its own two patches apply, the RFC's does not.
     assert!(out.contains("3/3 ") && out.contains("FAILS: "), "{out}");
@@ -287,21 +293,17 @@ fn a_new_variant_joins_every_case_of_its_kind_in_one_command() {
 /// built already under their own names, so nothing is rebuilt).
 #[test]
 fn a_walk_names_the_patch_that_changed_each_case() {
-    let o = xtask(&[
-        "series",
-        "walk",
-        "nodirectmap-rfc",
-        "-c",
-        "nodirectmap_flag",
-        "-c",
-        "gmem_caps",
-    ]);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
+    let out = xtask_out(
+        &[
+            "series",
+            "walk",
+            "nodirectmap-rfc",
+            "-c",
+            "nodirectmap_flag",
+            "-c",
+            "gmem_caps",
+        ],
+        0,
     );
     assert!(
         out.contains("series walk of nodirectmap-rfc: the base and 1 patch"),
