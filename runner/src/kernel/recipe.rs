@@ -371,8 +371,27 @@ impl Recipe {
                         .map(|o| o.status.success())
                         .unwrap_or(false)
                 };
-                if !git(&["rev-parse", "--git-dir"]) {
-                    bail!("{f}: field `source.git`: `{repo}` is not a git repository");
+                // The repository itself (or a bare one), not any directory
+                // that happens to sit in some checkout.
+                let toplevel = std::process::Command::new("git")
+                    .arg("-C")
+                    .arg(&r)
+                    .args(["rev-parse", "--show-toplevel"])
+                    .output()
+                    .ok()
+                    .filter(|o| o.status.success())
+                    .map(|o| std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+                let is_top = toplevel.is_some_and(|t| r.canonicalize().is_ok_and(|c| c == t));
+                let bare = || {
+                    std::process::Command::new("git")
+                        .arg("-C")
+                        .arg(&r)
+                        .args(["rev-parse", "--is-bare-repository"])
+                        .output()
+                        .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"true"))
+                };
+                if !is_top && !bare() {
+                    bail!("{f}: field `source.git`: `{repo}` is not a git repository (the top of one, or a bare one)");
                 }
                 if !git(&[
                     "rev-parse",
