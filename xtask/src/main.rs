@@ -268,8 +268,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: VariantCmd,
     },
-    /// Patch series: how each patch of a series (an mbox, a maildir, a
-    /// folder of mails or format-patch files) applies onto kernel bases.
+    /// Patch series as mailed (an mbox, a maildir, a folder of mails or
+    /// format-patch files): how each patch applies onto kernel bases, a git
+    /// tree of it on a base and back, and which patch changed each case.
     Series {
         #[command(subcommand)]
         cmd: SeriesCmd,
