@@ -148,7 +148,7 @@ args_struct! {
         /// Report the DirectMap4k/2M/1G changes (only where they are
         /// certain: the first zap of a boot).
         direct_map_deltas: bool = true, Bound::NONE;
-        /// The changes as signs, or in kB (exact: one page, a fresh kernel).
+        /// The changes as signs (what holds wherever the pages land), or in kB.
         direct_map_units: DirectMapUnits = DirectMapUnits::Sign, Bound::NONE;
     }
 }

@@ -260,8 +260,9 @@ args_enum! {
         /// `grew`, `unchanged`, `shrank`: what holds wherever the pages land.
         #[default]
         Sign = "sign",
-        /// `+2048 kB`: exact, for where the layout cannot change it (one page
-        /// on a fresh kernel: one 2 MB split).
+        /// `+2048 kB`: the exact change, for looking at one kernel by hand.
+        /// Not for snapshots: even one page on a fresh kernel may land in a
+        /// 2 MB region the boot has split already (0 kB) or not (+2048 kB).
         Kb = "kb",
     }
 }
