@@ -238,6 +238,8 @@ fn build_head(paths: &Paths, spec: &Spec, rev: &str, state: &Path) -> Result<Bui
     )?;
     Ok(BuiltKernel {
         name: format!("bisect-{rev}"),
+        variant: format!("bisect-{rev}"),
+        flavor: Default::default(),
         source: format!("{} at {rev}", spec.tree.display()),
         key: String::new(),
         bzimage: obj.join("arch/x86/boot/bzImage"),

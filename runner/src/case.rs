@@ -26,6 +26,7 @@ use regex::Regex;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+use crate::kernel::Flavor;
 use crate::yaml::{check_text, load_yaml};
 use gmem_protocol::args::{self, ProbeArgs};
 use gmem_protocol::{CasePlan, PlanStep, PROBES};
@@ -129,6 +130,32 @@ impl Case {
     /// Whether the case expects a crash on `kernel`.
     pub fn expects_crash(&self, kernel: &str) -> bool {
         self.expect_crash_on.iter().any(|k| k == kernel)
+    }
+
+    /// The case on `flavor`'s kernels: its kernels (and those it expects a
+    /// crash on) by their flavored names, and every deadline (the boot's,
+    /// each step's, a kselftest's own, the silence that means a hang)
+    /// `flavor.deadline_factor()` times as long, up to the bounds a case
+    /// file has.
+    pub fn flavored(&self, flavor: Flavor) -> Case {
+        let f = flavor.deadline_factor();
+        let names = |ks: &[String]| ks.iter().map(|k| flavor.kernel_name(k)).collect();
+        let mut c = self.clone();
+        c.kernels = names(&self.kernels);
+        c.expect_crash_on = names(&self.expect_crash_on);
+        c.timeout_s = self.timeout_s * f;
+        c.silence_s = self.silence_s * f;
+        for s in &mut c.plan.steps {
+            s.timeout_ms *= f;
+            // The probe checks its own bound again in the guest.
+            if let Ok(ProbeArgs::Kselftest(k)) = args::parse(&s.probe, &s.args) {
+                if let Some(a) = s.args.as_object_mut() {
+                    let bound = MAX_SECONDS.min(s.timeout_ms / 1000 - 1);
+                    a.insert("timeout_s".into(), (k.timeout_s * f).min(bound).into());
+                }
+            }
+        }
+        c
     }
 
     /// Loads and validates `file` against the kernels there are (their
@@ -582,6 +609,33 @@ mod tests {
                 && !glob_matches("a*c", "abcd")
                 && !glob_matches("x", "x")
         );
+    }
+
+    /// On a flavor, a case runs on the flavored kernels, expects its crashes
+    /// there, and has every deadline scaled, a kselftest's own included.
+    #[test]
+    fn a_flavored_case_names_flavored_kernels_and_waits_longer() {
+        let c = load("description: d\nkernels: [stock-7.3]\nexpect_crash: true\nsilence: 30\nsteps:\n  - {name: a, probe: caps}\n  - {name: b, probe: kselftest, args: {test: x86/foo_test, timeout_s: 50}, timeout: 60}\n  - {name: c, probe: kselftest, args: {test: x86/foo_test}, timeout: 90}\n").unwrap();
+        let n = c.flavored(Flavor::Normal);
+        assert_eq!((n.kernels.clone(), n.timeout_s), (c.kernels.clone(), c.timeout_s));
+        let d = c.flavored(Flavor::Debug);
+        let f = Flavor::Debug.deadline_factor();
+        assert!(f > 1);
+        assert_eq!(d.kernels, ["stock-7.3+debug"]);
+        assert!(d.expects_crash("stock-7.3+debug") && !d.expects_crash("stock-7.3"));
+        assert_eq!(d.timeout_s, c.timeout_s * f);
+        assert_eq!(d.silence_s, 30 * f);
+        assert_eq!(d.plan.steps[0].timeout_ms, 20_000 * f);
+        assert_eq!(d.plan.steps[1].timeout_ms, 60_000 * f);
+        assert_eq!(d.plan.steps[1].args["timeout_s"], serde_json::json!(50 * f));
+        // The default of 60 s, scaled too, and still inside its step.
+        assert_eq!(d.plan.steps[2].args["timeout_s"], serde_json::json!(60 * f));
+        for s in &d.plan.steps[1..] {
+            let ProbeArgs::Kselftest(k) = args::parse(&s.probe, &s.args).unwrap() else {
+                panic!("not a kselftest")
+            };
+            assert!(k.timeout_s * 1000 < s.timeout_ms, "{s:?}");
+        }
     }
 
     #[test]

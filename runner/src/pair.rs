@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::boot::{self, Backend, BootResult, VmConfig};
 use crate::case::Case;
-use crate::kernel::BuiltKernel;
+use crate::kernel::{BuiltKernel, Flavor};
 use crate::options::{fresh_log_dir, log_dir, BackendKind, RunOptions, VNG_BOOT_ALLOWANCE};
 use crate::outcome::{self, Outcome};
 use crate::pack;
@@ -167,7 +167,9 @@ pub(crate) fn launch(
         initramfs,
         memory_mb: machine.memory_mb,
         cpus: machine.cpus,
-        extra_cmdline: machine.cmdline.clone(),
+        // The flavor's checkers first: a case's own parameters come after
+        // them and win where they say otherwise.
+        extra_cmdline: kernel.flavor.cmdline_with(&machine.cmdline),
         accel: prepared.accel,
         deadline: machine.deadline
             + match opts.backend {
@@ -310,14 +312,19 @@ pub(crate) fn conclude(
     if let Some(text) = &crash_report {
         std::fs::write(dir.join("crash-report.txt"), text)?;
     }
-    let outcome = outcome::build(case, &kernel.name, boot_res, &crashes);
+    // The variant, not the flavor: a flavor's outcome is compared with the
+    // variant's snapshot.
+    let outcome = outcome::build(case, &kernel.variant, boot_res, &crashes);
     std::fs::write(dir.join("outcome.yaml"), serde_yaml::to_string(&outcome)?)?;
     let compare = |o: &Outcome| {
         if opts.no_snapshot {
             return None;
         }
+        if kernel.flavor != Flavor::Normal {
+            return Some(snapshot::compare_read_only(&paths.snapshots(), o));
+        }
         // A failure becomes the reference only when asked for by name.
-        let holds_failure = o.failure(case.expects_crash(&o.kernel)).is_some();
+        let holds_failure = o.failure(case.expects_crash(&kernel.name)).is_some();
         if snapshot::blessing()
             && holds_failure
             && !opts.accept_failures
@@ -327,7 +334,7 @@ pub(crate) fn conclude(
         }
         Some(snapshot::compare(&paths.snapshots(), o, &case.description))
     };
-    let judged = verdict::judge(case, &outcome, boot_res, &crashes, compare);
+    let judged = verdict::judge(case, &kernel.name, &outcome, boot_res, &crashes, compare);
     let snapshot_diff = (judged.snapshot == Some(SnapshotStatus::Differs))
         .then(|| snapshot::diff(&paths.snapshots(), &outcome))
         .flatten();

@@ -15,6 +15,7 @@ use crate::batch::{self, Unit};
 use crate::case::Case;
 use crate::fault;
 use crate::flakes::{self, Flake};
+use crate::kernel::Flavor;
 use crate::options::{BackendKind, RunOptions};
 use crate::prepared::Prepared;
 use crate::suite::{self, Suite};
@@ -241,6 +242,7 @@ impl Session {
         if self.pairs().is_empty() {
             anyhow::bail!("nothing to run: no case runs on the selected kernels");
         }
+        refuse_blessing_a_flavor(&self.suite)?;
         let prepared = self.prepare().await?;
         let pairs = self.pairs();
         let units = batch::units(&pairs, self.schedule.batch);
@@ -388,6 +390,26 @@ impl Session {
         })
         .clone()
     }
+}
+
+/// A flavor's outcomes are compared with the variant's snapshots (made on
+/// the normal kernel) and never become them: blessing a flavor is refused
+/// before anything is built. (Its comparisons write nothing anyway:
+/// [`crate::snapshot::compare_read_only`].)
+fn refuse_blessing_a_flavor(suite: &Suite) -> Result<()> {
+    if !crate::snapshot::blessing() {
+        return Ok(());
+    }
+    if let Some(r) = suite.recipes.iter().find(|r| r.flavor != Flavor::Normal) {
+        anyhow::bail!(
+            "bless writes snapshots from normal kernels only: {} is the {} flavor of {}, whose outcomes are compared with {}'s snapshots, never recorded (where they differ, that is a finding of its checkers); bless without --flavor",
+            r.name,
+            r.flavor,
+            r.variant,
+            r.variant
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

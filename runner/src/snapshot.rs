@@ -59,6 +59,20 @@ pub fn is_stored(dir: &Path, outcome: &Outcome) -> bool {
     diff(dir, outcome).is_some_and(|d| !d.lines().any(|l| l.starts_with("@@")))
 }
 
+/// Compares `outcome` with its stored snapshot and writes nothing, neither
+/// the snapshot nor a `.snap.new`: for a flavor's outcomes, which are
+/// compared with the variant's snapshot but never become it (whatever
+/// `INSTA_UPDATE` says, and nothing `cargo insta review` could accept).
+pub fn compare_read_only(dir: &Path, outcome: &Outcome) -> SnapshotStatus {
+    if !snapshot_file(dir, &outcome.case, &outcome.kernel).exists() {
+        SnapshotStatus::New
+    } else if is_stored(dir, outcome) {
+        SnapshotStatus::Matches
+    } else {
+        SnapshotStatus::Differs
+    }
+}
+
 /// Whether insta will write snapshots in this process (blessing).
 pub fn blessing() -> bool {
     matches!(

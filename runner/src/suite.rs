@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use crate::accel::Accel;
 use crate::case::{self, Case};
-use crate::kernel::{self, Recipe};
+use crate::kernel::{self, Flavor, Recipe};
 use crate::pack;
 use crate::paths::Paths;
 
@@ -165,6 +165,19 @@ impl Suite {
         Ok(suite)
     }
 
+    /// The same suite on `flavor`'s kernels: every recipe in that flavor
+    /// (`VARIANT+FLAVOR`), every case on those kernels with its deadlines
+    /// scaled ([`Case::flavored`]). The normal flavor is the suite as it is.
+    pub fn flavored(mut self, flavor: Flavor) -> Result<Suite> {
+        self.recipes = self
+            .recipes
+            .iter()
+            .map(|r| flavor.apply(r))
+            .collect::<Result<_>>()?;
+        self.cases = self.cases.iter().map(|c| c.flavored(flavor)).collect();
+        Ok(self)
+    }
+
     /// The same suite narrowed to one kernel (for preparing only what one
     /// pair needs).
     pub fn only_kernel(&self, kernel: &str) -> Suite {
@@ -227,7 +240,14 @@ pub fn prepare(suite: &Suite) -> Result<Prepared> {
             if let Some(tree) = known_tree(&suite.paths, r) {
                 suite.check_kselftests(r, &tree)?;
             }
-            let built = kernel::selftests::build(&suite.paths, r, &suite.kselftests)?;
+            // User-space programs of the variant's tree: a flavor (the
+            // kernel's config) does not change them, so it shares the
+            // variant's build.
+            let variant = match r.flavor {
+                Flavor::Normal => r.clone(),
+                _ => Recipe::load(&r.file)?,
+            };
+            let built = kernel::selftests::build(&suite.paths, &variant, &suite.kselftests)?;
             kselftests.push((r.name.clone(), pack::kselftests_member_cached(&built)?));
         }
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::boot::{BootEnd, BootResult};
 use crate::case::Case;
 use crate::fault;
+use crate::kernel::Flavor;
 use crate::options::{log_dir, BackendKind};
 use crate::outcome::{End, Outcome};
 use crate::paths::Paths;
@@ -231,9 +232,14 @@ impl CaseRun {
             BackendKind::Hermetic => "",
             BackendKind::Vng => " --backend vng",
         };
+        let (variant, flavor) = Flavor::of_kernel(&self.kernel);
+        let flavor = match flavor {
+            Flavor::Normal => String::new(),
+            f => format!(" --flavor {f}"),
+        };
         format!(
-            "cargo xtask run {} --kernel {}{backend}",
-            self.case, self.kernel
+            "cargo xtask run {} --kernel {variant}{flavor}{backend}",
+            self.case
         )
     }
 }
@@ -259,8 +265,11 @@ const INTERRUPTED: &str =
 /// whatever the console shows); then the snapshot is compared (`compare`,
 /// which may write it), and crash expectations come first (an unexpected
 /// crash is the news, whatever the snapshot says), then the snapshot.
+/// `kernel` is the kernel's name (`VARIANT` or `VARIANT+FLAVOR`): what the
+/// case's crash expectations and the reasons name.
 pub(crate) fn judge(
     case: &Case,
+    kernel: &str,
     o: &Outcome,
     boot_res: &BootResult,
     crashes: &[Crash],
@@ -300,7 +309,7 @@ pub(crate) fn judge(
         };
     }
     let snapshot = compare(o);
-    let (verdict, reason) = judge_ran(case, o, snapshot);
+    let (verdict, reason) = judge_ran(case, kernel, o, snapshot);
     Judged {
         verdict,
         reason,
@@ -309,24 +318,51 @@ pub(crate) fn judge(
     }
 }
 
-/// The verdict of a case whose init ran.
-fn judge_ran(case: &Case, o: &Outcome, snap: Option<SnapshotStatus>) -> (Verdict, Option<String>) {
+/// The verdict of a case whose init ran. On a flavor, the reason says so:
+/// what differs there from the variant's snapshot is a finding of the
+/// flavor's checkers.
+fn judge_ran(
+    case: &Case,
+    kernel: &str,
+    o: &Outcome,
+    snap: Option<SnapshotStatus>,
+) -> (Verdict, Option<String>) {
     let crashed =
         !o.crashes.is_empty() || matches!(o.end, End::KernelPanic | End::TimedOut | End::Hang);
-    let expected = case.expects_crash(&o.kernel);
+    let expected = case.expects_crash(kernel);
+    let (variant, flavor) = Flavor::of_kernel(kernel);
+    let on = match flavor {
+        Flavor::Normal => String::new(),
+        f => format!(" on the {f} flavor"),
+    };
     if crashed && !expected {
         let what = o
             .crashes
             .first()
             .map(|c| c.title.clone())
             .unwrap_or_else(|| format!("{:?}", o.end).to_lowercase());
-        return (Verdict::Crash, Some(format!("unexpected: {what}")));
+        return (Verdict::Crash, Some(format!("unexpected{on}: {what}")));
     }
     if !crashed && expected {
         return (
             Verdict::Crash,
-            Some("the case expects a crash; the kernel did not crash".into()),
+            Some(format!(
+                "the case expects a crash; the kernel did not crash{on}"
+            )),
         );
+    }
+    if flavor != Flavor::Normal {
+        match snap {
+            Some(SnapshotStatus::Differs) => return (
+                Verdict::Mismatch,
+                Some(format!("the outcome differs{on} from {variant}'s snapshot: a finding of the flavor's checkers, or of its slowness (read the console)")),
+            ),
+            Some(SnapshotStatus::New) => return (
+                Verdict::New,
+                Some(format!("no snapshot of {variant} yet: a flavor's outcome is compared with the variant's, made on the normal kernel (`cargo xtask bless -c {} -k {variant}`)", case.name)),
+            ),
+            _ => {}
+        }
     }
     match snap {
         None | Some(SnapshotStatus::Matches | SnapshotStatus::Written) => (Verdict::Pass, None),
@@ -463,7 +499,7 @@ mod tests {
         let o = crate::outcome::build(&case, "k", &boot, &[]);
         assert_eq!(o.steps[0].result, "interrupted");
         assert_eq!(o.end, End::Interrupted);
-        let j = judge(&case, &o, &boot, &[], |_| {
+        let j = judge(&case, "k", &o, &boot, &[], |_| {
             panic!("an interrupted run was compared with its snapshot")
         });
         assert_eq!(j.verdict, Verdict::Interrupted);
@@ -481,7 +517,7 @@ mod tests {
         let o = crate::outcome::build(&case, "k", &boot, &[]);
         assert_eq!(o.steps[0].result, "interrupted");
         let mut compared = false;
-        let j = judge(&case, &o, &boot, &[], |_| {
+        let j = judge(&case, "k", &o, &boot, &[], |_| {
             compared = true;
             Some(SnapshotStatus::Differs)
         });

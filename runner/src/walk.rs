@@ -54,6 +54,8 @@ pub fn prefixes(recipe: &Recipe) -> Vec<Recipe> {
     (0..=recipe.patches.len())
         .map(|k| Recipe {
             name: format!("{}~{k}", recipe.name),
+            // A prefix is a kernel of its own, not the variant's.
+            variant: format!("{}~{k}", recipe.name),
             patches: recipe.patches[..k].to_vec(),
             ..recipe.clone()
         })
@@ -285,6 +287,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let r = Recipe {
             name: "v".into(),
+            variant: "v".into(),
+            flavor: Default::default(),
             file: d.path().join("v.yaml"),
             description: String::new(),
             source: crate::kernel::recipe::SourceSpec::Tree { tree: "/t".into() },

@@ -227,6 +227,8 @@ fn run_case_here(dir: &Path) {
     let mut lines = id.lines();
     let kernel = BuiltKernel {
         name: KERNEL.into(),
+        variant: KERNEL.into(),
+        flavor: Default::default(),
         source: lines.next().unwrap_or_default().into(),
         key: lines.next().unwrap_or_default().into(),
         bzimage: dir.join("bzImage"),

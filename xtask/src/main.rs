@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+use runner::kernel::Flavor;
 use runner::paths::Paths;
 use runner::session::{Event, Report, Schedule, Session};
 use runner::suite::{BackendKind, BootMode, CaseRun, RunOptions, Suite, Verdict};
@@ -148,6 +149,10 @@ enum Cmd {
     Build {
         #[arg(long = "kernel", short = 'k')]
         kernels: Vec<String>,
+        /// The kernels' flavor: `normal`, or `debug` (KASAN, KFENCE, lockdep,
+        /// DEBUG_VM, DEBUG_PAGEALLOC, ...: kernels/fragments/debug.config).
+        #[arg(long, default_value = "normal", value_parser = parse_flavor)]
+        flavor: Flavor,
     },
     /// Run every case on its kernels, compare snapshots, write a JUnit report.
     Test {
@@ -176,7 +181,11 @@ enum Cmd {
         repeat: u32,
         /// Leave out the pairs whose case expects the kernel to crash.
         #[arg(long)]
-        skip_crashing: bool,
+        skip_crashing: bool,        /// The kernels' flavor (a flavor's outcomes are compared with
+        /// the variant's snapshots): `normal`, or `debug` (KASAN, KFENCE, lockdep,
+        /// DEBUG_VM, DEBUG_PAGEALLOC, ...: kernels/fragments/debug.config).
+        #[arg(long, default_value = "normal", value_parser = parse_flavor)]
+        flavor: Flavor,
     },
     /// Run one case on one kernel with its console streamed live.
     Run {
@@ -192,6 +201,10 @@ enum Cmd {
         /// What boots the guest: `hermetic` or `vng`.
         #[arg(long, default_value = "hermetic", value_parser = parse_backend)]
         backend: BackendKind,
+        /// The kernels' flavor: `normal`, or `debug` (KASAN, KFENCE, lockdep,
+        /// DEBUG_VM, DEBUG_PAGEALLOC, ...: kernels/fragments/debug.config).
+        #[arg(long, default_value = "normal", value_parser = parse_flavor)]
+        flavor: Flavor,
     },
     /// A shell in a built kernel through virtme-ng: the host's root filesystem
     /// (read-only, with overlays), root, the probes on the PATH, /dev/kvm usable.
@@ -226,7 +239,10 @@ enum Cmd {
         /// Record outcomes that hold a failure (a step that did not end
         /// well, a failed selftest, an unexpected crash) too.
         #[arg(long)]
-        accept_failures: bool,
+        accept_failures: bool,        /// Only `normal`: a flavor's outcomes are compared with the
+        /// variant's snapshots, never recorded (refused, nothing written).
+        #[arg(long, default_value = "normal", value_parser = parse_flavor)]
+        flavor: Flavor,
     },
     /// Compare the outcomes of two kernels (or of one kernel at two
     /// commits: KERNEL@REVISION), case by case: same, different (a diff), on
@@ -376,7 +392,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             eprintln!("setup: done");
             Ok(exit::PASS)
         }
-        Cmd::Build { kernels } => {
+        Cmd::Build { kernels, flavor } => {
             runner::setup::host()?;
             let names = if kernels.is_empty() {
                 runner::kernel::recipe::list(&paths.kernels())?
@@ -385,7 +401,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             };
             for n in names {
                 let r = runner::kernel::Recipe::load_named(&paths.kernels(), &n)?;
-                let k = runner::kernel::build(&paths, &r)?;
+                let k = runner::kernel::build(&paths, &flavor.apply(&r)?)?;
                 println!("{}: {} ({})", k.name, k.bzimage.display(), k.source);
             }
             Ok(exit::PASS)
@@ -399,6 +415,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             jobs,
             repeat,
             skip_crashing,
+            flavor,
         } => {
             let opts = RunOptions {
                 stream,
@@ -411,7 +428,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
                 repeat,
                 skip_crashing,
             };
-            let suite = Suite::load(paths, &cases, &kernels)?;
+            let suite = Suite::load(paths, &cases, &kernels)?.flavored(flavor)?;
             test(Session::new(suite, opts, schedule), Crashes::OfFailures).await
         }
         Cmd::Run {
@@ -420,6 +437,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             shell,
             gdb,
             backend,
+            flavor,
         } => {
             // With a shell the console is the terminal itself, not a stream.
             let opts = RunOptions {
@@ -429,7 +447,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
                 backend,
                 ..Default::default()
             };
-            let suite = Suite::load_one(paths, &case, &kernel)?;
+            let suite = Suite::load_one(paths, &case, &kernel)?.flavored(flavor)?;
             // Whoever reproduces a crash wants it decoded, expected or not.
             test(Session::new(suite, opts, Schedule::alone()), Crashes::All).await
         }
@@ -454,6 +472,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             kernels,
             jobs,
             accept_failures,
+            flavor,
         } => {
             // insta writes every snapshot; the verdicts then read "pass".
             std::env::set_var("INSTA_UPDATE", "always");
@@ -464,7 +483,8 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
                 jobs,
                 ..Schedule::alone()
             };
-            let suite = Suite::load(paths, &cases, &kernels)?;
+            // A flavor is refused by the session, before anything is built.
+            let suite = Suite::load(paths, &cases, &kernels)?.flavored(flavor)?;
             let opts = RunOptions {
                 accept_failures,
                 ..Default::default()
@@ -799,6 +819,10 @@ fn series_port(
     }
 }
 
+fn parse_flavor(s: &str) -> Result<Flavor, String> {
+    s.parse().map_err(|e: anyhow::Error| e.to_string())
+}
+
 fn parse_backend(s: &str) -> Result<BackendKind, String> {
     s.parse().map_err(|e: anyhow::Error| e.to_string())
 }
@@ -1046,7 +1070,7 @@ mod tests {
         let ok =
             Cli::try_parse_from(["xtask", "run", "gmem_caps", "--kernel", "stock-7.3"]).unwrap();
         assert!(
-            matches!(ok.cmd, Cmd::Run { ref case, ref kernel, shell: false, gdb: None, backend: BackendKind::Hermetic } if case == "gmem_caps" && kernel == "stock-7.3")
+            matches!(ok.cmd, Cmd::Run { ref case, ref kernel, shell: false, gdb: None, backend: BackendKind::Hermetic, flavor: Flavor::Normal } if case == "gmem_caps" && kernel == "stock-7.3")
         );
     }
 
@@ -1078,7 +1102,7 @@ mod tests {
         let cli = Cli::try_parse_from(["xtask", "test", "-c", "a", "-c", "b", "-k", "stock-7.3"])
             .unwrap();
         assert!(
-            matches!(cli.cmd, Cmd::Test { ref cases, ref kernels, stream: false, backend: BackendKind::Hermetic, no_batch: false, jobs: None, repeat: 1, skip_crashing: false }
+            matches!(cli.cmd, Cmd::Test { ref cases, ref kernels, stream: false, backend: BackendKind::Hermetic, no_batch: false, jobs: None, repeat: 1, skip_crashing: false, flavor: Flavor::Normal }
             if cases == &["a", "b"] && kernels == &["stock-7.3"])
         );
     }

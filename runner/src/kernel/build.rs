@@ -33,8 +33,14 @@ pub(crate) const COMPLETE: &str = "complete";
 /// A built kernel, ready to boot.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BuiltKernel {
-    /// The variant (recipe) name.
+    /// The kernel's name: the variant's, or `VARIANT+FLAVOR`.
     pub name: String,
+    /// The variant it is a build of: the outcomes of its runs name it, so
+    /// every flavor shares the variant's snapshots.
+    pub variant: String,
+    /// Its flavor: what its boots add to the kernel command line.
+    #[serde(default)]
+    pub flavor: super::Flavor,
     /// What it was built from, e.g. `linux-source-7.3 7.3.4-1~bpo13+1 + 2 patches`.
     pub source: String,
     /// The content hash (empty for a user's tree, which make tracks itself).
@@ -243,6 +249,8 @@ fn in_object_dir(
 ) -> BuiltKernel {
     BuiltKernel {
         name: recipe.name.clone(),
+        variant: recipe.variant.clone(),
+        flavor: recipe.flavor,
         source: desc,
         key: String::new(),
         bzimage: obj.join("arch/x86/boot/bzImage"),
@@ -651,6 +659,8 @@ fn artifacts_in(
 ) -> BuiltKernel {
     BuiltKernel {
         name: recipe.name.clone(),
+        variant: recipe.variant.clone(),
+        flavor: recipe.flavor,
         source: desc.to_string(),
         key: key.to_string(),
         bzimage: dir.join("bzImage"),

@@ -21,6 +21,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+use super::flavor::Flavor;
 use crate::yaml::{check_text, load_yaml};
 
 /// Where a kernel's source comes from.
@@ -97,8 +98,13 @@ struct SourceSpecHelper(SourceSpec);
 /// A validated kernel recipe.
 #[derive(Debug, Clone)]
 pub struct Recipe {
-    /// The variant's name: the file's stem (`stock-7.3`).
+    /// The kernel's name: the variant's, or `VARIANT+FLAVOR` for a flavor of
+    /// it ([`Flavor::kernel_name`]); its cache entry, build directory, logs.
     pub name: String,
+    /// The variant's name: the file's stem (`stock-7.3`).
+    pub variant: String,
+    /// How the variant is built and booted ([`Flavor::apply`]).
+    pub flavor: Flavor,
     pub file: PathBuf,
     pub description: String,
     pub source: SourceSpec,
@@ -409,6 +415,8 @@ impl Recipe {
             _ => {}
         }
         Ok(Recipe {
+            variant: name.clone(),
+            flavor: Flavor::Normal,
             name,
             file: file.to_path_buf(),
             description: shape.description,
