@@ -784,6 +784,30 @@ mod tests {
         }
     }
 
+    /// A flavor's boot parameters (in the extra command line, before a
+    /// case's own) reach the guest on both backends: QEMU's `-append` and
+    /// vng's `--append`.
+    #[test]
+    fn a_flavors_boot_params_reach_both_backends() {
+        let mut c = cfg();
+        c.extra_cmdline = crate::kernel::Flavor::Debug.cmdline_with("oops=panic");
+        let a = qemu_args(&c);
+        let append = &a[a.iter().position(|x| x == "-append").unwrap() + 1];
+        let v = vng_of(&c, "true").args();
+        let vng_append: Vec<&String> = v.iter().filter(|x| x.starts_with("--append=")).collect();
+        for p in crate::kernel::Flavor::Debug.boot_params() {
+            assert!(append.split(' ').any(|w| w == *p), "{p} not in {append}");
+            assert!(
+                vng_append.iter().any(|x| x
+                    .trim_start_matches("--append=")
+                    .split(' ')
+                    .any(|w| w == *p)),
+                "{p} not in {vng_append:?}"
+            );
+        }
+        assert!(append.ends_with(" oops=panic"), "{append}");
+    }
+
     #[test]
     fn tcg_uses_cpu_max_for_nested_svm() {
         let a = qemu_args(&cfg());

@@ -617,7 +617,10 @@ mod tests {
     fn a_flavored_case_names_flavored_kernels_and_waits_longer() {
         let c = load("description: d\nkernels: [stock-7.3]\nexpect_crash: true\nsilence: 30\nsteps:\n  - {name: a, probe: caps}\n  - {name: b, probe: kselftest, args: {test: x86/foo_test, timeout_s: 50}, timeout: 60}\n  - {name: c, probe: kselftest, args: {test: x86/foo_test}, timeout: 90}\n").unwrap();
         let n = c.flavored(Flavor::Normal);
-        assert_eq!((n.kernels.clone(), n.timeout_s), (c.kernels.clone(), c.timeout_s));
+        assert_eq!(
+            (n.kernels.clone(), n.timeout_s),
+            (c.kernels.clone(), c.timeout_s)
+        );
         let d = c.flavored(Flavor::Debug);
         let f = Flavor::Debug.deadline_factor();
         assert!(f > 1);

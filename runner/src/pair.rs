@@ -356,3 +356,142 @@ pub(crate) fn conclude(
         boot: BootMode::Alone,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boot::BootEnd;
+    use crate::verdict::Verdict;
+    use gmem_protocol::{Record, StepExit};
+
+    /// A boot whose one step `s` observed `seen`.
+    fn boot(seen: u64) -> BootResult {
+        BootResult {
+            console: "[    0.1] Linux version 7.3\n".into(),
+            records: vec![
+                Record::Hello {
+                    protocol: gmem_protocol::PROTOCOL_VERSION,
+                    kernel_release: "7.3".into(),
+                    cpus: 2,
+                },
+                Record::StepEnd {
+                    step: "s".into(),
+                    exit: StepExit::Exited { code: 0 },
+                    observation: Some(serde_json::json!({ "seen": seen })),
+                    bad_output: None,
+                    duration_ms: 1,
+                },
+                Record::Done,
+            ],
+            record_times: vec![Duration::ZERO; 3],
+            bad_lines: vec![],
+            bad_line_positions: vec![],
+            runner_notes: vec![],
+            end: BootEnd::Exited { code: Some(0) },
+            elapsed: Duration::from_secs(1),
+            qemu_stderr: String::new(),
+        }
+    }
+
+    /// The debug flavor's outcome names the variant and is compared with
+    /// the variant's snapshot, which it never writes (nor a `.snap.new`):
+    /// a difference is a finding of the flavor, said so.
+    #[test]
+    fn a_flavor_shares_the_variants_snapshot_and_never_writes_it() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::create_dir_all(root.join("cases")).unwrap();
+        std::fs::create_dir_all(root.join("snapshots")).unwrap();
+        std::fs::write(
+            root.join("cases/c.yaml"),
+            "description: d\nkernels: [v]\nsteps:\n  - name: s\n    probe: selftest\n",
+        )
+        .unwrap();
+        let case = Case::load(&root.join("cases/c.yaml"), &["v".to_string()])
+            .unwrap()
+            .flavored(Flavor::Debug);
+        let paths = Paths {
+            root: root.into(),
+            cache: root.join("cache"),
+            out: root.join("out"),
+            suite: root.into(),
+        };
+        let kernel = BuiltKernel {
+            name: "v+debug".into(),
+            variant: "v".into(),
+            flavor: Flavor::Debug,
+            source: String::new(),
+            key: String::new(),
+            bzimage: root.join("bzImage"),
+            vmlinux: root.join("vmlinux"),
+            system_map: root.join("System.map"),
+            config: root.join("config"),
+            build_log: root.join("build.log"),
+            built_in: None,
+        };
+        let dir = root.join("log");
+        std::fs::create_dir_all(&dir).unwrap();
+        let listing = || {
+            let mut l: Vec<String> = std::fs::read_dir(root.join("snapshots"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            l.sort();
+            l
+        };
+        let judge = |seen| {
+            conclude(
+                &paths,
+                &case,
+                &kernel,
+                &dir,
+                &boot(seen),
+                RunOptions::default(),
+            )
+            .unwrap()
+        };
+
+        // No snapshot of the variant: new, and nothing written.
+        let run = judge(1);
+        assert_eq!(run.kernel, "v+debug");
+        assert_eq!(run.outcome.as_ref().unwrap().kernel, "v");
+        assert_eq!(run.verdict, Verdict::New);
+        assert!(
+            run.reason
+                .as_deref()
+                .unwrap()
+                .contains("no snapshot of v yet"),
+            "{:?}",
+            run.reason
+        );
+        assert!(listing().is_empty(), "{:?}", listing());
+
+        // The variant's snapshot, as insta writes it (a header, the outcome).
+        let body = serde_yaml::to_string(run.outcome.as_ref().unwrap()).unwrap();
+        let snap = format!("---\nsource: gmemtest\ndescription: d\n---\n{body}");
+        std::fs::write(root.join("snapshots/c@v.snap"), &snap).unwrap();
+        assert_eq!(judge(1).verdict, Verdict::Pass);
+
+        // Another outcome: a finding of the flavor, the snapshot unchanged.
+        let run = judge(2);
+        assert_eq!(run.verdict, Verdict::Mismatch);
+        let why = run.reason.as_deref().unwrap();
+        assert!(
+            why.contains("differs on the debug flavor from v's snapshot"),
+            "{why}"
+        );
+        assert!(
+            run.snapshot_diff
+                .as_deref()
+                .unwrap()
+                .contains("+    seen: 2"),
+            "{:?}",
+            run.snapshot_diff
+        );
+        assert_eq!(listing(), ["c@v.snap"]);
+        assert_eq!(
+            std::fs::read_to_string(root.join("snapshots/c@v.snap")).unwrap(),
+            snap
+        );
+    }
+}

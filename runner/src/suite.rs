@@ -64,9 +64,10 @@ impl Suite {
         for k in kernel_filter {
             if !names.contains(k) {
                 anyhow::bail!(
-                    "no kernel `{k}` in {} (kernels: {})",
+                    "no kernel `{k}` in {} (kernels: {}){}",
                     paths.kernels().display(),
-                    names.join(", ")
+                    names.join(", "),
+                    flavor_hint(k)
                 );
             }
         }
@@ -154,9 +155,10 @@ impl Suite {
         let names = kernel::recipe::list(&paths.kernels())?;
         if !names.iter().any(|n| n == kernel) {
             anyhow::bail!(
-                "no kernel `{kernel}` in {} (kernels: {})",
+                "no kernel `{kernel}` in {} (kernels: {}){}",
                 paths.kernels().display(),
-                names.join(", ")
+                names.join(", "),
+                flavor_hint(kernel)
             );
         }
         let mut suite = Suite::load(paths, &[case.to_string()], &[])?;
@@ -205,6 +207,17 @@ impl Suite {
             .iter()
             .flat_map(|c| c.kernels.iter().map(move |k| (c, k.as_str())))
             .collect()
+    }
+}
+
+/// For a flavored kernel's name given where a variant is expected (as a
+/// run's logs and table show it): how to ask for it.
+fn flavor_hint(kernel: &str) -> String {
+    match Flavor::of_kernel(kernel) {
+        (_, Flavor::Normal) => String::new(),
+        (variant, f) => {
+            format!("; for the {f} flavor of {variant}: --kernel {variant} --flavor {f}")
+        }
     }
 }
 

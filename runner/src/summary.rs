@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 
+use crate::kernel::Flavor;
 use crate::verdict::{CaseRun, Verdict};
 
 /// The summary table: one row per case, one column per kernel.
@@ -58,6 +59,32 @@ pub fn summary_table(runs: &[CaseRun]) -> String {
         s += &format!(
             "{interrupted} interrupted (the runner was stopped: not compared with snapshots)\n"
         );
+    }
+    s += &flavor_findings(runs);
+    s
+}
+
+/// The pairs on a flavored kernel that differ from the variant's snapshot
+/// or crash where the normal kernel does not: what the flavor's checkers
+/// found (each to be read in its console), said apart from the rest.
+fn flavor_findings(runs: &[CaseRun]) -> String {
+    let mut s = String::new();
+    for f in Flavor::ALL.into_iter().filter(|f| *f != Flavor::Normal) {
+        let differ: Vec<String> = runs
+            .iter()
+            .filter(|r| {
+                Flavor::of_kernel(&r.kernel).1 == f
+                    && matches!(r.verdict, Verdict::Mismatch | Verdict::Crash)
+            })
+            .map(|r| format!("{} on {}", r.case, r.kernel))
+            .collect();
+        if !differ.is_empty() {
+            s += &format!(
+                "{} on the {f} flavor (compared with the normal kernels' snapshots: findings of its checkers, each to read in its console): {}\n",
+                if differ.len() == 1 { "1 pair differs".to_string() } else { format!("{} pairs differ", differ.len()) },
+                differ.join(", ")
+            );
+        }
     }
     s
 }
@@ -144,5 +171,39 @@ mod tests {
         );
         // Without an interruption, no such line.
         assert!(!summary_table(&runs[..1]).contains("interrupted"));
+    }
+
+    #[test]
+    fn pairs_that_differ_on_a_flavor_are_said_apart() {
+        let on = |case: &str, kernel: &str, v: Verdict| CaseRun {
+            kernel: kernel.into(),
+            ..run(case, v)
+        };
+        let runs = [
+            on("a", "stock-7.3", Verdict::Mismatch),
+            on("a", "stock-7.3+debug", Verdict::Mismatch),
+            on("b", "stock-7.3+debug", Verdict::Crash),
+            on("c", "stock-7.3+debug", Verdict::Pass),
+        ];
+        let t = summary_table(&runs);
+        assert!(
+            t.contains(
+                "2 pairs differ on the debug flavor (compared with the normal kernels' snapshots"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.trim_end()
+                .ends_with(": a on stock-7.3+debug, b on stock-7.3+debug"),
+            "{t}"
+        );
+        // The normal kernel's difference is an ordinary failure.
+        assert!(!summary_table(&runs[..1]).contains("flavor"));
+        // Its reproduce command asks for the flavor.
+        assert_eq!(
+            runs[1].reproduce(),
+            "cargo xtask run a --kernel stock-7.3 --flavor debug"
+        );
+        assert_eq!(runs[0].reproduce(), "cargo xtask run a --kernel stock-7.3");
     }
 }

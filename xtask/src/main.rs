@@ -181,7 +181,8 @@ enum Cmd {
         repeat: u32,
         /// Leave out the pairs whose case expects the kernel to crash.
         #[arg(long)]
-        skip_crashing: bool,        /// The kernels' flavor (a flavor's outcomes are compared with
+        skip_crashing: bool,
+        /// The kernels' flavor (a flavor's outcomes are compared with
         /// the variant's snapshots): `normal`, or `debug` (KASAN, KFENCE, lockdep,
         /// DEBUG_VM, DEBUG_PAGEALLOC, ...: kernels/fragments/debug.config).
         #[arg(long, default_value = "normal", value_parser = parse_flavor)]
@@ -239,7 +240,8 @@ enum Cmd {
         /// Record outcomes that hold a failure (a step that did not end
         /// well, a failed selftest, an unexpected crash) too.
         #[arg(long)]
-        accept_failures: bool,        /// Only `normal`: a flavor's outcomes are compared with the
+        accept_failures: bool,
+        /// Only `normal`: a flavor's outcomes are compared with the
         /// variant's snapshots, never recorded (refused, nothing written).
         #[arg(long, default_value = "normal", value_parser = parse_flavor)]
         flavor: Flavor,

@@ -67,3 +67,48 @@ fn a_failure_is_blessed_only_when_accepted_and_compare_flags_it() {
         "{t}"
     );
 }
+
+/// A flavor's outcomes are compared with the variant's snapshots and never
+/// become them: `bless --flavor debug` is refused before anything is built
+/// or booted (exit 4), the variant's snapshot untouched, no `.snap.new`.
+#[test]
+fn blessing_a_flavor_is_refused_and_writes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let (suite, out) = (d.path().join("suite"), d.path().join("out"));
+    std::fs::create_dir_all(suite.join("cases")).unwrap();
+    std::fs::create_dir_all(suite.join("snapshots")).unwrap();
+    std::fs::write(
+        suite.join("cases/c.yaml"),
+        "description: d\nkernels: [stock-7.3]\nsteps:\n  - {name: a, probe: caps}\n",
+    )
+    .unwrap();
+    let snap = suite.join("snapshots/c@stock-7.3.snap");
+    std::fs::write(&snap, "---\nsource: x\n---\ncase: c\n").unwrap();
+    let t = std::time::Instant::now();
+    let o = xtask(
+        &suite,
+        &out,
+        &["bless", "-c", "c", "-k", "stock-7.3", "--flavor", "debug"],
+    );
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{said}");
+    assert!(
+        said.contains("bless writes snapshots from normal kernels only: stock-7.3+debug is the debug flavor of stock-7.3")
+            && said.contains("bless without --flavor"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("kernel stock-7.3+debug:"),
+        "nothing built: {said}"
+    );
+    assert!(t.elapsed() < std::time::Duration::from_secs(60));
+    let left: Vec<_> = std::fs::read_dir(suite.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["c@stock-7.3.snap"]);
+    assert_eq!(
+        std::fs::read_to_string(&snap).unwrap(),
+        "---\nsource: x\n---\ncase: c\n"
+    );
+}

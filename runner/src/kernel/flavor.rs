@@ -236,7 +236,10 @@ mod tests {
         crate::case::check_cmdline(&p.join(" ")).unwrap();
         // Before a case's own, which may say otherwise.
         let c = Flavor::Debug.cmdline_with(" oops=panic ");
-        assert!(c.starts_with("debug_pagealloc=on ") && c.ends_with(" oops=panic"), "{c}");
+        assert!(
+            c.starts_with("debug_pagealloc=on ") && c.ends_with(" oops=panic"),
+            "{c}"
+        );
         assert_eq!(Flavor::Normal.cmdline_with("oops=panic"), "oops=panic");
         assert_eq!(Flavor::Normal.cmdline_with(""), "");
     }
@@ -250,7 +253,10 @@ mod tests {
         }
         assert_eq!(Flavor::Debug.kernel_name("stock-7.3"), "stock-7.3+debug");
         assert_eq!(Flavor::Normal.kernel_name("stock-7.3"), "stock-7.3");
-        assert_eq!(Flavor::of_kernel("bisect@abc"), ("bisect@abc", Flavor::Normal));
+        assert_eq!(
+            Flavor::of_kernel("bisect@abc"),
+            ("bisect@abc", Flavor::Normal)
+        );
         let e = "kasan".parse::<Flavor>().unwrap_err().to_string();
         assert!(e.contains("expected `normal` or `debug`"), "{e}");
     }
