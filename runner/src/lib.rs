@@ -30,6 +30,7 @@ pub mod compare;
 pub mod decode;
 pub mod fault;
 pub mod flakes;
+pub mod fuzz;
 pub mod interrupt;
 pub mod kernel;
 pub mod nmi;

@@ -228,6 +228,41 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Seeded stress runs (the `stress` probe) in fresh VMs, side by side:
+    /// findings grouped by crash title or direct-map violation, each new one
+    /// minimized into cases/found_SLUG.yaml. Exit 3 when something new was
+    /// found, 0 when not.
+    Fuzz {
+        #[arg(long = "kernel", short = 'k')]
+        kernel: String,
+        /// The kernel's flavor: `normal` or `debug`.
+        #[arg(long, default_value = "normal", value_parser = parse_flavor)]
+        flavor: Flavor,
+        /// How long to start new runs: `90s`, `10m`, `1h`.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        time: std::time::Duration,
+        /// Run exactly this many seeds instead (from --seed), whatever the time.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        seeds: Option<u64>,
+        /// The first seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// VMs at once.
+        #[arg(long, short = 'j', default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=16))]
+        jobs: u64,
+        /// Threads of each stress run.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=8))]
+        threads: u64,
+        /// Seconds of each stress run.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+        seconds: u64,
+        /// Pages of a guest_memfd at most.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=64))]
+        pages: u64,
+        /// Report new findings without minimizing them.
+        #[arg(long)]
+        no_minimize: bool,
+    },
     /// Run cases and accept their outcomes as the new snapshots.
     Bless {
         #[arg(long = "case", short = 'c')]
@@ -393,6 +428,49 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             setup(&paths)?;
             eprintln!("setup: done");
             Ok(exit::PASS)
+        }
+        Cmd::Fuzz {
+            kernel,
+            flavor,
+            time,
+            seeds,
+            seed,
+            jobs,
+            threads,
+            seconds,
+            pages,
+            no_minimize,
+        } => {
+            // Every variant: the minimized case is tried on the others.
+            let suite = Suite::load(paths.clone(), &[], &[])?;
+            if !suite.recipes.iter().any(|r| r.name == kernel) {
+                anyhow::bail!(
+                    "no kernel `{kernel}` (kernels: {})",
+                    suite
+                        .recipes
+                        .iter()
+                        .map(|r| r.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            let mut o = runner::fuzz::FuzzOptions::new(&paths, &kernel);
+            o.flavor = flavor;
+            o.time = time;
+            o.seeds = seeds;
+            o.first_seed = seed;
+            o.jobs = jobs as usize;
+            o.threads = threads as usize;
+            o.seconds = seconds;
+            o.pages = pages as usize;
+            o.minimize = !no_minimize;
+            let r = runner::fuzz::fuzz(&suite, &o, &|l| eprintln!("fuzz: {l}")).await?;
+            print!("{}", runner::fuzz::text(&r));
+            Ok(if r.new.is_empty() {
+                exit::PASS
+            } else {
+                exit::CRASH
+            })
         }
         Cmd::Build { kernels, flavor } => {
             runner::setup::host()?;
@@ -819,6 +897,27 @@ fn series_port(
             Ok(exit::SNAPSHOT)
         }
     }
+}
+
+/// `90s`, `10m`, `2h` or plain seconds, at most a day.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("expected e.g. 90s, 10m or 1h, got `{s}`"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("expected e.g. 90s, 10m or 1h, got `{s}`")),
+    };
+    if !(1..=86_400).contains(&secs) {
+        return Err(format!("expected 1 s to 24 h, got `{s}`"));
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 fn parse_flavor(s: &str) -> Result<Flavor, String> {

@@ -3,7 +3,9 @@
 //!
 //! Exit status: 0 when the observation was made (whatever it says, an errno
 //! included); 1 when the probe could not do its work (the reason on stderr);
-//! 2 for an unknown probe or bad arguments. Observations hold only what is
+//! 2 for an unknown probe or bad arguments; 3 when the observation was made
+//! and shows a violation of what the probe checks (`stress`, `replay`: it is
+//! printed all the same). Observations hold only what is
 //! stable across runs and machines: booleans, errno and flag names, sizes the
 //! case chose, counts, signs of deltas. Never addresses, PFNs or timings.
 
@@ -30,6 +32,9 @@ pub enum Failure {
     Usage(String),
     /// The probe could not do its work (e.g. /dev/kvm missing): exit 1.
     Work(String),
+    /// The observation (this JSON) was made and shows a violation of what
+    /// the probe checks: printed as any observation, exit 3.
+    Found(String),
 }
 
 pub type Result<T> = std::result::Result<T, Failure>;
@@ -66,6 +71,8 @@ fn run(args: ProbeArgs) -> Result<String> {
         ProbeArgs::Selftest(a) => observe(a),
         ProbeArgs::Kselftest(a) => observe(a),
         ProbeArgs::Isolation(a) => observe(a),
+        ProbeArgs::Stress(a) => observe(a),
+        ProbeArgs::Replay(a) => observe(a),
     }
 }
 
@@ -89,14 +96,16 @@ fn main() -> ExitCode {
         [probe, args] => dispatch(probe, args),
         _ => Err(Failure::Usage(usage())),
     };
-    match result {
-        Ok(obs) => {
-            let mut out = std::io::stdout().lock();
-            if writeln!(out, "{obs}").and_then(|_| out.flush()).is_err() {
-                return ExitCode::from(1);
-            }
-            ExitCode::SUCCESS
+    let print = |obs: &str, code: u8| {
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{obs}").and_then(|_| out.flush()).is_err() {
+            return ExitCode::from(1);
         }
+        ExitCode::from(code)
+    };
+    match result {
+        Ok(obs) => print(&obs, 0),
+        Err(Failure::Found(obs)) => print(&obs, 3),
         Err(Failure::Usage(msg)) => {
             eprintln!("gmem-probe: {msg}");
             ExitCode::from(2)

@@ -15,6 +15,12 @@ pub struct Mapping {
     len: usize,
 }
 
+// SAFETY: a Mapping owns its range; it hands out only a raw pointer, and
+// its own copies go through the kernel (a pipe), which is safe from any
+// thread. The stress probe's threads share mappings this way.
+unsafe impl Send for Mapping {}
+unsafe impl Sync for Mapping {}
+
 impl Mapping {
     /// mmap(NULL, len, prot, flags, fd or -1, 0).
     pub fn map(fd: Option<RawFd>, len: usize, prot: i32, flags: i32) -> io::Result<Mapping> {

@@ -17,8 +17,11 @@ pub mod kvm_access;
 pub mod meminfo;
 pub mod mmap_rw;
 pub mod pages;
+pub mod program;
+pub mod replay;
 pub mod selftest;
 pub mod stale_tlb;
+pub mod stress;
 pub mod sweep;
 pub mod vcpu_run;
 

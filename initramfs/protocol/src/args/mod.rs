@@ -642,9 +642,11 @@ macro_rules! args_enum {
 }
 
 // After the macros: they are in scope only below their definitions.
+mod ops;
 mod probes;
 mod types;
 
+pub use ops::*;
 pub use probes::*;
 pub use types::*;
 

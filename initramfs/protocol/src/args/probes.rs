@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 
 use super::{
     all_backings, mappable, mappable_no_direct_map, ArgError, ArgValue, Backing, Bound,
-    DirectMapUnits, FallocateOpKind, FieldDoc, GmemFlag, GupPath, IfUnsupported, KvmPath, Private,
-    Program, Release, Signal, VmType,
+    DirectMapUnits, FallocateOpKind, FieldDoc, GmemFlag, GupPath, IfUnsupported, KvmPath, Op,
+    Private, Program, Release, Signal, VmType, MAX_FILE_PAGES, MAX_THREADS,
 };
 
 /// The most pages a probe's guest_memfd may have: 64 MiB, well inside the
@@ -289,6 +289,37 @@ args_struct! {
     pub struct IsolationArgs {}
 }
 
+args_struct! {
+    /// `stress`.
+    pub struct StressArgs {
+        /// The seed every thread's operations are drawn from.
+        seed: u64, Bound::range(0, u64::MAX as i128);
+        /// Threads, each with its own stream of operations.
+        threads: usize = 2, Bound::range(1, MAX_THREADS as i128);
+        /// How long the threads run, in seconds (they stop earlier at `max_ops`).
+        seconds: u64 = 10, Bound::range(1, 600);
+        /// Operations per thread at most.
+        max_ops: usize = 5000, Bound::range(1, 100_000);
+        /// Pages of a guest_memfd at most.
+        pages: usize = 16, Bound::range(1, MAX_FILE_PAGES as i128);
+        /// MADV_HWPOISON among the operations (poisoned pages are lost for the boot).
+        hwpoison: bool = false, Bound::NONE;
+    }
+}
+
+args_struct! {
+    /// `replay`.
+    pub struct ReplayArgs {
+        /// The operations, in the order a stress run started them.
+        ops: Vec<Op>, Bound::items(1, 20_000);
+        /// `true`: each thread (`tN`) runs its own operations concurrently, as in the
+        /// stress run; `false`: all of them in order on one thread.
+        threads: bool = false, Bound::NONE;
+        /// How long the operations may take, in seconds.
+        seconds: u64 = 30, Bound::range(1, 600);
+    }
+}
+
 /// One probe: its name, what it observes, and its arguments' reference.
 #[derive(Debug, Clone, Copy)]
 pub struct ProbeInfo {
@@ -381,6 +412,10 @@ probes! {
         "run an upstream KVM selftest packed with the kernel: exit meaning, TAP results, assertion";
     isolation => Isolation(IsolationArgs):
         "what of the host the guest reaches: network interfaces, sockets out, mounts, block, PCI and virtio devices";
+    stress => Stress(StressArgs):
+        "seeded concurrent operations on guest_memfds, checked against a model of the direct map; exit 3 on a violation";
+    replay => Replay(ReplayArgs):
+        "run a list of stress operations (a minimized finding), with the same direct-map oracle; exit 3 on a violation";
 }
 
 /// Checks `probe`'s arguments, as the probe will parse them.

@@ -9,6 +9,8 @@ fn minimal(probe: &str) -> Value {
         "gup_read" => json!({"paths": ["vmsplice"]}),
         "kselftest" => json!({"test": "guest_memfd_test"}),
         "kvm_access" => json!({"path": "pvclock"}),
+        "stress" => json!({"seed": 1}),
+        "replay" => json!({"ops": ["check"]}),
         _ => json!({}),
     }
 }
