@@ -125,8 +125,7 @@ fn signatures(run: &CaseRun) -> Vec<Signature> {
     }
     if out.is_empty() {
         let step = run.outcome.as_ref().and_then(|o| o.steps.first());
-        let stuck = obs.worker == "stuck"
-            || obs.worker == "died"
+        let stuck = matches!(obs.worker.as_str(), "stuck" | "died" | "tainted")
             || step.is_some_and(|s| !matches!(s.result.as_str(), "exited 0" | "exited 3"));
         if stuck {
             let verb = obs
@@ -439,7 +438,12 @@ impl Tester for Replayer<'_> {
 /// Delta debugging (Zeller's ddmin, complements first): the smallest
 /// sub-list of `ops` that still fails, testing up to `parallel` candidates
 /// at once.
-async fn ddmin(mut ops: Vec<Op>, parallel: usize, tester: &mut impl Tester) -> Result<Vec<Op>> {
+async fn ddmin(
+    mut ops: Vec<Op>,
+    parallel: usize,
+    tester: &mut impl Tester,
+    on_reduce: &(dyn Fn(usize) + Sync),
+) -> Result<Vec<Op>> {
     let mut n = 2usize;
     while ops.len() >= 2 {
         let chunk = ops.len().div_ceil(n);
@@ -470,6 +474,7 @@ async fn ddmin(mut ops: Vec<Op>, parallel: usize, tester: &mut impl Tester) -> R
             Some(smaller) => {
                 ops = smaller;
                 n = (n - 1).max(2);
+                on_reduce(ops.len());
             }
             None if n >= ops.len() => break,
             None => n = (n * 2).min(ops.len()),
@@ -527,7 +532,10 @@ async fn minimize(
         threaded,
         tries,
     };
-    let ops = ddmin(ops, jobs, &mut tester).await?;
+    let ops = ddmin(ops, jobs, &mut tester, &|n| {
+        say(format!("  ddmin: {n} operations still fail"))
+    })
+    .await?;
     // The fewest threads that still fail: thread numbers folded onto fewer.
     let mut ops = ops;
     if threaded {
@@ -969,7 +977,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let got = rt.block_on(ddmin(all, 2, &mut t)).unwrap();
+        let got = rt.block_on(ddmin(all, 2, &mut t, &|_| {})).unwrap();
         assert_eq!(got, needed);
         assert!(t.1 < 40, "{} tests", t.1);
     }

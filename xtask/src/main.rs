@@ -262,6 +262,12 @@ enum Cmd {
         /// Report new findings without minimizing them.
         #[arg(long)]
         no_minimize: bool,
+        /// Where found cases are written (default: the suite's cases/).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// The corpus of findings already reported (default: the cache's fuzz/).
+        #[arg(long)]
+        corpus: Option<std::path::PathBuf>,
     },
     /// Run cases and accept their outcomes as the new snapshots.
     Bless {
@@ -440,6 +446,8 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             seconds,
             pages,
             no_minimize,
+            out,
+            corpus,
         } => {
             // Every variant: the minimized case is tried on the others.
             let suite = Suite::load(paths.clone(), &[], &[])?;
@@ -464,6 +472,12 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             o.seconds = seconds;
             o.pages = pages as usize;
             o.minimize = !no_minimize;
+            if let Some(d) = out {
+                o.cases_dir = d;
+            }
+            if let Some(d) = corpus {
+                o.corpus_dir = d;
+            }
             let r = runner::fuzz::fuzz(&suite, &o, &|l| eprintln!("fuzz: {l}")).await?;
             print!("{}", runner::fuzz::text(&r));
             Ok(if r.new.is_empty() {

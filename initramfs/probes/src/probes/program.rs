@@ -25,7 +25,10 @@
 //! it. Each operation is logged, before it starts and when it ends, in
 //! memory shared with the probe, so that when the worker dies in an oops or
 //! hangs (an oops with a lock held), the probe still reports which
-//! operations ran, in which order, and which never finished.
+//! operations ran, in which order, and which never finished. The probe
+//! watches the kernel's taint flags: the moment an oops, a WARN or a
+//! sanitizer's report taints the kernel, it stops the worker rather than
+//! wait for its deadline.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -41,8 +44,8 @@ use serde::Serialize;
 
 use super::pages::PhysMem;
 use super::{create_vm, pattern_page, PAGE};
-use crate::flags::{gmem_mask, VmType};
-use crate::kvm::{GuestMemfd, Vm};
+use crate::flags::{gmem_mask, VmType, MEMORY_ATTRIBUTE_PRIVATE};
+use crate::kvm::{sys, GuestMemfd, Vcpu, VcpuExit, Vm};
 use crate::mapping::{pipe, Mapping};
 use crate::{cpu, errno, Context, Failure, Result};
 
@@ -82,17 +85,48 @@ struct Mapped {
     no_direct_map: bool,
 }
 
-/// One file slot (`fN`): its fd and its mapping, each possibly gone.
+/// One file slot (`fN`): its fd and its mapping, each possibly gone, and
+/// its memslot once a vCPU or an attribute change needed it.
 #[derive(Default)]
 struct Slot {
     gmem: Option<GuestMemfd>,
     pages: usize,
     no_direct_map: bool,
     mapped: Option<Mapped>,
+    /// The memslot's userspace memory (the file's own mapping, or
+    /// anonymous memory for a file without MMAP); Some while bound.
+    memslot: Option<Mapping>,
+}
+
+/// The guest-physical address of slot `file`'s first page: each file has a
+/// memslot of its own, far apart, above the code's.
+fn file_gpa(file: usize) -> u64 {
+    ((file as u64) + 1) << 28
+}
+
+/// Real-mode code at CODE_GPA, data segment limit 4 GiB ("unreal" mode,
+/// set through KVM_SET_SREGS): `mov eax, [ebx]; inc eax; mov [ebx], eax;
+/// out 0x10, al; hlt`. The page's address comes in EBX.
+const VCPU_CODE: &[u8] = &[
+    0x66, 0x67, 0x8b, 0x03, // mov eax, [ebx]
+    0x66, 0x40, // inc eax
+    0x66, 0x67, 0x89, 0x03, // mov [ebx], eax
+    0xe6, 0x10, // out 0x10, al
+    0xf4, // hlt
+];
+const CODE_GPA: u64 = 0x1000;
+const CODE_SLOT_SIZE: usize = 0x10000;
+const VCPU_PORT: u16 = 0x10;
+
+/// The world's vCPU, its code in a memslot of anonymous memory at 0.
+struct Cpu {
+    vcpu: Vcpu,
+    /// Kept mapped as long as the VM (the code's memslot).
+    _code: Mapping,
 }
 
 /// Result codes of the shared log: an operation's outcome in a word.
-const RESULTS: [&str; 9] = [
+const RESULTS: [&str; 20] = [
     "ok",
     "no file",
     "no mapping",
@@ -102,6 +136,17 @@ const RESULTS: [&str; 9] = [
     "mismatch",
     "short",
     "child failed",
+    "no vcpu",
+    "exit HLT",
+    "exit MMIO",
+    "exit SHUTDOWN",
+    "exit FAIL_ENTRY",
+    "exit INTERNAL_ERROR",
+    "exit MEMORY_FAULT",
+    "exit IO",
+    "exit other",
+    "no memslot",
+    "unused",
 ];
 
 fn code(result: &str) -> i64 {
@@ -146,6 +191,8 @@ const DONE: u64 = 1 << 40;
 /// The world the operations act on: a VM to create guest_memfds on, the
 /// slots, and the direct map's observers.
 struct World<'s> {
+    /// The vCPU (None: the VM refused one; `vcpu` then says so).
+    cpu: Option<Mutex<Cpu>>,
     vm: Vm,
     slots: Vec<RwLock<Slot>>,
     /// Bumped before and after every punch and every recreation of a slot.
@@ -158,8 +205,11 @@ struct World<'s> {
 
 impl<'s> World<'s> {
     fn new(shared: &'s Shared) -> Result<World<'s>> {
+        let vm = create_vm(VmType::Default)?;
+        let cpu = make_cpu(&vm).ok().map(Mutex::new);
         Ok(World {
-            vm: create_vm(VmType::Default)?,
+            cpu,
+            vm,
             slots: (0..FILES).map(|_| RwLock::default()).collect(),
             generation: (0..FILES).map(|_| AtomicU64::new(0)).collect(),
             phys: PhysMem::open()?,
@@ -204,6 +254,7 @@ impl<'s> World<'s> {
             } => {
                 let mut slot = self.write_slot(file);
                 self.generation[file].fetch_add(1, Ordering::SeqCst);
+                self.unbind(file, &mut slot);
                 *slot = Slot::default();
                 let gmem = self
                     .vm
@@ -213,6 +264,7 @@ impl<'s> World<'s> {
                     pages,
                     no_direct_map: flags.contains(&GmemFlag::NO_DIRECT_MAP),
                     mapped: None,
+                    memslot: None,
                 };
                 self.generation[file].fetch_add(1, Ordering::SeqCst);
                 Ok("ok")
@@ -313,6 +365,46 @@ impl<'s> World<'s> {
                 }
                 Ok("ok")
             }
+            OpKind::Vcpu { file, page } => {
+                let mut slot = self.write_slot(file);
+                if slot.gmem.is_none() && slot.memslot.is_none() {
+                    return Ok("no file");
+                }
+                if page >= slot.pages {
+                    return Ok("out of range");
+                }
+                self.bind(file, &mut slot)?;
+                let Some(cpu) = &self.cpu else {
+                    return Ok("no vcpu");
+                };
+                let mut cpu = cpu.lock().unwrap_or_else(|e| e.into_inner());
+                let result = run_vcpu(&mut cpu.vcpu, file_gpa(file) + (page * PAGE) as u64)?;
+                if slot.no_direct_map {
+                    if let Some(m) = &slot.mapped {
+                        if self.readable(file, m, page) {
+                            self.violation(ViolationKind::NdmReadableAfterFault, record);
+                        }
+                    }
+                }
+                Ok(result)
+            }
+            OpKind::Private { file, pages } | OpKind::Shared { file, pages } => {
+                let mut slot = self.write_slot(file);
+                if slot.gmem.is_none() && slot.memslot.is_none() {
+                    return Ok("no file");
+                }
+                self.bind(file, &mut slot)?;
+                let attrs = match op {
+                    OpKind::Private { .. } => MEMORY_ATTRIBUTE_PRIVATE,
+                    _ => 0,
+                };
+                self.vm.set_memory_attributes(
+                    file_gpa(file) + (pages.start * PAGE) as u64,
+                    (pages.count * PAGE) as u64,
+                    attrs,
+                )?;
+                Ok("ok")
+            }
             OpKind::Check => {
                 self.check(record)?;
                 Ok("ok")
@@ -331,6 +423,58 @@ impl<'s> World<'s> {
                 std::fs::write("/proc/sys/vm/compact_memory", b"1")?;
                 Ok("ok")
             }
+        }
+    }
+
+    /// Binds slot `file`'s guest_memfd to a memslot of its own at
+    /// [`file_gpa`], once: its userspace memory is the file's own mapping
+    /// when it has MMAP, else anonymous memory.
+    fn bind(&self, file: usize, slot: &mut Slot) -> io::Result<()> {
+        if slot.memslot.is_some() {
+            return Ok(());
+        }
+        let Some(gmem) = &slot.gmem else {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        };
+        let len = slot.pages * PAGE;
+        let memory = gmem
+            .map(len, libc::MAP_SHARED)
+            .or_else(|_| Mapping::anonymous(len))?;
+        let region = sys::kvm_userspace_memory_region2 {
+            slot: file as u32 + 1,
+            flags: sys::KVM_MEM_GUEST_MEMFD,
+            guest_phys_addr: file_gpa(file),
+            memory_size: len as u64,
+            userspace_addr: memory.addr(),
+            guest_memfd_offset: 0,
+            guest_memfd: gmem.raw_fd() as u32,
+            ..Default::default()
+        };
+        // SAFETY: `memory` is ours, kept in the slot until `unbind` deletes
+        // the memslot, and touched only through uaccess copies.
+        unsafe { self.vm.set_user_memory_region2(&region) }?;
+        slot.memslot = Some(memory);
+        Ok(())
+    }
+
+    /// Deletes slot `file`'s memslot, if bound, before its memory goes.
+    fn unbind(&self, file: usize, slot: &mut Slot) {
+        if slot.memslot.is_none() {
+            return;
+        }
+        let region = sys::kvm_userspace_memory_region2 {
+            slot: file as u32 + 1,
+            flags: sys::KVM_MEM_GUEST_MEMFD,
+            guest_phys_addr: file_gpa(file),
+            memory_size: 0,
+            ..Default::default()
+        };
+        // SAFETY: a size of 0 deletes the memslot; nothing is mapped.
+        if unsafe { self.vm.set_user_memory_region2(&region) }.is_ok() {
+            slot.memslot = None;
+        } else {
+            // KVM still uses the memory: keep it mapped for the VM's life.
+            std::mem::forget(slot.memslot.take());
         }
     }
 
@@ -414,6 +558,61 @@ impl<'s> World<'s> {
             },
         )
     }
+}
+
+/// The world's vCPU: real mode, its code in anonymous memory at 0, the data
+/// segment's limit 4 GiB so that EBX reaches every file's memslot.
+fn make_cpu(vm: &Vm) -> io::Result<Cpu> {
+    vm.set_tss_addr(0xfffb_d000)?;
+    let code = Mapping::anonymous(CODE_SLOT_SIZE)?;
+    code.copy_in(CODE_GPA as usize, VCPU_CODE)?;
+    let region = sys::kvm_userspace_memory_region2 {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: CODE_SLOT_SIZE as u64,
+        userspace_addr: code.addr(),
+        ..Default::default()
+    };
+    // SAFETY: `code` lives in the Cpu as long as the VM's vCPU; written
+    // only through uaccess copies.
+    unsafe { vm.set_user_memory_region2(&region) }?;
+    let vcpu = vm.create_vcpu(0)?;
+    Ok(Cpu { vcpu, _code: code })
+}
+
+/// Runs the vCPU's code on the page at `gpa`: "ok" when it got to its OUT,
+/// else the exit it took instead.
+fn run_vcpu(vcpu: &mut Vcpu, gpa: u64) -> io::Result<&'static str> {
+    let mut sregs = vcpu.get_sregs()?;
+    for seg in [&mut sregs.cs, &mut sregs.ds, &mut sregs.es, &mut sregs.ss] {
+        seg.base = 0;
+        seg.selector = 0;
+    }
+    sregs.ds.limit = 0xffff_ffff;
+    sregs.ds.g = 1;
+    vcpu.set_sregs(&sregs)?;
+    let mut regs = vcpu.get_regs()?;
+    regs.rip = CODE_GPA;
+    regs.rflags = 0x2;
+    regs.rbx = gpa;
+    vcpu.set_regs(&regs)?;
+    for _ in 0..4 {
+        match vcpu.run()? {
+            VcpuExit::Io {
+                out: true, port, ..
+            } if port == VCPU_PORT => return Ok("ok"),
+            VcpuExit::Io { .. } => return Ok("exit IO"),
+            VcpuExit::Hlt => return Ok("exit HLT"),
+            VcpuExit::Mmio { .. } => return Ok("exit MMIO"),
+            VcpuExit::Shutdown => return Ok("exit SHUTDOWN"),
+            VcpuExit::FailEntry { .. } => return Ok("exit FAIL_ENTRY"),
+            VcpuExit::InternalError { .. } => return Ok("exit INTERNAL_ERROR"),
+            VcpuExit::MemoryFault { .. } => return Ok("exit MEMORY_FAULT"),
+            _ => {}
+        }
+    }
+    Ok("exit other")
 }
 
 /// What a read of page `page` gave: its pattern, zeroes, or other bytes.
@@ -512,6 +711,10 @@ pub enum WorkerEnd {
     Died,
     /// The worker did not end by its deadline and was killed.
     Stuck,
+    /// The kernel tainted itself while the worker ran (an oops, a WARN, a
+    /// bad page, a sanitizer's report): the worker was killed then, rather
+    /// than waited for behind a lock the oops left held.
+    Tainted,
 }
 
 /// What a run did: the log the probe reads back from shared memory.
@@ -540,7 +743,7 @@ pub fn run(source: &dyn Source, budget: Duration) -> Result<RunLog> {
     // SAFETY: zeroed shared memory is a valid `Shared` (atomics of 0), and
     // it lives (mapped) as long as `mem`, which outlives every use below.
     let shared: &Shared = unsafe { &*(mem.as_ptr() as *const Shared) };
-    let started = Instant::now();
+    let taint_before = tainted();
     let _ = io::stdout().flush();
     let _ = io::stderr().flush();
     // SAFETY: the child runs the worker and _exits; the probe is one thread.
@@ -562,8 +765,7 @@ pub fn run(source: &dyn Source, budget: Duration) -> Result<RunLog> {
         // SAFETY: ends the worker without the probe's destructors.
         unsafe { libc::_exit(code) };
     }
-    let end = wait_worker(pid, budget + Duration::from_secs(10), shared);
-    let _ = started;
+    let end = wait_worker(pid, budget + Duration::from_secs(10), shared, taint_before);
     let busy = Duration::from_micros(shared.last_end_us.load(Ordering::SeqCst));
     let n = (shared.started.load(Ordering::SeqCst) as usize).min(MAX_RECORDS);
     let mut records = Vec::with_capacity(n);
@@ -595,11 +797,27 @@ pub fn run(source: &dyn Source, budget: Duration) -> Result<RunLog> {
     })
 }
 
-/// Waits for the worker up to `deadline`, then kills it; a worker stuck in
-/// the kernel (an oops with a lock held) may not die: it is left.
-fn wait_worker(pid: libc::pid_t, deadline: Duration, shared: &Shared) -> WorkerEnd {
+/// The kernel's taint flags (/proc/sys/kernel/tainted), if readable.
+fn tainted() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/kernel/tainted")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Waits for the worker up to `deadline`, or until the kernel taints
+/// itself, then kills it; a worker stuck in the kernel (an oops with a lock
+/// held) may not die: it is left.
+fn wait_worker(
+    pid: libc::pid_t,
+    deadline: Duration,
+    shared: &Shared,
+    taint_before: Option<u64>,
+) -> WorkerEnd {
     let start = Instant::now();
     let mut status = 0;
+    let mut end = WorkerEnd::Stuck;
     loop {
         // SAFETY: polls our own child.
         let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
@@ -616,6 +834,13 @@ fn wait_worker(pid: libc::pid_t, deadline: Duration, shared: &Shared) -> WorkerE
         if r < 0 || start.elapsed() > deadline {
             break;
         }
+        if taint_before.is_some() && tainted() != taint_before {
+            // Let the report reach the console and the other threads run
+            // into whatever the oops left behind, then stop.
+            std::thread::sleep(Duration::from_millis(200));
+            end = WorkerEnd::Tainted;
+            break;
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
     // SAFETY: kills our own child.
@@ -627,7 +852,7 @@ fn wait_worker(pid: libc::pid_t, deadline: Duration, shared: &Shared) -> WorkerE
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    WorkerEnd::Stuck
+    end
 }
 
 /// The worker: the world, its threads, the oracle at the end.
@@ -677,7 +902,8 @@ fn worker(source: &dyn Source, budget: Duration, shared: &Shared) -> Result<()> 
 /// What `stress` and `replay` observe of a run.
 #[derive(Debug, Default, Serialize)]
 pub struct Observation {
-    /// "completed", "died" or "stuck" (killed at its deadline).
+    /// "completed", "died", "stuck" (killed at its deadline) or "tainted"
+    /// (killed when the kernel tainted itself: an oops, a WARN, a report).
     pub worker: String,
     /// Operations started.
     pub ops: usize,
@@ -699,6 +925,7 @@ impl Observation {
                 WorkerEnd::Completed => "completed",
                 WorkerEnd::Died => "died",
                 WorkerEnd::Stuck => "stuck",
+                WorkerEnd::Tainted => "tainted",
             }
             .into(),
             ops: log.records.len(),

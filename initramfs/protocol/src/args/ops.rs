@@ -71,6 +71,13 @@ pub enum OpKind {
     },
     /// MADV_HWPOISON of the page (only where the run allows it).
     Hwpoison { file: usize, page: usize },
+    /// A vCPU of the world's VM reads the page (bound in a memslot of its
+    /// own), adds one, writes it back.
+    Vcpu { file: usize, page: usize },
+    /// KVM_SET_MEMORY_ATTRIBUTES(PRIVATE) over the pages' guest addresses.
+    Private { file: usize, pages: Pages },
+    /// KVM_SET_MEMORY_ATTRIBUTES(0): the pages shared again.
+    Shared { file: usize, pages: Pages },
     /// The oracle over every mapped page, after a TLB flush.
     Check,
     /// fork; the child reads every mapped page and exits.
@@ -102,6 +109,9 @@ impl OpKind {
             OpKind::Write { .. } => "write",
             OpKind::Gup { .. } => "gup",
             OpKind::Hwpoison { .. } => "hwpoison",
+            OpKind::Vcpu { .. } => "vcpu",
+            OpKind::Private { .. } => "private",
+            OpKind::Shared { .. } => "shared",
             OpKind::Check => "check",
             OpKind::Fork => "fork",
             OpKind::Pressure { .. } => "pressure",
@@ -121,13 +131,16 @@ impl OpKind {
             | OpKind::Read { file, .. }
             | OpKind::Write { file, .. }
             | OpKind::Gup { file, .. }
-            | OpKind::Hwpoison { file, .. } => Some(file),
+            | OpKind::Hwpoison { file, .. }
+            | OpKind::Vcpu { file, .. }
+            | OpKind::Private { file, .. }
+            | OpKind::Shared { file, .. } => Some(file),
             OpKind::Check | OpKind::Fork | OpKind::Pressure { .. } | OpKind::Compact => None,
         }
     }
 }
 
-const VERBS: &str = "create, close, mmap, munmap, alloc, punch, read, write, gup, hwpoison, check, fork, pressure, compact";
+const VERBS: &str = "create, close, mmap, munmap, alloc, punch, read, write, gup, hwpoison, vcpu, private, shared, check, fork, pressure, compact";
 
 impl fmt::Display for Pages {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -157,12 +170,14 @@ impl fmt::Display for OpKind {
             OpKind::Close { file } | OpKind::Mmap { file } | OpKind::Munmap { file } => {
                 write!(f, "{v} f{file}")
             }
-            OpKind::Alloc { file, pages } | OpKind::Punch { file, pages } => {
-                write!(f, "{v} f{file} {pages}")
-            }
+            OpKind::Alloc { file, pages }
+            | OpKind::Punch { file, pages }
+            | OpKind::Private { file, pages }
+            | OpKind::Shared { file, pages } => write!(f, "{v} f{file} {pages}"),
             OpKind::Read { file, page }
             | OpKind::Write { file, page }
-            | OpKind::Hwpoison { file, page } => write!(f, "{v} f{file} p{page}"),
+            | OpKind::Hwpoison { file, page }
+            | OpKind::Vcpu { file, page } => write!(f, "{v} f{file} p{page}"),
             OpKind::Gup { file, page, path } => write!(f, "{v} f{file} p{page} {}", path.name()),
             OpKind::Pressure { mib } => write!(f, "{v} {mib}"),
             OpKind::Check | OpKind::Fork | OpKind::Compact => write!(f, "{v}"),
@@ -279,21 +294,23 @@ impl std::str::FromStr for Op {
             "munmap" => OpKind::Munmap {
                 file: file_of(words.next())?,
             },
-            "alloc" | "punch" => {
+            "alloc" | "punch" | "private" | "shared" => {
                 let file = file_of(words.next())?;
                 let pages = pages_of(words.next())?;
-                if verb == "alloc" {
-                    OpKind::Alloc { file, pages }
-                } else {
-                    OpKind::Punch { file, pages }
+                match verb {
+                    "alloc" => OpKind::Alloc { file, pages },
+                    "punch" => OpKind::Punch { file, pages },
+                    "private" => OpKind::Private { file, pages },
+                    _ => OpKind::Shared { file, pages },
                 }
             }
-            "read" | "write" | "hwpoison" => {
+            "read" | "write" | "hwpoison" | "vcpu" => {
                 let file = file_of(words.next())?;
                 let page = page_of(words.next())?;
                 match verb {
                     "read" => OpKind::Read { file, page },
                     "write" => OpKind::Write { file, page },
+                    "vcpu" => OpKind::Vcpu { file, page },
                     _ => OpKind::Hwpoison { file, page },
                 }
             }
@@ -465,6 +482,9 @@ impl Iterator for ThreadOps {
             (1, 11), // pressure
             (1, 12), // compact
             (if self.opts.hwpoison { 1 } else { 0 }, 13),
+            (6, 14), // vcpu
+            (2, 15), // private
+            (2, 16), // shared
         ];
         let total: usize = table.iter().map(|(w, _)| w).sum();
         let mut pick = self.rng.below(total);
@@ -517,7 +537,16 @@ impl Iterator for ThreadOps {
                 mib: 1 + self.rng.below(16),
             },
             12 => OpKind::Compact,
-            _ => OpKind::Hwpoison { file, page },
+            13 => OpKind::Hwpoison { file, page },
+            14 => OpKind::Vcpu { file, page },
+            15 => OpKind::Private {
+                file,
+                pages: self.pages(),
+            },
+            _ => OpKind::Shared {
+                file,
+                pages: self.pages(),
+            },
         };
         Some(Op {
             thread: self.thread,
