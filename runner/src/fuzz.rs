@@ -364,44 +364,68 @@ fn yaml_string(s: &str) -> String {
 }
 
 /// The run's log cut after the operation that failed with `sig` (the
-/// whole log when that operation is not known).
-fn cut(obs: &Observed, sig: &Signature) -> Vec<Op> {
+/// whole log when that operation is not known), and the places of the
+/// operations that may have failed in it: the one the oracle caught, or
+/// every one that never finished (an oops kills one thread; the others are
+/// stopped wherever they were).
+fn cut(obs: &Observed, sig: &Signature) -> (Vec<Op>, Vec<usize>) {
     let log: Vec<Op> = obs.log.iter().filter_map(|l| l.parse().ok()).collect();
-    let end = match sig {
+    let failing: Vec<usize> = match sig {
         Signature::Violation(kind) => obs
             .violations
             .iter()
             .find(|v| &v.kind == kind)
-            .map(|v| v.at),
-        // The operation the worker never finished: the last time its
-        // thread started it.
+            .map(|v| v.at)
+            .into_iter()
+            .collect(),
+        // An unfinished operation is its thread's last: the last time the
+        // log shows it.
         Signature::Crash(_) | Signature::Stuck(_) => obs
             .unfinished
-            .first()
-            .and_then(|u| obs.log.iter().rposition(|l| l == u)),
+            .iter()
+            .filter_map(|u| obs.log.iter().rposition(|l| l == u))
+            .collect(),
     };
-    match end {
-        Some(i) if i < log.len() => log[..=i].to_vec(),
-        _ => log,
+    match failing.iter().max() {
+        Some(&end) if end < log.len() => (log[..=end].to_vec(), failing),
+        _ => {
+            let all = log.len().checked_sub(1).into_iter().collect();
+            (log, all)
+        }
     }
 }
 
-/// The operations of the failing (last) operation's file since that
-/// file's last `create`, and the last operation itself: the slice that
-/// usually holds the cause.
-fn slice(ops: &[Op]) -> Vec<Op> {
-    let Some(last) = ops.last() else {
-        return Vec::new();
-    };
-    let Some(file) = last.kind.file() else {
+/// The operations on the failing operations' files since each file's last
+/// `create` before them, and the failing operations themselves: the slice
+/// that usually holds the cause.
+fn slice(ops: &[Op], failing: &[usize]) -> Vec<Op> {
+    let Some(&last) = failing.iter().max() else {
         return ops.to_vec();
     };
-    let same: Vec<&Op> = ops.iter().filter(|o| o.kind.file() == Some(file)).collect();
-    let from = same
+    let files: Vec<usize> = failing
         .iter()
-        .rposition(|o| matches!(o.kind, OpKind::Create { .. }))
-        .unwrap_or(0);
-    same[from..].iter().map(|o| (*o).clone()).collect()
+        .filter_map(|&i| ops.get(i).and_then(|o| o.kind.file()))
+        .collect();
+    let since: Vec<(usize, usize)> = files
+        .iter()
+        .map(|&f| {
+            let from = ops[..=last.min(ops.len() - 1)]
+                .iter()
+                .rposition(|o| o.kind.file() == Some(f) && matches!(o.kind, OpKind::Create { .. }))
+                .unwrap_or(0);
+            (f, from)
+        })
+        .collect();
+    ops.iter()
+        .enumerate()
+        .filter(|(i, o)| {
+            failing.contains(i)
+                || since
+                    .iter()
+                    .any(|(f, from)| o.kind.file() == Some(*f) && i >= from)
+        })
+        .map(|(_, o)| o.clone())
+        .collect()
 }
 
 /// What ddmin asks: which of these candidates still fail.
@@ -437,15 +461,18 @@ impl Tester for Replayer<'_> {
 
 /// Delta debugging (Zeller's ddmin, complements first): the smallest
 /// sub-list of `ops` that still fails, testing up to `parallel` candidates
-/// at once.
+/// at once. Once the parts are single operations, one pass from the end
+/// removes each operation that is not needed (ddmin would start over
+/// after every removal there: quadratic in replays).
 async fn ddmin(
     mut ops: Vec<Op>,
     parallel: usize,
     tester: &mut impl Tester,
     on_reduce: &(dyn Fn(usize) + Sync),
 ) -> Result<Vec<Op>> {
+    let parallel = parallel.max(1);
     let mut n = 2usize;
-    while ops.len() >= 2 {
+    while ops.len() >= 2 && ops.len().div_ceil(n) > 1 {
         let chunk = ops.len().div_ceil(n);
         let parts: Vec<(usize, usize)> = (0..ops.len())
             .step_by(chunk)
@@ -463,7 +490,7 @@ async fn ddmin(
             })
             .collect();
         let mut reduced = None;
-        for group in candidates.chunks(parallel.max(1)) {
+        for group in candidates.chunks(parallel) {
             let ok = tester.test(group.to_vec()).await?;
             if let Some(i) = ok.iter().position(|x| *x) {
                 reduced = Some(group[i].clone());
@@ -476,8 +503,30 @@ async fn ddmin(
                 n = (n - 1).max(2);
                 on_reduce(ops.len());
             }
-            None if n >= ops.len() => break,
             None => n = (n * 2).min(ops.len()),
+        }
+    }
+    // Single operations, from the last to the first, `parallel` at a time:
+    // the first of a group (the latest operation) that can go, goes.
+    let mut i = ops.len();
+    while i > 0 && ops.len() >= 2 {
+        let tried: Vec<usize> = (i.saturating_sub(parallel)..i).rev().collect();
+        let candidates: Vec<Vec<Op>> = tried
+            .iter()
+            .map(|&j| {
+                let mut c = ops.clone();
+                c.remove(j);
+                c
+            })
+            .collect();
+        let ok = tester.test(candidates).await?;
+        match ok.iter().position(|x| *x) {
+            Some(k) => {
+                ops.remove(tried[k]);
+                on_reduce(ops.len());
+                i = tried[k];
+            }
+            None => i = i.saturating_sub(parallel),
         }
     }
     Ok(ops)
@@ -492,7 +541,7 @@ async fn minimize(
     say: &(dyn Fn(String) + Sync),
 ) -> Result<Minimized> {
     let start = runner.replays;
-    let full = cut(obs, sig);
+    let (full, failing) = cut(obs, sig);
     let from = full.len();
     // Deterministic replay on one thread first, then the run's threads.
     let mut threaded = false;
@@ -510,7 +559,7 @@ async fn minimize(
     }
     let tries = if threaded { 2 } else { 1 };
     let mut ops = full;
-    let sliced = slice(&ops);
+    let sliced = slice(&ops, &failing);
     if sliced.len() < ops.len() {
         if runner.reproduces(sig, &sliced, threaded, tries).await? {
             say(format!(
@@ -679,7 +728,7 @@ pub async fn fuzz(
                 if o.minimize {
                     say(format!(
                         "  minimizing {} operations ...",
-                        cut(&obs, &sig).len()
+                        cut(&obs, &sig).0.len()
                     ));
                     let m = minimize(&mut runner, &sig, &obs, o.threads, say).await?;
                     say(format!(
@@ -938,12 +987,38 @@ mod tests {
             "t1 gup f1 p2 proc_self_mem",
         ]);
         assert_eq!(
-            slice(&all),
+            slice(&all, &[7]),
             ops(&[
                 "t0 create f1 pages=4 flags=MMAP|INIT_SHARED|NO_DIRECT_MAP",
                 "t0 mmap f1",
                 "t0 write f1 p2",
                 "t1 gup f1 p2 proc_self_mem",
+            ])
+        );
+    }
+
+    /// Two threads stopped at once: the slice keeps both failing files'
+    /// operations since their creation.
+    #[test]
+    fn the_slice_follows_every_unfinished_operation() {
+        let all = ops(&[
+            "t0 create f0 pages=4",
+            "t1 create f2 pages=4",
+            "t0 write f1 p0",
+            "t0 mmap f0",
+            "t1 mmap f2",
+            "t0 gup f0 p1 proc_self_mem",
+            "t1 write f2 p3",
+        ]);
+        assert_eq!(
+            slice(&all, &[5, 6]),
+            ops(&[
+                "t0 create f0 pages=4",
+                "t1 create f2 pages=4",
+                "t0 mmap f0",
+                "t1 mmap f2",
+                "t0 gup f0 p1 proc_self_mem",
+                "t1 write f2 p3",
             ])
         );
     }
@@ -999,15 +1074,13 @@ mod tests {
             unfinished: vec!["t0 mmap f0".into()],
             ..Default::default()
         };
-        assert_eq!(
-            cut(
-                &obs,
-                &Signature::Violation("ndm_readable_after_fault".into())
-            )
-            .len(),
-            4
+        let (ops, failing) = cut(
+            &obs,
+            &Signature::Violation("ndm_readable_after_fault".into()),
         );
-        assert_eq!(cut(&obs, &Signature::Crash("x".into())).len(), 2);
+        assert_eq!((ops.len(), failing), (4, vec![3]));
+        let (ops, failing) = cut(&obs, &Signature::Crash("x".into()));
+        assert_eq!((ops.len(), failing), (2, vec![1]));
     }
 
     #[test]

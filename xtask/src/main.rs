@@ -1177,6 +1177,39 @@ mod tests {
     }
 
     #[test]
+    fn fuzz_durations_and_bounds() {
+        assert_eq!(
+            parse_duration("90s"),
+            Ok(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_duration("10m"),
+            Ok(std::time::Duration::from_secs(600))
+        );
+        assert_eq!(
+            parse_duration("2h"),
+            Ok(std::time::Duration::from_secs(7200))
+        );
+        assert_eq!(parse_duration("45"), Ok(std::time::Duration::from_secs(45)));
+        for bad in ["", "m", "10x", "0s", "25h", "99999999999999999999h", "-1m"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        for bad in [
+            vec!["xtask", "fuzz"],
+            vec!["xtask", "fuzz", "-k", "k", "--threads", "9"],
+            vec!["xtask", "fuzz", "-k", "k", "--pages", "0"],
+            vec!["xtask", "fuzz", "-k", "k", "--seconds", "601"],
+            vec!["xtask", "fuzz", "-k", "k", "--time", "1y"],
+        ] {
+            assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?}");
+        }
+        assert!(Cli::try_parse_from([
+            "xtask", "fuzz", "-k", "k", "--time", "30m", "--flavor", "debug"
+        ])
+        .is_ok());
+    }
+
+    #[test]
     fn run_needs_a_kernel() {
         let e = Cli::try_parse_from(["xtask", "run", "gmem_caps"])
             .err()
