@@ -46,13 +46,40 @@ pub fn pin_here() -> io::Result<usize> {
     Ok(cpu)
 }
 
+/// The calling thread pinned to its CPU until this is dropped, when its
+/// CPU affinity is what it was ([`pin_here`] for a while, for one thread of
+/// several).
+pub struct Pinned(libc::cpu_set_t);
+
+impl Pinned {
+    pub fn here() -> io::Result<Pinned> {
+        // SAFETY: a zeroed cpu_set_t is a valid set for the kernel to fill.
+        let mut old: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `old` is a live, writable cpu_set_t of the size given.
+        if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old) }
+            < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        pin_here()?;
+        Ok(Pinned(old))
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        // SAFETY: the set read in `here`, passed by reference.
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.0) };
+    }
+}
+
 /// Forks a child that inherits this thread's CPU affinity and exits at once,
 /// and waits for it: with the caller pinned to one CPU ([`pin_here`]) the
 /// child runs on that CPU while the caller sleeps in waitpid, so the CPU
 /// switches to the child's address space and back (two CR3 writes).
 pub fn switch_to_another_process() -> io::Result<()> {
-    // SAFETY: the probe is single-threaded; the child only calls the
-    // async-signal-safe _exit.
+    // SAFETY: the child only calls the async-signal-safe _exit, so a
+    // multi-threaded caller (stress's threads) may fork here too.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(io::Error::last_os_error());

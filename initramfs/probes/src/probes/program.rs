@@ -321,6 +321,11 @@ impl<'s> World<'s> {
                 if page >= m.pages {
                     return Ok("out of range");
                 }
+                // The fault and the check on one CPU: the fault loads this
+                // CPU's TLB with the page's direct-map entry (the page is
+                // cleared through it), so a removal that flushes nothing
+                // leaves it here, where the check reads.
+                let _pinned = cpu::Pinned::here()?;
                 let result = if let OpKind::Write { .. } = op {
                     m.map.copy_in(page * PAGE, &pattern_page(page))?;
                     "ok"
@@ -377,6 +382,7 @@ impl<'s> World<'s> {
                 let Some(cpu) = &self.cpu else {
                     return Ok("no vcpu");
                 };
+                let _pinned = cpu::Pinned::here()?;
                 let mut cpu = cpu.lock().unwrap_or_else(|e| e.into_inner());
                 let result = run_vcpu(&mut cpu.vcpu, file_gpa(file) + (page * PAGE) as u64)?;
                 if slot.no_direct_map {
@@ -507,6 +513,9 @@ impl<'s> World<'s> {
     /// The oracle over every mapped page, after this CPU's TLB is flushed.
     fn check(&self, record: usize) -> io::Result<()> {
         let _whole = self.whole.lock().unwrap_or_else(|e| e.into_inner());
+        // The flush and the reads on one CPU: a thread that moved to another
+        // CPU would read through that CPU's TLB, which nothing flushed.
+        let _pinned = cpu::Pinned::here()?;
         cpu::switch_to_another_process()?;
         for file in 0..FILES {
             let slot = self.read_slot(file);
