@@ -585,8 +585,27 @@ async fn minimize(
         say(format!("  ddmin: {n} operations still fail"))
     })
     .await?;
-    // The fewest threads that still fail: thread numbers folded onto fewer.
+    // A finding that reproduces only most of the time leaves operations
+    // ddmin could not remove by chance: each one left is tried once more,
+    // three replays each, and goes if any of them still fails.
     let mut ops = ops;
+    let mut polish = Replayer {
+        runner: &mut *runner,
+        sig,
+        threaded,
+        tries: 3,
+    };
+    let mut i = ops.len();
+    while i > 0 && ops.len() >= 2 {
+        i -= 1;
+        let mut without = ops.clone();
+        without.remove(i);
+        if polish.test(vec![without.clone()]).await?[0] {
+            ops = without;
+            say(format!("  polish: {} operations still fail", ops.len()));
+        }
+    }
+    // The fewest threads that still fail: thread numbers folded onto fewer.
     if threaded {
         let used = ops.iter().map(|o| o.thread).max().unwrap_or(0) + 1;
         for k in 1..used {
