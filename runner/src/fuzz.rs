@@ -308,13 +308,20 @@ impl Runner {
             .iter()
             .map(|(ops, threaded)| {
                 self.replays += 1;
-                let name = format!("fuzz_replay_{}", self.replays);
+                // The process in the name: two fuzzers on one kernel keep apart.
+                let name = format!("fuzz_replay_{}_{}", std::process::id(), self.replays);
                 let yaml = replay_case(&self.variant, ops, *threaded, None);
                 (name, yaml)
             })
             .collect();
         let runs = self.run(&cases).await?;
-        Ok(runs.iter().map(|r| signatures(r).contains(sig)).collect())
+        let got = runs.iter().map(|r| signatures(r).contains(sig)).collect();
+        // A replay's logs (2 MB of initramfs each) are not kept: thousands
+        // of them would fill the disk. The finding's own run is.
+        for r in &runs {
+            let _ = std::fs::remove_dir_all(&r.log_dir);
+        }
+        Ok(got)
     }
 
     /// Whether one program reproduces `sig`, trying `tries` times.
@@ -711,6 +718,14 @@ pub async fn fuzz(
                 report.rates.push(obs.ops_per_second);
             }
             let sigs = signatures(run);
+            let known_only = sigs.iter().all(|sig| {
+                report.new.iter().any(|f| &f.signature == sig)
+                    || corpus_file(o, &kernel, sig).exists()
+            });
+            if known_only {
+                // Only a new finding's run keeps its logs (2 MB each).
+                let _ = std::fs::remove_dir_all(&run.log_dir);
+            }
             if sigs.is_empty() {
                 say(format!(
                     "seed {s}: {} operations ({} a second), nothing found",
@@ -809,7 +824,7 @@ async fn passes_elsewhere(suite: &Suite, o: &FuzzOptions, m: &Minimized) -> Resu
             jobs: 1,
             replays: 0,
         };
-        let name = "fuzz_elsewhere".to_string();
+        let name = format!("fuzz_elsewhere_{}", std::process::id());
         let yaml = replay_case(&r.name, &m.ops, m.threaded, None);
         let run = runner.run(&[(name, yaml)]).await?;
         let clean = signatures(&run[0]).is_empty()
