@@ -666,28 +666,44 @@ struct CorpusEntry {
 /// Fuzzes `o.kernel` until the time (or the seeds) run out; `say` hears
 /// of each run and finding.
 pub async fn fuzz(
-    suite: &Suite,
+    paths: &Paths,
     o: &FuzzOptions,
     say: &(dyn Fn(String) + Sync),
 ) -> Result<FuzzReport> {
-    let recipe = suite
-        .recipes
+    // Every variant: the fuzzed one, and the others a minimized case is
+    // tried on.
+    let recipes = crate::kernel::recipe::list(&paths.kernels())?
+        .iter()
+        .map(|n| Recipe::load_named(&paths.kernels(), n))
+        .collect::<Result<Vec<_>>>()?;
+    let recipe = recipes
         .iter()
         .find(|r| r.name == o.kernel)
         .cloned()
-        .with_context(|| format!("no kernel `{}` among the suite's", o.kernel))?;
+        .with_context(|| {
+            format!(
+                "no kernel `{}` in {} (kernels: {})",
+                o.kernel,
+                paths.kernels().display(),
+                recipes
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
     let recipe = o.flavor.apply(&recipe)?;
     let kernel = recipe.name.clone();
     if !(1..=MAX_THREADS).contains(&o.threads) || !(1..=MAX_FILE_PAGES).contains(&o.pages) {
         anyhow::bail!("threads must be 1 to {MAX_THREADS} and pages 1 to {MAX_FILE_PAGES}");
     }
     let mut runner = Runner {
-        paths: suite.paths.clone(),
+        paths: paths.clone(),
         recipe,
         variant: o.kernel.clone(),
         flavor: o.flavor,
         prepared: None,
-        work: suite.paths.out.join("fuzz").join(&kernel),
+        work: paths.out.join("fuzz").join(&kernel),
         jobs: o.jobs.max(1),
         replays: 0,
     };
@@ -777,9 +793,8 @@ pub async fn fuzz(
                         m.replays
                     ));
                     if m.reproduced {
-                        finding.passes_on = passes_elsewhere(suite, o, &m).await?;
-                        let known: Vec<String> =
-                            suite.recipes.iter().map(|r| r.name.clone()).collect();
+                        finding.passes_on = passes_elsewhere(paths, &recipes, o, &m).await?;
+                        let known: Vec<String> = recipes.iter().map(|r| r.name.clone()).collect();
                         let file = write_case(o, &kernel, &finding, &m, &known)?;
                         say(format!("  case: {}", file.display()));
                         finding.case_file = Some(file);
@@ -808,19 +823,24 @@ pub async fn fuzz(
 
 /// The variants (normal flavor) on which the minimized program neither
 /// crashes nor violates anything: where the case passes.
-async fn passes_elsewhere(suite: &Suite, o: &FuzzOptions, m: &Minimized) -> Result<Vec<String>> {
+async fn passes_elsewhere(
+    paths: &Paths,
+    recipes: &[Recipe],
+    o: &FuzzOptions,
+    m: &Minimized,
+) -> Result<Vec<String>> {
     let mut passes = Vec::new();
-    for r in &suite.recipes {
+    for r in recipes {
         if r.name == o.kernel && o.flavor == Flavor::Normal {
             continue;
         }
         let mut runner = Runner {
-            paths: suite.paths.clone(),
+            paths: paths.clone(),
             recipe: r.clone(),
             variant: r.name.clone(),
             flavor: Flavor::Normal,
             prepared: None,
-            work: suite.paths.out.join("fuzz").join(&r.name),
+            work: paths.out.join("fuzz").join(&r.name),
             jobs: 1,
             replays: 0,
         };

@@ -449,19 +449,6 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             out,
             corpus,
         } => {
-            // Every variant: the minimized case is tried on the others.
-            let suite = Suite::load(paths.clone(), &[], &[])?;
-            if !suite.recipes.iter().any(|r| r.name == kernel) {
-                anyhow::bail!(
-                    "no kernel `{kernel}` (kernels: {})",
-                    suite
-                        .recipes
-                        .iter()
-                        .map(|r| r.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
             let mut o = runner::fuzz::FuzzOptions::new(&paths, &kernel);
             o.flavor = flavor;
             o.time = time;
@@ -478,7 +465,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             if let Some(d) = corpus {
                 o.corpus_dir = d;
             }
-            let r = runner::fuzz::fuzz(&suite, &o, &|l| eprintln!("fuzz: {l}")).await?;
+            let r = runner::fuzz::fuzz(&paths, &o, &|l| eprintln!("fuzz: {l}")).await?;
             print!("{}", runner::fuzz::text(&r));
             Ok(if r.new.is_empty() {
                 exit::PASS
