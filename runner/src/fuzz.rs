@@ -141,6 +141,22 @@ fn signatures(run: &CaseRun) -> Vec<Signature> {
     out
 }
 
+/// Whether the run's first crash came before its case began (its marker
+/// in the kernel log): a crash of the boot, not of the program.
+fn crashed_before_case(run: &CaseRun) -> bool {
+    let Some(crash) = run.crashes.first() else {
+        return false;
+    };
+    let Ok(console) = std::fs::read_to_string(run.log_dir.join("console.log")) else {
+        return false;
+    };
+    let marker = gmem_protocol::case_marker(&run.case);
+    console
+        .lines()
+        .position(|l| l.contains(&marker))
+        .is_none_or(|begin| crash.line_no < begin)
+}
+
 /// How the fuzzer runs.
 #[derive(Debug, Clone)]
 pub struct FuzzOptions {
@@ -204,6 +220,9 @@ pub struct Finding {
     pub case_file: Option<PathBuf>,
     /// The kernels (normal flavor) the minimized case passed on.
     pub passes_on: Vec<String>,
+    /// The crash came before the program ran (in the boot): nothing of the
+    /// program to minimize.
+    pub during_boot: bool,
 }
 
 /// A minimized program.
@@ -774,8 +793,14 @@ pub async fn fuzz(
                     minimized: None,
                     case_file: None,
                     passes_on: vec![],
+                    during_boot: matches!(sig, Signature::Crash(_)) && crashed_before_case(run),
                 };
-                if o.minimize {
+                if finding.during_boot {
+                    say(
+                        "  it came during the boot, before the program ran: nothing to minimize"
+                            .into(),
+                    );
+                } else if o.minimize {
                     say(format!(
                         "  minimizing {} operations ...",
                         cut(&obs, &sig).0.len()
@@ -964,6 +989,9 @@ pub fn text(r: &FuzzReport) -> String {
             f.seed,
             f.ops
         );
+        if f.during_boot {
+            s += "     during the boot, before the program ran (not minimized)\n";
+        }
         match &f.minimized {
             Some(m) if m.reproduced => {
                 s += &format!(

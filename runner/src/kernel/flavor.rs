@@ -69,6 +69,15 @@ impl Flavor {
                 "page_poison=1",
                 // A guarded slab object every 10 ms rather than every 100.
                 "kfence.sample_interval=10",
+                // 4-level paging. With 5 (QEMU's `-cpu max` has LA57), an
+                // interrupt in the window where identify_cpu() has cleared
+                // the boot CPU's capabilities sees pgtable_l5_enabled()
+                // false, and KASAN reports any direct-map address it checks
+                // as a wild access (found by `cargo xtask fuzz`: "KASAN:
+                // wild-memory-access Write in do_raw_spin_lock" at boot,
+                // from get_cpu_vendor). A boot-time false report would fail
+                // whatever case booted.
+                "no5lvl",
             ],
         }
     }
