@@ -800,6 +800,9 @@ pub async fn fuzz(
                         "  it came during the boot, before the program ran: nothing to minimize"
                             .into(),
                     );
+                } else if o.minimize && obs.log.is_empty() {
+                    // The probe never reported (the kernel died with it).
+                    say("  the run reported no log of its operations: nothing to minimize".into());
                 } else if o.minimize {
                     say(format!(
                         "  minimizing {} operations ...",
