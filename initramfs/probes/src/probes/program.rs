@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use gmem_protocol::args::{GmemFlag, GupPath, Op, OpKind, Pages, FILES};
 use serde::Serialize;
 
-use super::pages::PhysMem;
+use super::pages::{PageRead, PhysMem};
 use super::{create_vm, pattern_page, PAGE};
 use crate::flags::{gmem_mask, VmType, MEMORY_ATTRIBUTE_PRIVATE};
 use crate::kvm::{sys, GuestMemfd, Vcpu, VcpuExit, Vm};
@@ -484,30 +484,29 @@ impl<'s> World<'s> {
         }
     }
 
-    /// Whether page `page` of slot `file`'s mapping reads through the
-    /// direct map, counted only when nothing freed it meanwhile.
-    fn readable(&self, file: usize, m: &Mapped, page: usize) -> bool {
+    /// Page `page` of slot `file`'s mapping read at its PFN through the
+    /// direct map; None when it is not mapped, or when its PFN or its
+    /// file's punch generation changed around the read (the page may have
+    /// been freed and taken by anyone).
+    fn direct_map_read(&self, file: usize, m: &Mapped, page: usize) -> Option<PageRead> {
         let before = self.generation[file].load(Ordering::SeqCst);
-        let Ok(Some(pfn)) = self.phys.pfn(&m.map, page) else {
-            return false;
-        };
-        let read = self.phys.read(pfn);
-        let same = matches!(self.phys.pfn(&m.map, page), Ok(Some(p)) if p == pfn)
-            && self.generation[file].load(Ordering::SeqCst) == before;
-        same && read.is_ok()
-    }
-
-    /// Whether page `page` of a mapping of a file without NO_DIRECT_MAP is
-    /// missing from the direct map (present in the mapping, EFAULT there).
-    fn missing(&self, file: usize, m: &Mapped, page: usize) -> bool {
-        let before = self.generation[file].load(Ordering::SeqCst);
-        let Ok(Some(pfn)) = self.phys.pfn(&m.map, page) else {
-            return false;
-        };
+        let pfn = self.phys.pfn(&m.map, page).ok()??;
         let read = self.phys.read_pattern(pfn, page);
         let same = matches!(self.phys.pfn(&m.map, page), Ok(Some(p)) if p == pfn)
             && self.generation[file].load(Ordering::SeqCst) == before;
-        same && read.is_absent()
+        same.then_some(read)
+    }
+
+    /// Whether the page reads through the direct map at all.
+    fn readable(&self, file: usize, m: &Mapped, page: usize) -> bool {
+        self.direct_map_read(file, m, page)
+            .is_some_and(|r| !matches!(r, PageRead::Errno(_)))
+    }
+
+    /// Whether the page is missing from the direct map (EFAULT there).
+    fn missing(&self, file: usize, m: &Mapped, page: usize) -> bool {
+        self.direct_map_read(file, m, page)
+            .is_some_and(|r| r.is_absent())
     }
 
     /// The oracle over every mapped page, after this CPU's TLB is flushed.
@@ -708,6 +707,19 @@ pub trait Source: Sync {
     /// Operation `index` of thread `thread`, or None past its end.
     fn op(&self, thread: usize, index: usize) -> Option<OpKind>;
     fn threads(&self) -> usize;
+}
+
+/// Each thread's operations, in order: what `stress` draws from its seed
+/// and what `replay` is given.
+pub struct PerThread(pub Vec<Vec<OpKind>>);
+
+impl Source for PerThread {
+    fn op(&self, thread: usize, index: usize) -> Option<OpKind> {
+        self.0.get(thread)?.get(index).cloned()
+    }
+    fn threads(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// How a run ended, as the probe saw its worker.
@@ -999,16 +1011,6 @@ pub fn tell(probe: &str, obs: &Observation) {
 mod tests {
     use super::*;
 
-    struct Two(Vec<Vec<OpKind>>);
-    impl Source for Two {
-        fn op(&self, thread: usize, index: usize) -> Option<OpKind> {
-            self.0.get(thread)?.get(index).cloned()
-        }
-        fn threads(&self) -> usize {
-            self.0.len()
-        }
-    }
-
     #[test]
     fn result_codes_round_trip() {
         for r in RESULTS {
@@ -1023,7 +1025,7 @@ mod tests {
     /// that never ended named.
     #[test]
     fn a_log_reads_back_as_an_observation() {
-        let src = Two(vec![
+        let src = PerThread(vec![
             vec![
                 OpKind::Create {
                     file: 0,

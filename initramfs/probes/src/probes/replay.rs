@@ -11,27 +11,15 @@
 
 use std::time::Duration;
 
-use gmem_protocol::args::{OpKind, MAX_THREADS};
+use gmem_protocol::args::MAX_THREADS;
 
-use super::program::{self, Observation, Source};
+use super::program::{self, Observation, PerThread};
 use super::Probe;
 use crate::{Failure, Result};
 
 /// Its arguments: defined, with their defaults and bounds, in the
 /// protocol, which the host validates cases with.
 pub use gmem_protocol::args::ReplayArgs as Args;
-
-/// The operations by thread: one thread with all of them, or one per `tN`.
-struct Listed(Vec<Vec<OpKind>>);
-
-impl Source for Listed {
-    fn op(&self, thread: usize, index: usize) -> Option<OpKind> {
-        self.0.get(thread)?.get(index).cloned()
-    }
-    fn threads(&self) -> usize {
-        self.0.len()
-    }
-}
 
 impl Probe for Args {
     type Output = Observation;
@@ -43,9 +31,9 @@ impl Probe for Args {
             for op in &self.ops {
                 per[op.thread].push(op.kind.clone());
             }
-            Listed(per)
+            PerThread(per)
         } else {
-            Listed(vec![self.ops.iter().map(|op| op.kind.clone()).collect()])
+            PerThread(vec![self.ops.iter().map(|op| op.kind.clone()).collect()])
         };
         let log = program::run(&listed, Duration::from_secs(self.seconds))?;
         let (obs, _) = Observation::of(&log, &listed);

@@ -14,28 +14,16 @@
 
 use std::time::Duration;
 
-use gmem_protocol::args::{GenOptions, OpKind, ThreadOps};
+use gmem_protocol::args::{GenOptions, ThreadOps};
 use serde::Serialize;
 
-use super::program::{self, Observation as Run, Source};
+use super::program::{self, Observation as Run, PerThread};
 use super::Probe;
 use crate::{Failure, Result};
 
 /// Its arguments: defined, with their defaults and bounds, in the
 /// protocol, which the host validates cases with.
 pub use gmem_protocol::args::StressArgs as Args;
-
-/// Each thread's operations, drawn once up to `max_ops`.
-struct Drawn(Vec<Vec<OpKind>>);
-
-impl Source for Drawn {
-    fn op(&self, thread: usize, index: usize) -> Option<OpKind> {
-        self.0.get(thread)?.get(index).cloned()
-    }
-    fn threads(&self) -> usize {
-        self.0.len()
-    }
-}
 
 #[derive(Debug, Serialize)]
 pub struct Observation {
@@ -59,7 +47,7 @@ impl Probe for Args {
             pages: self.pages,
             hwpoison: self.hwpoison,
         };
-        let drawn = Drawn(
+        let drawn = PerThread(
             (0..self.threads)
                 .map(|t| {
                     ThreadOps::new(self.seed, t, opts)
