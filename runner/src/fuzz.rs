@@ -71,7 +71,26 @@ impl Signature {
                 slug.push('_');
             }
         }
-        let slug = slug.trim_end_matches('_');
+        let mut slug = slug.trim_end_matches('_').to_string();
+        // Too long for a case name: the function a title ends with says the
+        // most, so words go from the front of what precedes it.
+        let room = crate::case::MAX_NAME - "found_".len();
+        if slug.len() > room {
+            if let Some(at) = slug.rfind("_in_") {
+                let (what, func) = slug.split_at(at);
+                let mut what = what;
+                while what.len() + func.len() > room {
+                    match what.split_once('_') {
+                        Some((_, rest)) => what = rest,
+                        None => {
+                            what = "";
+                            break;
+                        }
+                    }
+                }
+                slug = format!("{what}{func}").trim_start_matches('_').to_string();
+            }
+        }
         let mut name = format!("found_{slug}");
         name.truncate(crate::case::MAX_NAME);
         name.trim_end_matches('_').to_string()
@@ -1049,11 +1068,17 @@ mod tests {
 
     #[test]
     fn case_names_are_slugs_of_titles() {
-        let s = Signature::Crash("BUG: unable to handle page fault in __access_remote_vm".into());
+        let s = Signature::Crash(
+            "BUG: unable to handle kernel paging request in __access_remote_vm".into(),
+        );
         assert_eq!(
             s.case_name(),
-            "found_bug_unable_to_handle_page_fault_in_access_remote_vm"
+            "found_unable_to_handle_kernel_paging_request_in_access_remote_vm"
         );
+        let s = Signature::Crash("WARNING in kvm_gmem_free_folio".into());
+        assert_eq!(s.case_name(), "found_warning_in_kvm_gmem_free_folio");
+        let long = Signature::Crash(format!("BUG: a check in {}", "f".repeat(80)));
+        assert_eq!(long.case_name().len(), crate::case::MAX_NAME);
         assert!(s.case_name().len() <= crate::case::MAX_NAME);
         let v = Signature::Violation("ndm_readable_after_fault".into());
         assert_eq!(v.case_name(), "found_direct_map_ndm_readable_after_fault");

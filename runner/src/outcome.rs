@@ -176,7 +176,7 @@ pub fn build(case: &Case, kernel: &str, boot: &BootResult, crashes: &[Crash]) ->
         (BootEnd::Interrupted, _) => End::Interrupted,
         (_, true) => End::Completed,
         (BootEnd::Hung { .. }, _) => End::Hang,
-        _ if crashes.iter().any(|c| c.kind == CrashKind::Panic) => End::KernelPanic,
+        _ if crate::report::panicked(crashes) => End::KernelPanic,
         (BootEnd::TimedOut { .. }, _) => End::TimedOut,
         _ if !hello => End::NoInit,
         _ => End::StoppedEarly,

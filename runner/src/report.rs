@@ -59,6 +59,22 @@ pub enum CrashKind {
     Ubsan,
     Kfence,
     DoubleFault,
+    /// `list_add corruption.`, `list_del corruption.` (list debugging, as a
+    /// BUG or a WARNING).
+    ListCorruption,
+    /// SLUB's own checks: `BUG kmalloc-1k (Not tainted): Object corrupt`,
+    /// `Poison overwritten`, red zones, double and invalid frees.
+    SlabCorruption,
+    /// The stack protector's canary (`stack-protector: Kernel stack is
+    /// corrupted in: FUNC`) or the scheduler's stack end check.
+    StackCorruption,
+    /// A kernel stack overflowed into its guard page (VMAP_STACK).
+    StackOverflow,
+    /// `refcount_t: saturated; leaking memory.` and its siblings.
+    Refcount,
+    /// FORTIFY_SOURCE: `strscpy: detected buffer overflow: ...`,
+    /// `memcpy: detected field-spanning write ...`.
+    Fortify,
     /// A second `Linux version ...` banner: the machine rebooted.
     UnexpectedReboot,
     /// A report that ended before it said where it happened.
@@ -121,7 +137,21 @@ pub fn find_crashes(console: &str) -> Vec<Crash> {
 
 /// True when the kernel panicked (so the guest will not report more).
 pub fn panicked(crashes: &[Crash]) -> bool {
-    crashes.iter().any(|c| c.kind == CrashKind::Panic)
+    crashes.iter().any(Crash::is_panic)
+}
+
+impl Crash {
+    /// Whether this report is the kernel's panic (`Kernel panic - not
+    /// syncing`), whatever its kind (a stack-protector panic is a
+    /// [`CrashKind::StackCorruption`]).
+    pub fn is_panic(&self) -> bool {
+        self.kind == CrashKind::Panic
+            || self.lines.iter().any(|l| {
+                split_timestamp(l)
+                    .1
+                    .starts_with("Kernel panic - not syncing")
+            })
+    }
 }
 
 /// Where the function named in a title comes from.
@@ -129,14 +159,17 @@ pub fn panicked(crashes: &[Crash]) -> bool {
 enum Func {
     /// The title names no function.
     None,
-    /// The start line names it, in the regex group `func`.
+    /// The start line names it, in the regex group `func`; when that is a
+    /// function of [`FRAME_SKIP`] (a `memcpy`, a list helper), as [`Func::Rip`].
     Captured,
-    /// The `RIP:` line: the function that faulted. When the RIP has no symbol
-    /// (a jump to a bad address), the first frame of the call trace.
+    /// The function that faulted: the first of the `RIP:` lines and the
+    /// call trace, in the order printed, that is not in [`FRAME_SKIP`].
+    /// When the RIP has no symbol (a jump to a bad address) and every frame
+    /// is unreliable (`?`), the first unreliable frame not in the skip list,
+    /// as syzkaller does.
     Rip,
-    /// The first function, of the `RIP:` lines and the call trace in the
-    /// order printed, that is neither reporting machinery ([`MACHINERY`]) nor
-    /// a wait or lock primitive ([`WAITING`]): the code that spun or slept.
+    /// As [`Func::Rip`], but a wait or lock primitive ([`WAITING`]) is named
+    /// only when there is nothing else: the code that spun or slept.
     Culprit,
 }
 
@@ -151,6 +184,10 @@ enum End {
     /// The end of its call trace (the first line after it that is not a
     /// frame, a `<TASK>`-style marker or a register dump).
     Trace,
+    /// The end of a run of stack dumps (a stall: the stalled CPUs', the
+    /// grace-period kthread's, NMI backtraces, ...): the first line that is
+    /// neither a trace nor one of the lines such dumps are made of.
+    Dumps,
 }
 
 /// One row of the table: one kind of report.
@@ -195,7 +232,7 @@ pub const PATTERNS: &[Pattern] = &[
     Pattern {
         kind: CrashKind::PageFault,
         start: r"^BUG: unable to handle page fault for address:",
-        title: "BUG: unable to handle page fault in ${func}",
+        title: "BUG: unable to handle kernel paging request in ${func}",
         func: Func::Rip,
         absorbs: &[CrashKind::Oops],
         ..ROW
@@ -203,9 +240,85 @@ pub const PATTERNS: &[Pattern] = &[
     Pattern {
         kind: CrashKind::PageFault,
         start: r"^BUG: kernel NULL pointer dereference, address:",
-        title: "BUG: kernel NULL pointer dereference in ${func}",
+        title: "BUG: unable to handle kernel NULL pointer dereference in ${func}",
         func: Func::Rip,
         absorbs: &[CrashKind::Oops],
+        ..ROW
+    },
+    // VMAP_STACK: `BUG: TASK stack guard page was hit at ADDR (stack is
+    // ...)`, then `Oops: stack guard page`; the RIP names the function.
+    Pattern {
+        kind: CrashKind::StackOverflow,
+        start: r"^BUG: (?:[A-Z#]+ )?stack guard page was hit at ",
+        title: "BUG: stack guard page was hit in ${func}",
+        func: Func::Rip,
+        absorbs: &[CrashKind::Oops, CrashKind::DoubleFault],
+        ..ROW
+    },
+    // List debugging: the message first (pr_err before BUG() with
+    // BUG_ON_DATA_CORRUPTION, or WARN()'s own text after `cut here`), then
+    // the BUG or WARNING that carries the trace. The list helpers are in
+    // the skip list: the culprit is their caller.
+    Pattern {
+        kind: CrashKind::ListCorruption,
+        start: r"^(?:list_add|list_del|hlist_add|hlist_del|__list_\w+|list_\w+) corruption[.,]",
+        title: "BUG: corrupted list in ${func}",
+        func: Func::Rip,
+        absorbs: &[
+            CrashKind::Bug,
+            CrashKind::InvalidOpcode,
+            CrashKind::Oops,
+            CrashKind::Warning,
+        ],
+        ..ROW
+    },
+    // `refcount_t: saturated; leaking memory.` (WARN_ONCE's text, before
+    // its WARNING in refcount_warn_saturate).
+    Pattern {
+        kind: CrashKind::Refcount,
+        start: r"^refcount_t: [a-z0-9 ;-]+\.?\s*$",
+        title: "WARNING: refcount bug in ${func}",
+        func: Func::Rip,
+        absorbs: &[CrashKind::Warning],
+        ..ROW
+    },
+    // FORTIFY_SOURCE, 6.x and later (`strscpy: detected buffer overflow: 16
+    // byte read of buffer size 15`, a WARNING in __fortify_report, then a
+    // BUG in __fortify_panic) and 5.x (`detected buffer overflow in
+    // strcpy`, then a BUG); `memcpy: detected field-spanning write`.
+    Pattern {
+        kind: CrashKind::Fortify,
+        start: r"^(?:[a-z_0-9]+: )?detected (?P<what>buffer overflow|field-spanning write)\b",
+        title: "BUG: fortify detected ${what} in ${func}",
+        func: Func::Rip,
+        absorbs: &[
+            CrashKind::Bug,
+            CrashKind::InvalidOpcode,
+            CrashKind::Oops,
+            CrashKind::Warning,
+        ],
+        ..ROW
+    },
+    // SLUB debugging: `BUG CACHE (Not tainted): WHAT` (no colon after BUG),
+    // the object's dump, then the trace of the code that tripped the check.
+    // The cache's name is left out of the title: it follows the object's
+    // size, which differs between builds.
+    Pattern {
+        kind: CrashKind::SlabCorruption,
+        start: r"^BUG [\w.:-]+ \((?:Not tainted|Tainted: [^)]*)\): (?P<what>[A-Za-z][A-Za-z -]*[A-Za-z])",
+        title: "BUG: slab ${what} in ${func}",
+        func: Func::Culprit,
+        end: End::Trace,
+        absorbs: &[CrashKind::Warning],
+        ..ROW
+    },
+    // Spinlock debugging (`BUG: spinlock recursion on CPU#0, sh/1`).
+    Pattern {
+        kind: CrashKind::Bug,
+        start: r"^BUG: (?P<lock>spinlock|rwlock) (?P<what>lockup suspected|recursion|already unlocked|bad magic|wrong owner|wrong CPU|cpu recursion)",
+        title: "BUG: ${lock} ${what} in ${func}",
+        func: Func::Culprit,
+        end: End::Trace,
         ..ROW
     },
     Pattern {
@@ -327,6 +440,22 @@ pub const PATTERNS: &[Pattern] = &[
         ..ROW
     },
     Pattern {
+        kind: CrashKind::StackCorruption,
+        start: r"^Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: (?P<func>[A-Za-z_$][\w$.]*)",
+        title: "kernel panic: stack is corrupted in ${func}",
+        func: Func::Captured,
+        end: End::Marker(r"^---\[ end Kernel panic"),
+        ..ROW
+    },
+    Pattern {
+        kind: CrashKind::StackCorruption,
+        start: r"^Kernel panic - not syncing: corrupted stack end detected inside scheduler",
+        title: "kernel panic: corrupted stack end in ${func}",
+        func: Func::Culprit,
+        end: End::Marker(r"^---\[ end Kernel panic"),
+        ..ROW
+    },
+    Pattern {
         kind: CrashKind::Panic,
         start: r"^Kernel panic - not syncing: (?P<msg>.*)$",
         title: "Kernel panic: ${msg}",
@@ -346,7 +475,8 @@ pub const PATTERNS: &[Pattern] = &[
         start: r"^(?:rcu: )?INFO: rcu_(?:preempt|sched|bh) (?:self-)?detected(?: expedited)? stalls?",
         title: "INFO: rcu detected stall in ${func}",
         func: Func::Culprit,
-        end: End::Trace,
+        end: End::Dumps,
+        absorbs: &[CrashKind::RcuStall],
         ..ROW
     },
     Pattern {
@@ -390,6 +520,13 @@ pub const PATTERNS: &[Pattern] = &[
 
 /// Named rewrites of titles, applied in order before [`normalize_line`].
 pub const TITLE_RULES: &[Rule] = &[
+    // `BUG: some check failed at ffff...` titled by its first words ends in
+    // the preposition that introduced the value.
+    Rule {
+        name: "dangling_preposition",
+        pattern: r"(?: (?:at|on|in|for|of|from|to|by|with))+$",
+        replacement: "",
+    },
     // `Attempted to kill init! exitcode=0x0000000b` -> `Attempted to kill init!`
     Rule {
         name: "panic_exitcode",
@@ -398,26 +535,90 @@ pub const TITLE_RULES: &[Rule] = &[
     },
 ];
 
-/// Reporting machinery: the frames of the code that prints the report, takes
-/// the exception or the timer interrupt. Dropped from the start of a trace and
-/// never named in a title. Matched against the whole function name.
-pub const MACHINERY: &[&str] = &[
-    r"dump_stack(?:_lvl)?|show_stack|show_regs|show_trace_log_lvl|sched_show_task",
-    r"__die(?:_body|_header)?|die|die_addr|oops_end|page_fault_oops|kernelmode_fixup_or_oops",
-    r"__bad_area_nosemaphore|bad_area_nosemaphore|do_user_addr_fault|do_kern_addr_fault|handle_page_fault",
-    r"exc_\w+|asm_exc_\w+|handle_bug|report_bug(?:_entry)?|__report_bug|__warn|warn_slowpath_fmt",
-    r"do_error_trap|do_trap|fixup_exception|handle_stack_overflow",
-    r"panic|vpanic|nmi_panic|check_panic_on_warn",
-    r"print_report|print_address_description|kasan_\w+|__kasan_\w+|__asan_\w+|__hwasan_\w+|kfence_\w+",
-    r"ubsan_\w+|__ubsan_handle_\w+",
-    r"watchdog_\w+|softlockup_fn|__hrtimer_run_queues|hrtimer_\w+|tick_\w+|update_process_times",
-    r"rcu_dump_cpu_stacks|print_cpu_stall|print_other_cpu_stall|check_cpu_stall|rcu_pending|rcu_sched_clock_irq|dump_cpu_task",
-    r"nmi_cpu_backtrace|nmi_trigger_cpumask_backtrace|arch_trigger_cpumask_backtrace|trigger_\w*backtrace",
-    r"__sysvec_\w+|sysvec_\w+|asm_sysvec_\w+|irq_exit_rcu|__irq_exit_rcu|handle_softirqs|__do_softirq",
-    r"nmi_handle|default_do_nmi|exc_nmi|end_repeat_nmi|perf_event_nmi_handler",
-    r"__might_resched|__might_sleep|___might_sleep|__might_fault|__schedule_bug",
-    r"bad_page|free_page_is_bad_report|free_page_is_bad|print_bad_pte",
-    r"lockdep_\w+|print_\w+_bug|validate_chain|__lock_acquire|lock_acquire|check_prevs?_add|mark_lock",
+/// The frames never named as a culprit, by what they are (syzkaller's
+/// frame-skip list, for Linux): the code that prints a report, takes an
+/// exception or an interrupt, checks (list, refcount, fortify, sanitizers,
+/// SLUB), allocates, dispatches LKDTM's crashes, or runs RCU, stop_machine
+/// and kthreads. A title names the first frame that is none of these. Each
+/// entry matches a whole function name; the reporting machinery's entries
+/// (`true`) are also cut from the start of a [`Crash::trace`].
+pub const FRAME_SKIP: &[(&str, bool, &str)] = &[
+    (
+        "reporting",
+        true,
+        r"dump_stack(?:_lvl)?|__dump_stack|show_stack|show_regs|show_trace_log_lvl|show_stack_regs|sched_show_task|dump_backtrace|show_opcodes|show_iret_regs|__show_regs",
+    ),
+    (
+        "printk",
+        true,
+        r"printk|_printk|vprintk\w*|__printk\w*|console_\w+|printk_\w+|__warn_printk",
+    ),
+    (
+        "exceptions",
+        true,
+        r"__die(?:_body|_header)?|die|die_addr|oops_end|page_fault_oops|kernelmode_fixup_or_oops|__bad_area_nosemaphore|bad_area_nosemaphore|__bad_area|bad_area\w*|do_user_addr_fault|do_kern_addr_fault|handle_page_fault|do_error_trap|do_trap|do_int3\w*|math_error|fixup_exception|handle_stack_overflow|exc_\w+|asm_exc_\w+|noist_exc_\w+|spurious_kernel_fault\w*",
+    ),
+    (
+        "warn_bug_panic",
+        true,
+        r"handle_bug|report_bug(?:_entry)?|__report_bug|__warn|warn_slowpath_\w+|panic|vpanic|nmi_panic|check_panic_on_warn|__stack_chk_fail|check_data_corruption",
+    ),
+    (
+        "list_debug",
+        false,
+        r"__list_\w+_valid\w*|__list_valid_\w+|list_\w+_valid\w*|__list_add|list_add\w*|__list_del\w*|list_del\w*|__hlist_\w+|hlist_\w+|list_move\w*|list_splice\w*|list_replace\w*",
+    ),
+    ("refcount", false, r"refcount_\w+|__refcount_\w+|kref_\w+"),
+    (
+        "fortify_string_copy",
+        false,
+        r"__fortify_\w+|fortify_\w+|memcpy|memmove|memset|memcmp|memchr|bcmp|__memcpy\w*|__memmove\w*|__memset\w*|memcpy_\w+|memmove_\w+|memset_\w+|strcpy|strncpy|strscpy\w*|sized_strscpy|strlcpy|strcat|strncat|strlcat|strlen|strnlen|strcmp|strncmp|strchr|strrchr|strstr|copy_user_generic|rep_movs_alternative|rep_stos_alternative|_copy_to_user|_copy_from_user|copy_to_user|copy_from_user|raw_copy_\w+|__copy_user\w*|clear_user|__clear_user|usercopy_abort|__check_object_size|check_object_size|__check_heap_object|check_heap_object",
+    ),
+    (
+        "sanitizers",
+        true,
+        r"print_report|print_address_description|describe_object\w*|kasan_\w+|__kasan_\w+|__asan_\w+|__hwasan_\w+|check_region_inline|kfence_\w+|__kfence_\w+|kmsan_\w+|__msan_\w+|ubsan_\w+|__ubsan_handle_\w+|kcsan_\w+|__tsan_\w+",
+    ),
+    (
+        "slub_debug",
+        true,
+        r"slab_err|object_err|slab_bug|slab_fix|print_trailer|print_tracking|print_section|print_page_info|print_slab_info|check_bytes_and_report|check_bytes\w*|check_object|check_slab|check_valid_pointer|check_pad_bytes|slab_pad_check|on_freelist|free_debug_processing|alloc_debug_processing|free_consistency_checks|alloc_consistency_checks|free_to_partial_list|validate_slab\w*|set_track\w*|init_object",
+    ),
+    (
+        "allocator",
+        false,
+        r"kmalloc\w*|__kmalloc\w*|kzalloc\w*|kcalloc\w*|krealloc\w*|kvmalloc\w*|__kvmalloc\w*|kvzalloc\w*|kfree\w*|kvfree\w*|kmem_cache_\w+|__kmem_cache_\w+|slab_alloc\w*|__slab_alloc\w*|___slab_alloc|slab_free\w*|__slab_free|do_slab_free|kmemdup\w*|kstrdup\w*|vmalloc\w*|__vmalloc\w*|vzalloc\w*|vfree\w*|alloc_pages\w*|__alloc_pages\w*|alloc_pages_noprof|__free_pages\w*|free_pages\w*|__free_one_page|free_unref_\w+|__folio_alloc\w*|folio_alloc\w*|__get_free_pages\w*|get_free_pages\w*",
+    ),
+    (
+        "lkdtm_dispatch",
+        false,
+        r"lkdtm_do_action|direct_entry|lkdtm_debugfs_\w+",
+    ),
+    (
+        "rcu_stop_machine_kthreads",
+        false,
+        r"rcu_\w+|__rcu_\w+|print_cpu_stall\w*|print_other_cpu_stall|check_cpu_stall|dump_cpu_task|multi_cpu_stop|cpu_stopper_thread|stop_machine\w*|stop_one_cpu\w*|stop_cpus|smpboot_thread_fn|kthread|ret_from_fork\w*|worker_thread|process_one_work|process_scheduled_works",
+    ),
+    (
+        "timers_irqs_nmi",
+        true,
+        r"rcu_dump_cpu_stacks|print_cpu_stall|print_other_cpu_stall|check_cpu_stall|rcu_pending|rcu_sched_clock_irq|dump_cpu_task|watchdog_\w+|softlockup_fn|__hrtimer_run_queues|hrtimer_\w+|tick_\w+|update_process_times|nmi_cpu_backtrace|nmi_trigger_cpumask_backtrace|arch_trigger_cpumask_backtrace|trigger_\w*backtrace|__sysvec_\w+|sysvec_\w+|asm_sysvec_\w+|irq_exit_rcu|__irq_exit_rcu|handle_softirqs|__do_softirq|nmi_handle|default_do_nmi|end_repeat_nmi|perf_event_nmi_handler|__flush_smp_call_function_queue|generic_smp_call_function_single_interrupt",
+    ),
+    (
+        "sched_checks",
+        true,
+        r"__might_resched|__might_sleep|___might_sleep|__might_fault|__schedule_bug|schedule_debug",
+    ),
+    (
+        "bad_page",
+        true,
+        r"bad_page|free_page_is_bad_report|free_page_is_bad|print_bad_pte",
+    ),
+    (
+        "lockdep_lock_debug",
+        true,
+        r"lockdep_\w+|print_\w+_bug|validate_chain|__lock_acquire|lock_acquire|lock_release|__lock_release|check_prevs?_add|mark_lock|spin_bug|spin_dump|rwlock_bug|debug_spin_\w+|debug_write_\w+|debug_read_\w+",
+    ),
 ];
 
 /// Wait and lock primitives: kept in traces, but a stall or a hang is titled
@@ -445,6 +646,14 @@ const FRAME: &str = r"^\s*(?:\[<[0-9a-f]+>\] )?(?P<unreliable>\? )?(?P<func>[A-Z
 /// `<TASK>`, `</IRQ>`, `<NMI>`, `<#DF>`, ...
 const STACK_MARKER: &str = r"^\s*</?[A-Z#][A-Z0-9_#]*>\s*$";
 
+/// The lines a run of stack dumps is made of besides traces and registers
+/// (an RCU stall's CPU lines, NMI backtraces, task lines, ...).
+const DUMP_LINE: &str = r"^(?:rcu: |\s|CPU: |Hardware name: |Sending NMI |NMI backtrace for |task:|Call Trace:|RIP: |Code: |Modules linked in:|irq event stamp:|hardirqs |softirqs |Workqueue: |INFO: NMI handler |Showing |\(detected by |Tainted: |Stack dump |Unable to |Possible timer handling issue|INFO: rcu_\w+ (?:self-)?detected)";
+
+/// The start of another task's or CPU's stack dump.
+const OTHER_DUMP: &str =
+    r"^(?:task:\S|Sending NMI from |NMI backtrace for cpu|Showing (?:all|busy) )";
+
 /// A kernel `RIP:` line with a symbol (not a user `RIP: 0033:0x4a1b2c`).
 const RIP: &str = r"^\s*RIP: [0-9a-f]{4}:(?P<func>[A-Za-z_$][\w$.]*)\+0x";
 
@@ -460,12 +669,16 @@ struct Table {
     patterns: Vec<CompiledPattern>,
     starts: RegexSet,
     title_rules: Vec<(Regex, &'static str)>,
+    skip: Regex,
+    /// The entries of [`FRAME_SKIP`] that are reporting machinery.
     machinery: Regex,
     waiting: Regex,
     opener: Regex,
     frame: Regex,
     marker: Regex,
     rip: Regex,
+    dump: Regex,
+    other_dump: Regex,
     placeholder: Regex,
 }
 
@@ -558,12 +771,21 @@ impl Table {
                 .iter()
                 .map(|r| (re(r.pattern), r.replacement))
                 .collect(),
-            machinery: whole(MACHINERY),
+            skip: whole(&FRAME_SKIP.iter().map(|(_, _, r)| *r).collect::<Vec<_>>()),
+            machinery: whole(
+                &FRAME_SKIP
+                    .iter()
+                    .filter(|(_, m, _)| *m)
+                    .map(|(_, _, r)| *r)
+                    .collect::<Vec<_>>(),
+            ),
             waiting: whole(WAITING),
             opener: re(OPENER),
             frame: re(FRAME),
             marker: re(STACK_MARKER),
             rip: re(RIP),
+            dump: re(DUMP_LINE),
+            other_dump: re(OTHER_DUMP),
             placeholder: re(r"\$\{(\w+)\}"),
         }
     }
@@ -580,6 +802,7 @@ impl Table {
             return (i + 1, Cut::Ended);
         }
         let mut trace = TraceState::Before;
+        let mut dumped = false;
         for (j, line) in lines.iter().enumerate().skip(i + 1) {
             if j - i >= MAX_REPORT_LINES {
                 return (j, Cut::Ended);
@@ -597,6 +820,21 @@ impl Table {
                 End::Trace => {
                     trace = self.trace_step(&cp.trace, trace, line.msg);
                     if trace == TraceState::Done {
+                        return (j, Cut::Ended);
+                    }
+                }
+                End::Dumps => {
+                    trace = self.trace_step(&cp.trace, trace, line.msg);
+                    if trace == TraceState::In {
+                        dumped = true;
+                    } else if trace == TraceState::Done {
+                        trace = TraceState::Before;
+                    }
+                    let part = trace == TraceState::In
+                        || self.dump.is_match(line.msg)
+                        || self.frame.is_match(line.msg)
+                        || normalize::is_register_dump(line.msg);
+                    if dumped && !part {
                         return (j, Cut::Ended);
                     }
                 }
@@ -630,32 +868,64 @@ impl Table {
             .unwrap_or(i)
     }
 
-    /// The reliable frames of the report's first call trace (base names, in
-    /// order); and the same frames with the kernel `RIP:` functions printed
-    /// up to the trace's end, in the order printed.
-    fn frames(&self, cp: &CompiledPattern, body: &[Line]) -> (Vec<String>, Vec<String>) {
-        let mut frames = Vec::new();
-        let mut in_order = Vec::new();
+    /// The functions of the report's kernel `RIP:` lines and call trace
+    /// frames, in the order printed: of its first call trace, or of all its
+    /// traces for a row that ends with [`End::Dumps`].
+    fn frames(&self, cp: &CompiledPattern, body: &[Line]) -> Vec<Seen> {
+        let mut seen = Vec::new();
         let mut state = TraceState::Before;
+        let dumps = matches!(cp.pat.end, End::Dumps);
         for line in body.iter().skip(1) {
-            state = self.trace_step(&cp.trace, state, line.msg);
-            if state == TraceState::Done {
+            // After a panic that follows an oops, the kernel prints no trace
+            // of its own: what follows is other tasks' and CPUs' (the tasks
+            // dumped at panic, NMI backtraces), different on every run.
+            if cp.pat.kind == CrashKind::Panic
+                && state == TraceState::Before
+                && self.other_dump.is_match(line.msg)
+            {
                 break;
             }
-            if let Some(c) = self.rip.captures(line.msg) {
-                in_order.push(base_name(&c["func"]).to_string());
+            state = self.trace_step(&cp.trace, state, line.msg);
+            if state == TraceState::Done {
+                if !dumps {
+                    break;
+                }
+                state = self.trace_step(&cp.trace, TraceState::Before, line.msg);
             }
-            if state == TraceState::In {
+            if let Some(c) = self.rip.captures(line.msg) {
+                seen.push(Seen {
+                    func: base_name(&c["func"]).to_string(),
+                    rip: true,
+                    reliable: true,
+                });
+            } else if state == TraceState::In {
                 if let Some(c) = self.frame.captures(line.msg) {
-                    if c.name("unreliable").is_none() {
-                        let f = base_name(&c["func"]).to_string();
-                        frames.push(f.clone());
-                        in_order.push(f);
-                    }
+                    seen.push(Seen {
+                        func: base_name(&c["func"]).to_string(),
+                        rip: false,
+                        reliable: c.name("unreliable").is_none(),
+                    });
                 }
             }
         }
-        (frames, in_order)
+        seen
+    }
+
+    /// The culprit among `seen`: the first reliable function not in the
+    /// skip list (not waiting either, when `waiting` is asked and there is
+    /// another), else the first such unreliable frame.
+    fn culprit(&self, seen: &[Seen], avoid_waiting: bool) -> Option<String> {
+        let pick = |reliable: bool| {
+            let useful = seen
+                .iter()
+                .filter(|f| f.reliable == reliable && !self.skip.is_match(&f.func));
+            let mut first = useful.clone();
+            let busy = useful
+                .clone()
+                .find(|f| !(avoid_waiting && self.waiting.is_match(&f.func)));
+            busy.or_else(|| first.next()).map(|f| f.func.clone())
+        };
+        pick(true).or_else(|| pick(false))
     }
 
     fn build(&self, p: usize, report: &[Line], at: usize, cut: Cut) -> Crash {
@@ -670,9 +940,11 @@ impl Table {
             .as_ref()
             .and_then(|d| body.iter().find_map(|l| d.captures(l.msg)));
 
-        let (frames, in_order) = self.frames(cp, body);
-        let trace: Vec<String> = frames
+        let seen = self.frames(cp, body);
+        let trace: Vec<String> = seen
             .iter()
+            .filter(|f| f.reliable && !f.rip)
+            .map(|f| &f.func)
             .skip_while(|f| self.machinery.is_match(f))
             .take(MAX_TRACE)
             .cloned()
@@ -680,20 +952,13 @@ impl Table {
 
         let func: Option<String> = match cp.pat.func {
             Func::None => None,
-            Func::Captured => caps.name("func").map(|m| base_name(m.as_str()).to_string()),
-            Func::Rip => body
-                .iter()
-                .find_map(|l| self.rip.captures(l.msg))
-                .map(|c| base_name(&c["func"]).to_string())
-                .or_else(|| trace.first().cloned()),
-            Func::Culprit => {
-                let useful = in_order.iter().filter(|f| !self.machinery.is_match(f));
-                useful
-                    .clone()
-                    .find(|f| !self.waiting.is_match(f))
-                    .or_else(|| useful.clone().next())
-                    .cloned()
-            }
+            Func::Captured => caps
+                .name("func")
+                .map(|m| base_name(m.as_str()).to_string())
+                .filter(|f| !self.skip.is_match(f))
+                .or_else(|| self.culprit(&seen, false)),
+            Func::Rip => self.culprit(&seen, false),
+            Func::Culprit => self.culprit(&seen, true),
         };
 
         let mut kind = cp.pat.kind;
@@ -731,6 +996,13 @@ impl Table {
             rest = &rest[m.end()..];
         }
         title.push_str(rest);
+        // An empty placeholder (`KASAN: double-free ${access} in`) leaves
+        // two spaces.
+        title = title
+            .split(' ')
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
         for (re, rep) in &self.title_rules {
             title = re.replace_all(&title, *rep).into_owned();
         }
@@ -746,6 +1018,15 @@ impl Table {
             line_no: report[0].no,
         }
     }
+}
+
+/// One function of a report: from a `RIP:` line or a trace frame.
+#[derive(Debug, Clone)]
+struct Seen {
+    func: String,
+    rip: bool,
+    /// Not a `?` frame.
+    reliable: bool,
 }
 
 /// A function name without the suffixes the compiler adds (`mem_rw.isra.0`
@@ -804,7 +1085,7 @@ mod tests {
         assert_eq!(c.kind, CrashKind::PageFault);
         assert_eq!(
             c.title,
-            "BUG: unable to handle page fault in __access_remote_vm"
+            "BUG: unable to handle kernel paging request in __access_remote_vm"
         );
         assert_eq!(c.trace, ["mem_rw", "vfs_read"]);
         assert!(c.lines.iter().any(|l| l.starts_with("#PF: error_code")));
@@ -817,7 +1098,10 @@ mod tests {
                      [ 1.000001] #PF: supervisor read access in kernel mode\n",
         );
         assert_eq!(c.kind, CrashKind::PageFault);
-        assert_eq!(c.title, "BUG: unable to handle page fault (truncated)");
+        assert_eq!(
+            c.title,
+            "BUG: unable to handle kernel paging request (truncated)"
+        );
         assert!(c.trace.is_empty());
     }
 
@@ -835,7 +1119,7 @@ mod tests {
             (c[0].kind, c[0].title.as_str()),
             (
                 CrashKind::Corrupted,
-                "BUG: unable to handle page fault (corrupted)"
+                "BUG: unable to handle kernel paging request (corrupted)"
             )
         );
         assert_eq!(
@@ -856,7 +1140,7 @@ mod tests {
         );
         assert_eq!(
             c.title,
-            "BUG: kernel NULL pointer dereference in kvm_gmem_release"
+            "BUG: unable to handle kernel NULL pointer dereference in kvm_gmem_release"
         );
     }
 
@@ -1064,7 +1348,10 @@ mod tests {
 ");
         assert_eq!(
             (c.kind, c.title.as_str()),
-            (CrashKind::Bug, "BUG: stack guard page was hit at")
+            (
+                CrashKind::StackOverflow,
+                "BUG: stack guard page was hit in kvm_gmem_get_folio"
+            )
         );
     }
 
@@ -1111,5 +1398,321 @@ mod tests {
         ] {
             assert!(!t.frame.is_match(not), "{not}");
         }
+    }
+
+    /// A report as the console prints it: one line per entry.
+    fn log(lines: &[&str]) -> String {
+        lines.iter().map(|l| format!("{l}\n")).collect()
+    }
+
+    #[test]
+    fn an_oops_with_only_unreliable_frames_names_the_first_that_is_not_machinery() {
+        let c = one(&log(&[
+            "kernel tried to execute NX-protected page - exploit attempt? (uid: 0)",
+            "BUG: unable to handle page fault for address: ffffc90000a3fd10",
+            "#PF: supervisor instruction fetch in kernel mode",
+            "#PF: error_code(0x0011) - permissions violation",
+            "Oops: Oops: 0011 [#1] SMP KASAN NOPTI",
+            "RIP: 0010:0xffffc90000a3fd10",
+            "Code: Unable to access opcode bytes at 0xffffc90000a3fce6.",
+            "Call Trace:",
+            " <TASK>",
+            " ? __die_body+0x1a/0x60",
+            " ? page_fault_oops+0x153/0x480",
+            " ? exc_page_fault+0x63/0x130",
+            " ? asm_exc_page_fault+0x26/0x30",
+            " ? execute_location+0x58/0x80",
+            " ? lkdtm_EXEC_STACK+0x2e/0x50",
+            " ? lkdtm_do_action+0x16/0x30",
+            " </TASK>",
+            "---[ end trace 0000000000000000 ]---",
+        ]));
+        assert_eq!(
+            (c.kind, c.title.as_str()),
+            (
+                CrashKind::PageFault,
+                "BUG: unable to handle kernel paging request in execute_location"
+            )
+        );
+        assert!(c.trace.is_empty(), "unreliable frames are not a trace");
+    }
+
+    #[test]
+    fn a_list_corruption_is_titled_after_the_lists_user_as_bug_or_warning() {
+        let bug = log(&[
+            "list_add corruption. next->prev should be prev (ffff88800a1b2c00), but was ffff88800a1b2d00. (next=ffff88800a1b2e00).",
+            "------------[ cut here ]------------",
+            "kernel BUG at lib/list_debug.c:32!",
+            "Oops: invalid opcode: 0000 [#1] SMP KASAN NOPTI",
+            "RIP: 0010:__list_add_valid_or_report+0x9a/0xd0",
+            "Call Trace:",
+            " <TASK>",
+            " ? die+0x36/0x90",
+            " ? do_trap+0xdd/0x100",
+            " lkdtm_CORRUPT_LIST_ADD+0xb4/0x150",
+            " lkdtm_do_action+0x16/0x30",
+            " direct_entry+0x10a/0x160",
+            " </TASK>",
+            "---[ end trace 0000000000000000 ]---",
+        ]);
+        let warning = log(&[
+            "------------[ cut here ]------------",
+            "list_del corruption. prev->next should be ffff88800a1b2c00, but was 0000000000000000. (prev=ffff88800a1b2d00)",
+            "WARNING: CPU: 1 PID: 97 at lib/list_debug.c:62 __list_del_entry_valid_or_report+0xd3/0x100",
+            "RIP: 0010:__list_del_entry_valid_or_report+0xd3/0x100",
+            "Call Trace:",
+            " <TASK>",
+            " lkdtm_CORRUPT_LIST_DEL+0xa9/0x160",
+            " lkdtm_do_action+0x16/0x30",
+            " </TASK>",
+            "---[ end trace 0000000000000000 ]---",
+        ]);
+        for (text, func) in [
+            (bug, "lkdtm_CORRUPT_LIST_ADD"),
+            (warning, "lkdtm_CORRUPT_LIST_DEL"),
+        ] {
+            let c = one(&text);
+            assert_eq!(c.kind, CrashKind::ListCorruption);
+            assert_eq!(c.title, format!("BUG: corrupted list in {func}"));
+            assert_eq!(c.trace[0], func);
+        }
+    }
+
+    #[test]
+    fn refcount_fortify_and_stack_reports_have_their_kinds() {
+        let refcount = one(&log(&[
+            "------------[ cut here ]------------",
+            "refcount_t: saturated; leaking memory.",
+            "WARNING: CPU: 0 PID: 90 at lib/refcount.c:22 refcount_warn_saturate+0x97/0x150",
+            "RIP: 0010:refcount_warn_saturate+0x97/0x150",
+            "Call Trace:",
+            " <TASK>",
+            " lkdtm_REFCOUNT_INC_SATURATED+0x2d/0x50",
+            " </TASK>",
+            "---[ end trace 0000000000000000 ]---",
+        ]));
+        assert_eq!(
+            (refcount.kind, refcount.title.as_str()),
+            (
+                CrashKind::Refcount,
+                "WARNING: refcount bug in lkdtm_REFCOUNT_INC_SATURATED"
+            )
+        );
+        let fortify = find_crashes(&log(&[
+            "------------[ cut here ]------------",
+            "strscpy: detected buffer overflow: 16 byte read of buffer size 15",
+            "WARNING: CPU: 0 PID: 90 at lib/string_helpers.c:1035 __fortify_report+0x45/0x60",
+            "RIP: 0010:__fortify_report+0x45/0x60",
+            "Call Trace:",
+            " <TASK>",
+            " __fortify_panic+0x9/0x10",
+            " lkdtm_FORTIFY_STR_OBJECT+0x13e/0x150",
+            " </TASK>",
+            "---[ end trace 0000000000000000 ]---",
+            "------------[ cut here ]------------",
+            "kernel BUG at lib/string_helpers.c:1043!",
+            "Oops: invalid opcode: 0000 [#1] SMP KASAN NOPTI",
+            "RIP: 0010:__fortify_panic+0x9/0x10",
+            "Call Trace:",
+            " <TASK>",
+            " lkdtm_FORTIFY_STR_OBJECT+0x13e/0x150",
+            " </TASK>",
+            "---[ end trace 0000000000000000 ]---",
+        ]));
+        let titles: Vec<(CrashKind, &str)> =
+            fortify.iter().map(|c| (c.kind, c.title.as_str())).collect();
+        assert_eq!(
+            titles,
+            [
+                (
+                    CrashKind::Fortify,
+                    "BUG: fortify detected buffer overflow in lkdtm_FORTIFY_STR_OBJECT"
+                ),
+                (CrashKind::Bug, "kernel BUG in lkdtm_FORTIFY_STR_OBJECT"),
+            ]
+        );
+        let canary = one(&log(&[
+            "Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: lkdtm_CORRUPT_STACK_STRONG+0x45/0x50",
+            "Call Trace:",
+            " <TASK>",
+            " dump_stack_lvl+0x5d/0x80",
+            " panic+0x118/0x2f0",
+            " __stack_chk_fail+0x10/0x10",
+            " </TASK>",
+            "---[ end Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: lkdtm_CORRUPT_STACK_STRONG+0x45/0x50 ]---",
+        ]));
+        assert_eq!(
+            (canary.kind, canary.title.as_str()),
+            (
+                CrashKind::StackCorruption,
+                "kernel panic: stack is corrupted in lkdtm_CORRUPT_STACK_STRONG"
+            )
+        );
+        assert!(panicked(&[canary]));
+        let guard = one(&log(&[
+            "BUG: TASK stack guard page was hit at ffffc90000a47ff8 (stack is ffffc90000a48000..ffffc90000a4c000)",
+            "Oops: stack guard page: 0000 [#1] SMP KASAN NOPTI",
+            "RIP: 0010:__kasan_check_write+0x4/0x10",
+            "Call Trace:",
+            " <TASK>",
+            " recursive_loop+0x5c/0x90",
+            " recursive_loop+0x7e/0x90",
+            " </TASK>",
+            "---[ end trace 0000000000000000 ]---",
+        ]));
+        assert_eq!(
+            (guard.kind, guard.title.as_str()),
+            (
+                CrashKind::StackOverflow,
+                "BUG: stack guard page was hit in recursive_loop"
+            )
+        );
+    }
+
+    #[test]
+    fn slub_debug_reports_are_slab_corruption() {
+        let c = find_crashes(&log(&[
+            "=============================================================================",
+            "BUG kmalloc-1k (Not tainted): Object corrupt",
+            "-----------------------------------------------------------------------------",
+            "",
+            "Allocated in lkdtm_SLAB_LINEAR_OVERFLOW+0x1e/0x70 age=3 cpu=0 pid=91",
+            " __kmalloc_cache_noprof+0x1b2/0x3c0",
+            " lkdtm_SLAB_LINEAR_OVERFLOW+0x1e/0x70",
+            "Slab 0xffffea0000123400 objects=10 used=1 fp=0xffff888004b2c400 flags=0x100000000000240(workingset|head|node=0|zone=1)",
+            "Object   ffff888004b2c000: 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  ................",
+            "Redzone  ffff888004b2c400: 78 56 34 12 cc cc cc cc                          xV4.....",
+            "CPU: 0 UID: 0 PID: 91 Comm: sh Not tainted 7.3.4 #1",
+            "Call Trace:",
+            " <TASK>",
+            " dump_stack_lvl+0x5d/0x80",
+            " check_bytes_and_report+0xd1/0x120",
+            " check_object+0x1ad/0x300",
+            " free_to_partial_list+0x10c/0x590",
+            " kfree+0x289/0x3b0",
+            " lkdtm_SLAB_LINEAR_OVERFLOW+0x47/0x70",
+            " lkdtm_do_action+0x16/0x30",
+            " </TASK>",
+            "FIX kmalloc-1k: Restoring Right Redzone 0xffff888004b2c400-0xffff888004b2c407=0xcc",
+        ]));
+        assert_eq!(c.len(), 1, "{c:#?}");
+        assert_eq!(
+            (c[0].kind, c[0].title.as_str()),
+            (
+                CrashKind::SlabCorruption,
+                "BUG: slab Object corrupt in lkdtm_SLAB_LINEAR_OVERFLOW"
+            )
+        );
+    }
+
+    #[test]
+    fn an_rcu_stall_looks_past_the_grace_period_kthreads_dump() {
+        let c = one(&log(&[
+            "rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
+            "rcu: \t1-...0: (1 GPs behind) idle=5b4c/1/0x4000000000000000 softirq=1127/1128 fqs=0",
+            "rcu: \t(detected by 0, t=21002 jiffies, g=1745, q=14 ncpus=2)",
+            "rcu: rcu_preempt kthread timer wakeup didn't happen for 21001 jiffies! g1745 f0x0 RCU_GP_WAIT_FQS(5) ->state=0x402",
+            "rcu: RCU grace-period kthread stack dump:",
+            "task:rcu_preempt     state:I stack:0     pid:16    tgid:16    ppid:2      flags:0x00004000",
+            "Call Trace:",
+            " <TASK>",
+            " __schedule+0x3d5/0xb70",
+            " schedule+0x27/0xf0",
+            " schedule_timeout+0x8e/0x170",
+            " rcu_gp_fqs_loop+0x114/0x580",
+            " rcu_gp_kthread+0xd0/0x160",
+            " kthread+0xe4/0x110",
+            " ret_from_fork+0x31/0x50",
+            " </TASK>",
+            "Sending NMI from CPU 0 to CPUs 1:",
+            "NMI backtrace for cpu 1",
+            "CPU: 1 UID: 0 PID: 18 Comm: migration/1 Not tainted 7.3.4 #1",
+            "RIP: 0010:multi_cpu_stop+0x97/0x130",
+            "Call Trace:",
+            " <NMI>",
+            " nmi_cpu_backtrace+0x8c/0x100",
+            " </NMI>",
+            " <TASK>",
+            " cpu_stopper_thread+0x92/0x140",
+            " smpboot_thread_fn+0xd9/0x1d0",
+            " kthread+0xe4/0x110",
+            " </TASK>",
+            "rcu: INFO: rcu_preempt self-detected stall on CPU",
+            "rcu: \t0-....: (20999 ticks this GP) idle=9f2c/1/0x4000000000000000 softirq=2020/2020 fqs=2",
+            "CPU: 0 UID: 0 PID: 93 Comm: sh Not tainted 7.3.4 #1",
+            "RIP: 0010:lkdtm_SOFTLOCKUP+0x11/0x20",
+            "Call Trace:",
+            " <IRQ>",
+            " rcu_sched_clock_irq+0x4d4/0xbd0",
+            " update_process_times+0x76/0xb0",
+            " </IRQ>",
+            " <TASK>",
+            " lkdtm_do_action+0x16/0x30",
+            " direct_entry+0x10a/0x160",
+            " </TASK>",
+            "gmemtest-init: something else",
+        ]));
+        assert_eq!(
+            (c.kind, c.title.as_str()),
+            (
+                CrashKind::RcuStall,
+                "INFO: rcu detected stall in lkdtm_SOFTLOCKUP"
+            )
+        );
+    }
+
+    #[test]
+    fn kasan_frees_have_no_access_and_a_spinlock_bug_its_caller() {
+        let c = one(&log(&[
+            "==================================================================",
+            "BUG: KASAN: double-free in lkdtm_SLAB_FREE_DOUBLE+0x6d/0x80",
+            "Free of addr ffff888004b2c000 by task sh/92",
+            "Call Trace:",
+            " <TASK>",
+            " dump_stack_lvl+0x5d/0x80",
+            " kasan_report_invalid_free+0x9d/0xc0",
+            " lkdtm_SLAB_FREE_DOUBLE+0x6d/0x80",
+            " </TASK>",
+            "==================================================================",
+        ]));
+        assert_eq!(
+            (c.kind, c.title.as_str()),
+            (
+                CrashKind::Kasan,
+                "KASAN: double-free in lkdtm_SLAB_FREE_DOUBLE"
+            )
+        );
+        let c = one(&log(&[
+            "BUG: spinlock recursion on CPU#0, sh/92",
+            " lock: lock_me_up+0x0/0x20, .magic: dead4ead, .owner: sh/92, .owner_cpu: 0",
+            "Call Trace:",
+            " <TASK>",
+            " dump_stack_lvl+0x5d/0x80",
+            " do_raw_spin_lock+0x1f8/0x260",
+            " _raw_spin_lock+0x30/0x40",
+            " lkdtm_SPINLOCKUP+0x29/0x40",
+            " </TASK>",
+            "Disabling lock debugging due to kernel taint",
+        ]));
+        assert_eq!(c.title, "BUG: spinlock recursion in lkdtm_SPINLOCKUP");
+    }
+
+    #[test]
+    fn a_panic_after_an_oops_has_no_trace_of_other_tasks() {
+        let c = one(&log(&[
+            "Kernel panic - not syncing: Fatal exception",
+            "Sending NMI from CPU 0 to CPUs 1:",
+            "NMI backtrace for cpu 1 skipped: idling at default_idle+0x13/0x20",
+            "Kernel Offset: disabled",
+            "task:init            state:S stack:0     pid:1     tgid:1     ppid:0",
+            "Call Trace:",
+            " <TASK>",
+            " __schedule+0x3ea/0x890",
+            " do_sys_poll+0x485/0x590",
+            " </TASK>",
+            "---[ end Kernel panic - not syncing: Fatal exception ]---",
+        ]));
+        assert_eq!(c.title, "Kernel panic: Fatal exception");
+        assert!(c.trace.is_empty(), "{:?}", c.trace);
     }
 }

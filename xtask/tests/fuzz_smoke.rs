@@ -66,9 +66,9 @@ fn the_proc_self_mem_oops_is_found_minimized_and_known_the_second_time() {
     let o = fuzz(&suite, &out, &found, &corpus);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(3), "new findings exit 3\n{t}");
-    let title = "BUG: unable to handle page fault in __access_remote_vm";
+    let title = "BUG: unable to handle kernel paging request in __access_remote_vm";
     assert!(t.contains(&format!("NEW  {title}")), "{t}");
-    let case = found.join("found_bug_unable_to_handle_page_fault_in_access_remote_vm.yaml");
+    let case = found.join("found_unable_to_handle_kernel_paging_request_in_access_remote_vm.yaml");
     let yaml = std::fs::read_to_string(&case).unwrap_or_else(|e| panic!("{e}: {t}"));
     // The minimized program: a NO_DIRECT_MAP file, its mapping, the GUP read.
     let ops: Vec<&str> = yaml
@@ -80,7 +80,7 @@ fn the_proc_self_mem_oops_is_found_minimized_and_known_the_second_time() {
         yaml.contains("NO_DIRECT_MAP") && yaml.contains("proc_self_mem"),
         "{yaml}"
     );
-    assert!(yaml.contains("#   cargo xtask run found_bug_unable_to_handle_page_fault_in_access_remote_vm --kernel nodirectmap-rfc"), "{yaml}");
+    assert!(yaml.contains("#   cargo xtask run found_unable_to_handle_kernel_paging_request_in_access_remote_vm --kernel nodirectmap-rfc"), "{yaml}");
     // Its crash report, in the comments, is the console's.
     assert!(
         yaml.contains("# The crash") && yaml.contains("__access_remote_vm"),
@@ -91,7 +91,9 @@ fn the_proc_self_mem_oops_is_found_minimized_and_known_the_second_time() {
     assert!(t.contains("passes on: nodirectmap-reviewed"), "{t}");
     // The corpus has it.
     assert!(corpus
-        .join("nodirectmap-rfc/found_bug_unable_to_handle_page_fault_in_access_remote_vm.yaml")
+        .join(
+            "nodirectmap-rfc/found_unable_to_handle_kernel_paging_request_in_access_remote_vm.yaml"
+        )
         .exists());
 
     // The same seed again: the finding is known, nothing new, exit 0.
