@@ -7,7 +7,7 @@
 use anyhow::{Context, Result};
 use regex::Regex;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -81,32 +81,109 @@ pub fn has_debug_info(kernel: &BuiltKernel) -> bool {
         .unwrap_or(false)
 }
 
+/// What frames are decoded with: a vmlinux and where its symbols come from.
+#[derive(Debug, Clone)]
+pub struct DebugInfo {
+    pub vmlinux: PathBuf,
+    /// The System.map; without one, `nm` reads the vmlinux's symbols.
+    pub system_map: Option<PathBuf>,
+    /// Whether the vmlinux has DWARF line tables.
+    pub dwarf: bool,
+    /// Why there is nothing to decode with, for the report.
+    pub without_dwarf: String,
+}
+
+impl DebugInfo {
+    /// A kernel the runner built.
+    pub fn of_kernel(kernel: &BuiltKernel) -> DebugInfo {
+        DebugInfo {
+            vmlinux: kernel.vmlinux.clone(),
+            system_map: Some(kernel.system_map.clone()),
+            dwarf: has_debug_info(kernel),
+            without_dwarf: format!(
+                "kernel {} has no debug info; set `debug_info: true` in kernels/{}.yaml",
+                kernel.name, kernel.name
+            ),
+        }
+    }
+
+    /// Any vmlinux (a CI's, a bot's): its System.map when one lies beside
+    /// it, its DWARF when it has a `.debug_info` section.
+    pub fn of_vmlinux(vmlinux: &Path) -> Result<DebugInfo> {
+        let head = std::fs::read(vmlinux)
+            .map(|b| b.get(..4).map(<[u8]>::to_vec).unwrap_or_default())
+            .with_context(|| format!("cannot read {}", vmlinux.display()))?;
+        if head != b"\x7fELF" {
+            anyhow::bail!(
+                "{}: not an ELF file (expected a vmlinux)",
+                vmlinux.display()
+            );
+        }
+        let sections = Command::new("readelf")
+            .args(["-S", "-W"])
+            .arg(vmlinux)
+            .output()
+            .context("cannot run readelf (binutils)")?;
+        let map = vmlinux.with_file_name("System.map");
+        Ok(DebugInfo {
+            vmlinux: vmlinux.to_path_buf(),
+            system_map: map.is_file().then_some(map),
+            dwarf: String::from_utf8_lossy(&sections.stdout).contains(".debug_info"),
+            without_dwarf: format!("{} has no DWARF (.debug_info)", vmlinux.display()),
+        })
+    }
+
+    /// Text symbols, from the System.map or `nm`.
+    fn symbols(&self) -> Result<HashMap<String, Vec<u64>>> {
+        let text = match &self.system_map {
+            Some(m) => std::fs::read_to_string(m)
+                .with_context(|| format!("cannot read {}", m.display()))?,
+            None => {
+                let out = Command::new("nm")
+                    .arg("--defined-only")
+                    .arg(&self.vmlinux)
+                    .output()
+                    .context("cannot run nm (binutils)")?;
+                if !out.status.success() {
+                    anyhow::bail!(
+                        "nm {}: {}",
+                        self.vmlinux.display(),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            }
+        };
+        Ok(text_symbols(&text))
+    }
+}
+
 /// Each frame with its source location(s), innermost first, or the frames
 /// as they are with a line saying why they are not decoded.
 pub fn decode(kernel: &BuiltKernel, lines: &[String]) -> Result<Vec<String>> {
+    decode_with(&DebugInfo::of_kernel(kernel), lines)
+}
+
+/// [`decode`] with any vmlinux.
+pub fn decode_with(info: &DebugInfo, lines: &[String]) -> Result<Vec<String>> {
     let frames = frames_of(lines);
     if frames.is_empty() {
         return Ok(vec![]);
     }
-    if !has_debug_info(kernel) {
-        let mut out = vec![format!(
-            "(not decoded: kernel {} has no debug info; set `debug_info: true` in kernels/{}.yaml)",
-            kernel.name, kernel.name
-        )];
+    if !info.dwarf {
+        let mut out = vec![format!("(not decoded: {})", info.without_dwarf)];
         out.extend(frames.iter().map(Frame::text));
         return Ok(out);
     }
-    let map = std::fs::read_to_string(&kernel.system_map)
-        .with_context(|| format!("cannot read {}", kernel.system_map.display()))?;
-    let symbols = text_symbols(&map);
+    let symbols = info.symbols()?;
     let mut out = Vec::new();
     for f in &frames {
         let Some(addrs) = symbols.get(&f.func) else {
-            out.push(format!("{}: not in System.map", f.text()));
+            out.push(format!("{}: not in the symbol table", f.text()));
             continue;
         };
         for (i, base) in addrs.iter().enumerate() {
-            let locs = addr2line(&kernel.vmlinux, base + f.offset)?;
+            let locs = addr2line(&info.vmlinux, base + f.offset)?;
             let which = if addrs.len() > 1 {
                 format!(" (symbol {} of {})", i + 1, addrs.len())
             } else {

@@ -48,6 +48,7 @@ pub mod shell;
 pub mod snapshot;
 pub mod suite;
 pub mod summary;
+pub mod triage;
 pub mod verdict;
 pub mod vng;
 pub mod walk;

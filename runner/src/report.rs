@@ -95,6 +95,9 @@ pub struct Crash {
     /// (`dump_stack_lvl`, `kasan_report`, `asm_exc_page_fault`, timer
     /// interrupt frames, ...), at most [`MAX_TRACE`].
     pub trace: Vec<String>,
+    /// The function the title names (chosen past [`FRAME_SKIP`]), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub culprit: Option<String>,
     /// The raw report lines from the console (for people; NOT for snapshots).
     pub lines: Vec<String>,
     /// Where the report starts in the console (0-based line number).
@@ -1014,6 +1017,7 @@ impl Table {
             kind,
             title: normalize_line(&title),
             trace,
+            culprit: func,
             lines: report.iter().map(|l| l.raw.to_string()).collect(),
             line_no: report[0].no,
         }

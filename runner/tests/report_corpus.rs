@@ -20,12 +20,35 @@ use serde::{Deserialize, Serialize};
 struct Expected {
     kind: CrashKind,
     title: String,
+    /// The function the title names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    culprit: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     trace: Vec<String>,
 }
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/console")
+}
+
+/// The corpus's files, relative to `dir`, sorted: its own and those of its
+/// subdirectories (`lkdtm/`: the real logs LKDTM made), whose README.md
+/// files say where the logs come from.
+fn corpus_files(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for e in fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let e = e.expect("dir entry");
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().expect("file type").is_dir() {
+            for n in corpus_files(&e.path()) {
+                names.push(format!("{name}/{n}"));
+            }
+        } else if name != "README.md" {
+            names.push(name);
+        }
+    }
+    names.sort();
+    names
 }
 
 fn to_yaml(crashes: &[Expected]) -> String {
@@ -67,16 +90,7 @@ fn diff(expected: &str, actual: &str) -> String {
 fn report_corpus() {
     let dir = corpus_dir();
     let bless = std::env::var_os("REPORT_CORPUS_BLESS").is_some_and(|v| v != "0");
-    let mut names: Vec<String> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| {
-            e.expect("dir entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    names.sort();
+    let names = corpus_files(&dir);
 
     let mut failures = Vec::new();
     let mut checked = 0;
@@ -98,6 +112,7 @@ fn report_corpus() {
             .map(|c| Expected {
                 kind: c.kind,
                 title: c.title,
+                culprit: c.culprit,
                 trace: c.trace,
             })
             .collect();
@@ -151,12 +166,11 @@ fn corpus_reports_are_well_formed() {
     let dir = corpus_dir();
     let run_specific =
         regex::Regex::new(r"\b[0-9a-f]{16}\b|\b0x[0-9a-f]{5,}\b|^\[\s*\d+\.\d+\]|\+0x").unwrap();
-    for entry in fs::read_dir(&dir).expect("corpus dir") {
-        let path = entry.expect("dir entry").path();
+    for name in corpus_files(&dir) {
+        let path = dir.join(&name);
         if path.extension().is_none_or(|e| e != "log") {
             continue;
         }
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let log = fs::read_to_string(&path).expect("log");
         let console: Vec<&str> = log.lines().collect();
         for c in find_crashes(&log) {
@@ -184,6 +198,21 @@ fn corpus_reports_are_well_formed() {
                 runner::normalize::normalize_line(&c.title),
                 c.title,
                 "{name}: the title is normalized"
+            );
+            // A title names its culprit, or says why it has none.
+            match &c.culprit {
+                Some(f) => assert!(c.title.ends_with(&format!(" in {f}")), "{name}: {c:?}"),
+                None => assert!(
+                    !c.title.ends_with(" in") && !c.title.ends_with(" at"),
+                    "{name}: {}",
+                    c.title
+                ),
+            }
+            assert_eq!(
+                c.kind == CrashKind::Corrupted,
+                c.title.ends_with("(corrupted)"),
+                "{name}: {}",
+                c.title
             );
             for l in runner::normalize::normalize_lines(c.lines.iter().map(String::as_str)) {
                 assert!(

@@ -228,6 +228,29 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Classify the crash reports of any console log (a CI's, a bot's, a
+    /// colleague's) as the runner does its own: kind, title, culprit, the
+    /// report's lines, frames decoded to source lines with --kernel or
+    /// --vmlinux. Exit 0: no report; 3: at least one; 4: a log cannot be read.
+    Report {
+        /// The console logs.
+        #[arg(required = true)]
+        logs: Vec<std::path::PathBuf>,
+        /// Decode frames with this variant's built kernel (needs
+        /// `debug_info: true` in its recipe).
+        #[arg(long, short = 'k', conflicts_with = "vmlinux")]
+        kernel: Option<String>,
+        /// The kernel's flavor, with --kernel.
+        #[arg(long, default_value = "normal", value_parser = parse_flavor, requires = "kernel")]
+        flavor: Flavor,
+        /// Decode frames with this vmlinux (its System.map beside it is used
+        /// when there is one).
+        #[arg(long)]
+        vmlinux: Option<std::path::PathBuf>,
+        /// One JSON document on stdout, for machines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Seeded stress runs (the `stress` probe) in fresh VMs, side by side:
     /// findings grouped by crash title or direct-map violation, each new one
     /// minimized into cases/found_SLUG.yaml. Exit 3 when something new was
@@ -434,6 +457,38 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             setup(&paths)?;
             eprintln!("setup: done");
             Ok(exit::PASS)
+        }
+        Cmd::Report {
+            logs,
+            kernel,
+            flavor,
+            vmlinux,
+            json,
+        } => {
+            // Every log is read before a kernel is looked for.
+            for l in &logs {
+                runner::triage::read_log(l)?;
+            }
+            let debug = match (kernel, vmlinux) {
+                (Some(k), _) => {
+                    let recipe = runner::kernel::recipe::Recipe::load_named(&paths.kernels(), &k)?;
+                    let built = runner::kernel::build(&paths, &flavor.apply(&recipe)?)?;
+                    Some(runner::decode::DebugInfo::of_kernel(&built))
+                }
+                (None, Some(v)) => Some(runner::decode::DebugInfo::of_vmlinux(&v)?),
+                (None, None) => None,
+            };
+            let r = runner::triage::triage(&logs, debug.as_ref())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", runner::triage::text(&r));
+            }
+            Ok(if r.iter().any(|l| !l.reports.is_empty()) {
+                exit::CRASH
+            } else {
+                exit::PASS
+            })
         }
         Cmd::Fuzz {
             kernel,
