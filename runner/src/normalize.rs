@@ -22,10 +22,11 @@ pub struct Rule {
 }
 
 /// The printk prefix: `[   12.345678] `, also with a caller id
-/// (`[   12.345678][    T1] `, CONFIG_PRINTK_CALLER). Removed.
+/// (`[   12.345678][    T1] `, CONFIG_PRINTK_CALLER) and a log level
+/// (`<4>[   12.345678] `, a console read from /dev/kmsg). Removed.
 pub const TIMESTAMP: Rule = Rule {
     name: "timestamp",
-    pattern: r"^\[\s*\d+\.\d+\](?:\[\s*[TC]\d+\])? ?",
+    pattern: r"^(?:<\d>)?\[\s*\d+\.\d+\](?:\[\s*[TC]\d+\])? ?",
     replacement: "",
 };
 

@@ -438,7 +438,8 @@ pub const PATTERNS: &[Pattern] = &[
     Pattern {
         kind: CrashKind::Warning,
         start: r"^WARNING: (?P<what>possible circular locking dependency detected|possible recursive locking detected|possible irq lock inversion dependency detected|inconsistent lock state|suspicious RCU usage|bad unlock balance detected!|held lock freed!|lock held when returning to user space!)",
-        title: "WARNING: ${what}",
+        title: "WARNING: ${what} in ${func}",
+        func: Func::Culprit,
         end: End::Trace,
         ..ROW
     },
@@ -585,12 +586,12 @@ pub const FRAME_SKIP: &[(&str, bool, &str)] = &[
     (
         "slub_debug",
         true,
-        r"slab_err|object_err|slab_bug|slab_fix|print_trailer|print_tracking|print_section|print_page_info|print_slab_info|check_bytes_and_report|check_bytes\w*|check_object|check_slab|check_valid_pointer|check_pad_bytes|slab_pad_check|on_freelist|free_debug_processing|alloc_debug_processing|free_consistency_checks|alloc_consistency_checks|free_to_partial_list|validate_slab\w*|set_track\w*|init_object",
+        r"slab_err|object_err|slab_bug|slab_fix|print_trailer|print_tracking|print_section|print_page_info|print_slab_info|check_bytes_and_report|check_bytes\w*|check_object|check_slab|check_valid_pointer|check_pad_bytes|slab_pad_check|on_freelist|free_debug_processing|alloc_debug_processing|cache_from_obj|virt_to_cache|free_consistency_checks|alloc_consistency_checks|free_to_partial_list|validate_slab\w*|set_track\w*|init_object",
     ),
     (
         "allocator",
         false,
-        r"kmalloc\w*|__kmalloc\w*|kzalloc\w*|kcalloc\w*|krealloc\w*|kvmalloc\w*|__kvmalloc\w*|kvzalloc\w*|kfree\w*|kvfree\w*|kmem_cache_\w+|__kmem_cache_\w+|slab_alloc\w*|__slab_alloc\w*|___slab_alloc|slab_free\w*|__slab_free|do_slab_free|kmemdup\w*|kstrdup\w*|vmalloc\w*|__vmalloc\w*|vzalloc\w*|vfree\w*|alloc_pages\w*|__alloc_pages\w*|alloc_pages_noprof|__free_pages\w*|free_pages\w*|__free_one_page|free_unref_\w+|__folio_alloc\w*|folio_alloc\w*|__get_free_pages\w*|get_free_pages\w*",
+        r"kmalloc\w*|__kmalloc\w*|kzalloc\w*|kcalloc\w*|krealloc\w*|kvmalloc\w*|__kvmalloc\w*|kvzalloc\w*|kfree\w*|kvfree\w*|free_large_kmalloc|kmem_cache_\w+|__kmem_cache_\w+|slab_alloc\w*|__slab_alloc\w*|___slab_alloc|slab_free\w*|__slab_free|do_slab_free|kmemdup\w*|kstrdup\w*|vmalloc\w*|__vmalloc\w*|vzalloc\w*|vfree\w*|alloc_pages\w*|__alloc_pages\w*|alloc_pages_noprof|__free_pages\w*|free_pages\w*|__free_one_page|free_unref_\w+|__folio_alloc\w*|folio_alloc\w*|__get_free_pages\w*|get_free_pages\w*",
     ),
     (
         "lkdtm_dispatch",
@@ -620,7 +621,7 @@ pub const FRAME_SKIP: &[(&str, bool, &str)] = &[
     (
         "lockdep_lock_debug",
         true,
-        r"lockdep_\w+|print_\w+_bug|validate_chain|__lock_acquire|lock_acquire|lock_release|__lock_release|check_prevs?_add|mark_lock|spin_bug|spin_dump|rwlock_bug|debug_spin_\w+|debug_write_\w+|debug_read_\w+",
+        r"lockdep_\w+|print_\w+_bug|validate_chain|__lock_acquire|lock_acquire|lock_release|__lock_release|check_prevs?_add|check_prev_add|check_noncircular|check_deadlock|check_irq_usage|check_usage\w*|mark_lock\w*|lock_acquired|lock_contended|spin_bug|spin_dump|rwlock_bug|debug_spin_\w+|debug_write_\w+|debug_read_\w+",
     ),
 ];
 
@@ -1231,11 +1232,11 @@ mod tests {
             (c.kind, c.title.as_str()),
             (
                 CrashKind::Warning,
-                "WARNING: possible circular locking dependency detected"
+                "WARNING: possible circular locking dependency detected in kvm_gmem_fallocate"
             )
         );
         assert_eq!(c.line_no, 0);
-        assert_eq!(c.trace, ["check_noncircular", "kvm_gmem_fallocate"]);
+        assert_eq!(c.trace, ["kvm_gmem_fallocate"]);
     }
 
     #[test]

@@ -54,7 +54,10 @@ fn logs_are_classified_with_exit_codes_and_json() {
         t.contains("BUG: unable to handle kernel NULL pointer dereference in triple"),
         "{t}"
     );
-    assert!(t.contains("culprit: triple") && t.contains("line:    2"), "{t}");
+    assert!(
+        t.contains("culprit: triple") && t.contains("line:    2"),
+        "{t}"
+    );
 
     let o = report(&["--json"], &[&oops]);
     assert_eq!(o.status.code(), Some(3));
@@ -94,7 +97,11 @@ fn frames_are_decoded_to_source_lines_with_a_vmlinux() {
         .arg(&src)
         .output()
         .unwrap();
-    assert!(cc.status.success(), "{}", String::from_utf8_lossy(&cc.stderr));
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
     let log = d.path().join("oops.log");
     std::fs::write(&log, OOPS).unwrap();
 
@@ -104,7 +111,10 @@ fn frames_are_decoded_to_source_lines_with_a_vmlinux() {
     assert!(t.contains("decoded:"), "{t}");
     assert!(t.contains("triple+0x8/0x20:"), "{t}");
     assert!(t.contains("tiny.c:3") || t.contains("tiny.c:1"), "{t}");
-    assert!(t.contains("main+0x9/0x30:") && t.contains("tiny.c:8"), "{t}");
+    assert!(
+        t.contains("main+0x9/0x30:") && t.contains("tiny.c:8"),
+        "{t}"
+    );
 
     // Without DWARF the frames are listed, and the report says why.
     let stripped = d.path().join("stripped");
@@ -118,5 +128,8 @@ fn frames_are_decoded_to_source_lines_with_a_vmlinux() {
     assert!(st.success());
     let o = report(&["--vmlinux", stripped.to_str().unwrap()], &[&log]);
     let t = text(&o);
-    assert!(t.contains("no DWARF") && t.contains("triple+0x8/0x20"), "{t}");
+    assert!(
+        t.contains("no DWARF") && t.contains("triple+0x8/0x20"),
+        "{t}"
+    );
 }
