@@ -471,7 +471,10 @@ pub const PATTERNS: &[Pattern] = &[
         start: r"^(?:watchdog: )?(?:CPU\d+: )?Watchdog detected hard LOCKUP on cpu \d+",
         title: "BUG: hard lockup in ${func}",
         func: Func::Culprit,
-        end: End::Trace,
+        // The buddy detector reports from another CPU: the stuck CPU's
+        // trace is an NMI backtrace after the detector's own lines.
+        end: End::Dumps,
+        absorbs: &[CrashKind::HardLockup],
         ..ROW
     },
     Pattern {
