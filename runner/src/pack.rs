@@ -7,6 +7,7 @@
 
 use anyhow::{bail, Context, Result};
 use flate2::{write::GzEncoder, Compression};
+use sha2::Digest;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,8 +33,57 @@ pub fn build_guest_binaries(paths: &Paths) -> Result<GuestBinaries> {
     if let Some((_, b)) = built.iter().find(|(root, _)| *root == paths.root) {
         return Ok(b.clone());
     }
-    let b = cargo_build_guest_binaries(paths)?;
+    let b = guest_binaries_unless_fresh(paths)?;
     built.push((paths.root.clone(), b.clone()));
+    Ok(b)
+}
+
+/// The guest binaries as the last build left them when none of their
+/// inputs (the initramfs crates, the workspace's manifest and lock file,
+/// cargo itself) and neither output changed since: no cargo is spawned.
+/// Otherwise cargo builds them (it knows best what changed).
+fn guest_binaries_unless_fresh(paths: &Paths) -> Result<GuestBinaries> {
+    let mut inputs = crate::memo::files_under(&paths.root.join("initramfs"));
+    for f in ["Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
+        inputs.push(paths.root.join(f));
+    }
+    let cargo = std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .or_else(|| crate::memo::which("cargo"));
+    inputs.extend(cargo);
+    let bin = paths
+        .root
+        .join("target/guest/x86_64-unknown-linux-gnu/release");
+    let outputs = [bin.join("init"), bin.join("gmem-probe")];
+    let mut all = inputs.clone();
+    all.extend(outputs.iter().cloned());
+    let memo = crate::paths::cache_dir().map(|c| crate::memo::Memo::in_cache(&c));
+    let root_hash = sha2::Sha256::digest(paths.root.as_os_str().as_encoded_bytes());
+    let name = format!(
+        "guest-binaries-{}",
+        root_hash[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    if let Ok(m) = &memo {
+        if m.get::<bool>(&name, &all) == Some(true) {
+            return Ok(GuestBinaries {
+                init: outputs[0].clone(),
+                probe: outputs[1].clone(),
+            });
+        }
+    }
+    let before = crate::memo::identities(&inputs);
+    let b = cargo_build_guest_binaries(paths)?;
+    if let Ok(m) = &memo {
+        // A source edited while cargo ran is not taken as built.
+        if crate::memo::identities(&inputs) == before {
+            let mut ids = before;
+            ids.extend(crate::memo::identities(&outputs));
+            m.put_with(&name, ids, &true);
+        }
+    }
     Ok(b)
 }
 

@@ -61,8 +61,34 @@ pub const HOST_PACKAGES: &[(&str, &str)] = &[
 /// Debian suites searched for a kernel source package, in order of preference.
 pub const SOURCE_SUITES: &[&str] = &["trixie-backports", "sid", "forky"];
 
-/// The host packages that are not installed.
+/// dpkg's database: what `dpkg-query` reads.
+const DPKG_STATUS: &str = "/var/lib/dpkg/status";
+
+/// The host packages that are not installed. Asked of `dpkg-query` only when
+/// dpkg's database changed since the last run asked.
 pub fn missing_packages() -> Result<Vec<&'static str>> {
+    let memo = crate::paths::cache_dir().map(|c| crate::memo::Memo::in_cache(&c));
+    let inputs = [PathBuf::from(DPKG_STATUS)];
+    if let Ok(m) = &memo {
+        if let Some(missing) = m.get::<Vec<String>>("host-packages", &inputs) {
+            return Ok(HOST_PACKAGES
+                .iter()
+                .map(|(p, _)| *p)
+                .filter(|p| missing.iter().any(|m| m == p))
+                .collect());
+        }
+    }
+    let before = crate::memo::identities(&inputs);
+    let missing = query_missing_packages()?;
+    if let Ok(m) = &memo {
+        if before[0].1.is_some() {
+            m.put_with("host-packages", before, &missing);
+        }
+    }
+    Ok(missing)
+}
+
+fn query_missing_packages() -> Result<Vec<&'static str>> {
     let names: Vec<&str> = HOST_PACKAGES.iter().map(|(p, _)| *p).collect();
     let out = Command::new("dpkg-query")
         .args(["-W", "-f=${Package} ${db:Status-Abbrev}\n"])

@@ -392,6 +392,14 @@ fn main() -> ExitCode {
     // thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
+    // insta finds the workspace (for the paths its snapshot files record)
+    // by spawning `cargo metadata` unless told; it is this checkout. Set
+    // before any thread exists.
+    if std::env::var_os("INSTA_WORKSPACE_ROOT").is_none() {
+        if let Some(root) = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent() {
+            std::env::set_var("INSTA_WORKSPACE_ROOT", root);
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

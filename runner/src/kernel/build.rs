@@ -56,7 +56,24 @@ pub struct BuiltKernel {
 }
 
 /// The compiler's identity, part of the cache keys (kernels and selftests).
+/// `gcc --version` runs only when the gcc on PATH changed since a run last
+/// asked it.
 pub(crate) fn compiler_version() -> Result<String> {
+    let gcc = crate::memo::which("gcc");
+    let memo = crate::paths::cache_dir().map(|c| crate::memo::Memo::in_cache(&c));
+    if let (Some(g), Ok(m)) = (&gcc, &memo) {
+        if let Some(v) = m.get::<String>("gcc-version", std::slice::from_ref(g)) {
+            return Ok(v);
+        }
+    }
+    let v = ask_compiler_version()?;
+    if let (Some(g), Ok(m)) = (&gcc, &memo) {
+        m.put("gcc-version", std::slice::from_ref(g), &v);
+    }
+    Ok(v)
+}
+
+fn ask_compiler_version() -> Result<String> {
     let out = Command::new("gcc")
         .arg("--version")
         .output()
@@ -284,6 +301,39 @@ pub(crate) fn file_sums(dir: &Path, names: &[&str]) -> Result<serde_json::Value>
 /// written (a full disk, a crash of the machine, a stray edit) is found
 /// before a kernel is booted from it. Returns what is wrong.
 pub(crate) fn verify_entry(entry: &Path) -> std::result::Result<(), String> {
+    // Hashed in full once; from then on, while no file of the entry changed
+    // its identity (size, times, inode), the check is a stat of each. The
+    // fact lives in the entry (`verified.json`), gone with it.
+    let memo = crate::memo::Memo::at(entry);
+    let files = entry_files(entry);
+    if let Some(files) = &files {
+        if memo.get::<bool>("verified", files) == Some(true) {
+            return Ok(());
+        }
+    }
+    let before = files.as_deref().map(crate::memo::identities);
+    verify_entry_contents(entry)?;
+    if let Some(before) = before {
+        memo.put_with("verified", before, &true);
+    }
+    Ok(())
+}
+
+/// The files a cache entry's `meta.json` names, and `meta.json` itself.
+fn entry_files(entry: &Path) -> Option<Vec<PathBuf>> {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(entry.join("meta.json")).ok()?).ok()?;
+    let mut files: Vec<PathBuf> = meta
+        .get("files")?
+        .as_object()?
+        .keys()
+        .map(|n| entry.join(n))
+        .collect();
+    files.push(entry.join("meta.json"));
+    Some(files)
+}
+
+fn verify_entry_contents(entry: &Path) -> std::result::Result<(), String> {
     let meta: serde_json::Value = std::fs::read(entry.join("meta.json"))
         .map_err(|e| format!("meta.json: {e}"))
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("meta.json: {e}")))?;
