@@ -174,6 +174,11 @@ enum Func {
     /// As [`Func::Rip`], but a wait or lock primitive ([`WAITING`]) is named
     /// only when there is nothing else: the code that spun or slept.
     Culprit,
+    /// Lockdep's reports: as [`Func::Culprit`], else the first function a
+    /// lock was taken `at:` (a report without a trace: `lock held when
+    /// returning to user space`), else no function and the title without
+    /// one (never `corrupted`: lockdep prints no trace for some reports).
+    Lockdep,
 }
 
 /// What ends a report (besides the start of another report, the end of the
@@ -437,9 +442,9 @@ pub const PATTERNS: &[Pattern] = &[
     // Lockdep and RCU-lockdep warnings.
     Pattern {
         kind: CrashKind::Warning,
-        start: r"^WARNING: (?P<what>possible circular locking dependency detected|possible recursive locking detected|possible irq lock inversion dependency detected|inconsistent lock state|suspicious RCU usage|bad unlock balance detected!|held lock freed!|lock held when returning to user space!)",
+        start: r"^WARNING: (?P<what>possible circular locking dependency detected|possible recursive locking detected|possible irq lock inversion dependency detected|inconsistent lock state|suspicious RCU usage|bad unlock balance detected|held lock freed|lock held when returning to user space)!?",
         title: "WARNING: ${what} in ${func}",
-        func: Func::Culprit,
+        func: Func::Lockdep,
         end: End::Trace,
         ..ROW
     },
@@ -609,7 +614,7 @@ pub const FRAME_SKIP: &[(&str, bool, &str)] = &[
     (
         "timers_irqs_nmi",
         true,
-        r"rcu_dump_cpu_stacks|print_cpu_stall|print_other_cpu_stall|check_cpu_stall|rcu_pending|rcu_sched_clock_irq|dump_cpu_task|watchdog_\w+|softlockup_fn|__hrtimer_run_queues|hrtimer_\w+|tick_\w+|update_process_times|nmi_cpu_backtrace|nmi_trigger_cpumask_backtrace|arch_trigger_cpumask_backtrace|trigger_\w*backtrace|__sysvec_\w+|sysvec_\w+|asm_sysvec_\w+|irq_exit_rcu|__irq_exit_rcu|handle_softirqs|__do_softirq|nmi_handle|default_do_nmi|end_repeat_nmi|perf_event_nmi_handler|__flush_smp_call_function_queue|generic_smp_call_function_single_interrupt",
+        r"rcu_dump_cpu_stacks|print_cpu_stall|print_other_cpu_stall|check_cpu_stall|rcu_pending|rcu_sched_clock_irq|dump_cpu_task|watchdog_\w+|softlockup_fn|__hrtimer_run_queues|hrtimer_\w+|tick_\w+|update_process_times|nmi_cpu_backtrace|nmi_trigger_cpumask_backtrace|arch_trigger_cpumask_backtrace|trigger_\w*backtrace|__sysvec_\w+|sysvec_\w+|asm_sysvec_\w+|irqentry_\w+|irq_exit_rcu|__irq_exit_rcu|handle_softirqs|__do_softirq|nmi_handle|default_do_nmi|end_repeat_nmi|perf_event_nmi_handler|__flush_smp_call_function_queue|generic_smp_call_function_single_interrupt",
     ),
     (
         "sched_checks",
@@ -686,6 +691,7 @@ struct Table {
     rip: Regex,
     dump: Regex,
     other_dump: Regex,
+    lock_at: Regex,
     placeholder: Regex,
 }
 
@@ -722,7 +728,8 @@ fn kernel_lines(console: &str) -> Vec<Line<'_>> {
         .map(|(no, l)| (no, l.trim_end_matches('\r')))
         .collect();
     let timestamped = all.iter().any(|(_, l)| split_timestamp(l).0.is_some());
-    all.into_iter()
+    let lines: Vec<Line> = all
+        .into_iter()
         .filter_map(|(no, raw)| {
             // A user program's output still in the UART's queue when printk
             // writes straight to the port: the kernel's line starts in the
@@ -736,7 +743,28 @@ fn kernel_lines(console: &str) -> Vec<Line<'_>> {
                 || FOREIGN_PREFIXES.iter().any(|p| msg.starts_with(p));
             (!foreign).then_some(Line { no, raw, msg })
         })
-        .collect()
+        .collect();
+    // A record cut short when another console took over is printed again
+    // whole (`** replaying previous printk message **`), with its own
+    // timestamp: the cut copy is dropped, so that it does not start a
+    // report of its own.
+    let mut kept: Vec<Line> = Vec::with_capacity(lines.len());
+    for l in lines {
+        if let Some(prev) = kept.last() {
+            let (pts, pmsg) = split_timestamp(prev.raw);
+            let (ts, _) = split_timestamp(l.raw);
+            if pts.is_some()
+                && pts == ts
+                && !pmsg.trim().is_empty()
+                && l.msg.len() > pmsg.len()
+                && l.msg.starts_with(pmsg)
+            {
+                kept.pop();
+            }
+        }
+        kept.push(l);
+    }
+    kept
 }
 
 /// How a report's lines were cut.
@@ -793,6 +821,7 @@ impl Table {
             rip: re(RIP),
             dump: re(DUMP_LINE),
             other_dump: re(OTHER_DUMP),
+            lock_at: re(r"\}, at: (?P<func>[A-Za-z_$][\w$.]*)\+0x"),
             placeholder: re(r"\$\{(\w+)\}"),
         }
     }
@@ -966,7 +995,19 @@ impl Table {
                 .or_else(|| self.culprit(&seen, false)),
             Func::Rip => self.culprit(&seen, false),
             Func::Culprit => self.culprit(&seen, true),
+            Func::Lockdep => self.culprit(&seen, true).or_else(|| {
+                let at: Vec<String> = body
+                    .iter()
+                    .filter_map(|l| self.lock_at.captures(l.msg))
+                    .map(|c| base_name(&c["func"]).to_string())
+                    .collect();
+                at.iter()
+                    .find(|f| !self.skip.is_match(f))
+                    .or(at.first())
+                    .cloned()
+            }),
         };
+        let func_optional = cp.pat.func == Func::Lockdep;
 
         let mut kind = cp.pat.kind;
         let mut title = String::new();
@@ -985,6 +1026,10 @@ impl Table {
             };
             match value {
                 Some(v) => title.push_str(v),
+                None if func_optional => {
+                    let prefix = title.trim_end();
+                    title = prefix.strip_suffix(" in").unwrap_or(prefix).to_string();
+                }
                 None => {
                     // The function was never printed: say so, never guess.
                     let prefix = title.trim_end();
@@ -1722,5 +1767,46 @@ mod tests {
         ]));
         assert_eq!(c.title, "Kernel panic: Fatal exception");
         assert!(c.trace.is_empty(), "{:?}", c.trace);
+    }
+
+    #[test]
+    fn a_replayed_printk_record_starts_no_report_of_its_own() {
+        let c = find_crashes(&log(&[
+            "[   15.953996] list_add corruption. next->prev should be prev (ffffc900002f7c40), but was 00",
+            "** replaying previous printk message **",
+            "[   15.953996] list_add corruption. next->prev should be prev (ffffc900002f7c40), but was 0000000000000000. (next=ffffc900002f7c60).",
+            "[   15.958881] ------------[ cut here ]------------",
+            "[   15.958963] kernel BUG at __list_add_valid_or_report+0xd9/0x180 [verbose debug info unavailable]",
+            "[   15.959881] Oops: invalid opcode: 0000 [#1] SMP DEBUG_PAGEALLOC KASAN",
+            "[   15.960000] RIP: 0010:__list_add_valid_or_report+0xd9/0x180",
+            "[   15.960001] Call Trace:",
+            "[   15.960002]  lkdtm_CORRUPT_LIST_ADD+0x14c/0x240",
+            "[   15.960003] ---[ end trace 0000000000000000 ]---",
+        ]));
+        assert_eq!(c.len(), 1, "{c:#?}");
+        assert_eq!(c[0].title, "BUG: corrupted list in lkdtm_CORRUPT_LIST_ADD");
+        assert_eq!(c[0].line_no, 2);
+    }
+
+    #[test]
+    fn a_lockdep_report_without_a_trace_names_where_the_lock_was_taken() {
+        let c = one(&log(&[
+            "================================================",
+            "WARNING: lock held when returning to user space!",
+            "7.3.4 #3 Not tainted",
+            "------------------------------------------------",
+            "gmem-probe/45 is leaving the kernel with locks still held!",
+            "1 lock held by gmem-probe/45:",
+            " #0: ffffffff827a6c98 (lock_me_up){+.+.}-{3:3}, at: lkdtm_SPINLOCKUP+0x2f/0x50",
+            "some other line",
+        ]));
+        assert_eq!(
+            (c.kind, c.title.as_str(), c.culprit.as_deref()),
+            (
+                CrashKind::Warning,
+                "WARNING: lock held when returning to user space in lkdtm_SPINLOCKUP",
+                Some("lkdtm_SPINLOCKUP")
+            )
+        );
     }
 }
