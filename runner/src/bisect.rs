@@ -185,6 +185,17 @@ impl Session {
         if spec.worktree.exists() {
             std::fs::remove_dir_all(&spec.worktree)?;
         }
+        // What an earlier bisect's exit cut off in its cleanup.
+        if let Ok(rd) = std::fs::read_dir(paths.build_dirs()) {
+            for e in rd.flatten() {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".trash-bisect-")
+                {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         std::fs::create_dir_all(spec.worktree.parent().expect("has a parent"))?;
         eprintln!(
             "bisect: worktree {} at {}",
@@ -211,13 +222,29 @@ impl Drop for Session {
             // SAFETY: kill(2) on a process group we created.
             unsafe { libc::kill(-pg, libc::SIGKILL) };
         }
-        let _ = git(&self.spec.worktree, &["bisect", "reset"]);
-        let wt = self.spec.worktree.display().to_string();
-        let _ = git(&self.spec.tree, &["worktree", "remove", "--force", &wt]);
-        let _ = git(&self.spec.tree, &["worktree", "prune"]);
-        if let Some(parent) = self.spec.worktree.parent() {
-            let _ = std::fs::remove_dir_all(parent);
+        // The user's tree first, and fast: the worktree's directory is
+        // moved aside (one rename), then git forgets the worktree (its
+        // bisect refs and state are the worktree's own) without deleting a
+        // kernel tree file by file, which on a busy machine outlasted the
+        // few seconds an interrupted runner has before it exits. The files
+        // go last; what an exit cuts off is swept by the next bisect.
+        let Some(parent) = self.spec.worktree.parent() else {
+            return;
+        };
+        let trash = parent.with_file_name(format!(
+            ".trash-{}",
+            parent
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("bisect")
+        ));
+        let moved = std::fs::rename(parent, &trash).is_ok();
+        if !moved {
+            let wt = self.spec.worktree.display().to_string();
+            let _ = git(&self.spec.tree, &["worktree", "remove", "--force", &wt]);
         }
+        let _ = git(&self.spec.tree, &["worktree", "prune"]);
+        let _ = std::fs::remove_dir_all(if moved { &trash } else { parent });
     }
 }
 
