@@ -550,8 +550,8 @@ pub const TITLE_RULES: &[Rule] = &[
 /// The frames never named as a culprit, by what they are (syzkaller's
 /// frame-skip list, for Linux): the code that prints a report, takes an
 /// exception or an interrupt, checks (list, refcount, fortify, sanitizers,
-/// SLUB), allocates, dispatches LKDTM's crashes, or runs RCU, stop_machine
-/// and kthreads. A title names the first frame that is none of these. Each
+/// SLUB), allocates, or runs RCU, stop_machine and kthreads (dispatchers
+/// are [`DISPATCH`]). A title names the first frame that is none of these. Each
 /// entry matches a whole function name; the reporting machinery's entries
 /// (`true`) are also cut from the start of a [`Crash::trace`].
 pub const FRAME_SKIP: &[(&str, bool, &str)] = &[
@@ -589,22 +589,17 @@ pub const FRAME_SKIP: &[(&str, bool, &str)] = &[
     (
         "sanitizers",
         true,
-        r"print_report|print_address_description|describe_object\w*|kasan_\w+|__kasan_\w+|__asan_\w+|__hwasan_\w+|check_region_inline|kfence_\w+|__kfence_\w+|kmsan_\w+|__msan_\w+|ubsan_\w+|__ubsan_handle_\w+|kcsan_\w+|__tsan_\w+",
+        r"print_report|print_address_description|describe_object\w*|check_slab_allocation|check_page_allocation|kasan_\w+|__kasan_\w+|__asan_\w+|__hwasan_\w+|check_region_inline|kfence_\w+|__kfence_\w+|kmsan_\w+|__msan_\w+|ubsan_\w+|__ubsan_handle_\w+|kcsan_\w+|__tsan_\w+",
     ),
     (
         "slub_debug",
         true,
-        r"slab_err|object_err|slab_bug|slab_fix|print_trailer|print_tracking|print_section|print_page_info|print_slab_info|check_bytes_and_report|check_bytes\w*|check_object|check_slab|check_valid_pointer|check_pad_bytes|slab_pad_check|on_freelist|free_debug_processing|alloc_debug_processing|cache_from_obj|virt_to_cache|free_consistency_checks|alloc_consistency_checks|free_to_partial_list|validate_slab\w*|set_track\w*|init_object",
+        r"slab_err|object_err|slab_bug|slab_fix|print_trailer|print_tracking|print_section|print_page_info|print_slab_info|check_bytes_and_report|check_bytes\w*|check_object|check_slab|check_valid_pointer|check_pad_bytes|slab_pad_check|on_freelist|free_debug_processing|alloc_debug_processing|cache_from_obj|virt_to_cache|warn_free_bad_obj|free_consistency_checks|alloc_consistency_checks|free_to_partial_list|validate_slab\w*|set_track\w*|init_object",
     ),
     (
         "allocator",
         false,
         r"kmalloc\w*|__kmalloc\w*|kzalloc\w*|kcalloc\w*|krealloc\w*|kvmalloc\w*|__kvmalloc\w*|kvzalloc\w*|kfree\w*|kvfree\w*|free_large_kmalloc|kmem_cache_\w+|__kmem_cache_\w+|slab_alloc\w*|__slab_alloc\w*|___slab_alloc|slab_free\w*|__slab_free|do_slab_free|kmemdup\w*|kstrdup\w*|vmalloc\w*|__vmalloc\w*|vzalloc\w*|vfree\w*|alloc_pages\w*|__alloc_pages\w*|alloc_pages_noprof|__free_pages\w*|free_pages\w*|__free_one_page|free_unref_\w+|__folio_alloc\w*|folio_alloc\w*|__get_free_pages\w*|get_free_pages\w*",
-    ),
-    (
-        "lkdtm_dispatch",
-        false,
-        r"lkdtm_do_action|direct_entry|lkdtm_debugfs_\w+",
     ),
     (
         "rcu_stop_machine_kthreads",
@@ -631,6 +626,17 @@ pub const FRAME_SKIP: &[(&str, bool, &str)] = &[
         true,
         r"lockdep_\w+|print_\w+_bug|validate_chain|__lock_acquire|lock_acquire|lock_release|__lock_release|check_prevs?_add|check_prev_add|check_noncircular|check_deadlock|check_irq_usage|check_usage\w*|mark_lock\w*|lock_acquired|lock_contended|spin_bug|spin_dump|rwlock_bug|debug_spin_\w+|debug_write_\w+|debug_read_\w+",
     ),
+];
+
+/// Dispatchers: LKDTM's, which calls the crash type it was asked for.
+/// Skipped as [`FRAME_SKIP`] is, unless the culprit would otherwise be an
+/// [`ENTRY`] frame beyond them.
+pub const DISPATCH: &[&str] = &[r"lkdtm_do_action|direct_entry|lkdtm_debugfs_\w+"];
+
+/// The way in from user space: system call entry and the VFS calls a
+/// debugfs write goes through.
+pub const ENTRY: &[&str] = &[
+    r"full_proxy_write|full_proxy_read|vfs_write|vfs_read|ksys_\w+|__x64_sys_\w+|__do_sys_\w+|__se_sys_\w+|x64_sys_call|do_syscall_64|entry_SYSCALL_64\w*",
 ];
 
 /// Wait and lock primitives: kept in traces, but a stall or a hang is titled
@@ -692,6 +698,9 @@ struct Table {
     dump: Regex,
     other_dump: Regex,
     lock_at: Regex,
+    fetch_fault: Regex,
+    dispatch: Regex,
+    entry: Regex,
     placeholder: Regex,
 }
 
@@ -821,6 +830,9 @@ impl Table {
             rip: re(RIP),
             dump: re(DUMP_LINE),
             other_dump: re(OTHER_DUMP),
+            dispatch: whole(DISPATCH),
+            entry: whole(ENTRY),
+            fetch_fault: re(r"^#PF: \w+ instruction fetch"),
             lock_at: re(r"\}, at: (?P<func>[A-Za-z_$][\w$.]*)\+0x"),
             placeholder: re(r"\$\{(\w+)\}"),
         }
@@ -950,16 +962,31 @@ impl Table {
     /// The culprit among `seen`: the first reliable function not in the
     /// skip list (not waiting either, when `waiting` is asked and there is
     /// another), else the first such unreliable frame.
+    ///
+    /// A dispatcher ([`DISPATCH`]: LKDTM's) is skipped too, unless what
+    /// would be named instead lies beyond it on the way out to the system
+    /// call ([`ENTRY`]): a crash type tail-called or inlined into its
+    /// dispatcher is named after the dispatcher, not after `vfs_write`.
     fn culprit(&self, seen: &[Seen], avoid_waiting: bool) -> Option<String> {
         let pick = |reliable: bool| {
-            let useful = seen
+            let useful: Vec<&Seen> = seen
                 .iter()
-                .filter(|f| f.reliable == reliable && !self.skip.is_match(&f.func));
-            let mut first = useful.clone();
+                .filter(|f| f.reliable == reliable && !self.skip.is_match(&f.func))
+                .collect();
+            let dispatch = useful.iter().position(|f| self.dispatch.is_match(&f.func));
+            let chosen = |i: usize| match dispatch {
+                Some(d) if d < i && self.entry.is_match(&useful[i].func) => d,
+                _ => i,
+            };
+            let plain = |f: &&Seen| !self.dispatch.is_match(&f.func);
             let busy = useful
-                .clone()
-                .find(|f| !(avoid_waiting && self.waiting.is_match(&f.func)));
-            busy.or_else(|| first.next()).map(|f| f.func.clone())
+                .iter()
+                .position(|f| plain(f) && !(avoid_waiting && self.waiting.is_match(&f.func)));
+            let any = useful.iter().position(plain);
+            busy.or(any)
+                .map(chosen)
+                .or(dispatch)
+                .map(|i| useful[i].func.clone())
         };
         pick(true).or_else(|| pick(false))
     }
@@ -976,7 +1003,15 @@ impl Table {
             .as_ref()
             .and_then(|d| body.iter().find_map(|l| d.captures(l.msg)));
 
-        let seen = self.frames(cp, body);
+        let mut seen = self.frames(cp, body);
+        // An instruction fetch that faulted (NX, SMEP, a jump into data):
+        // the RIP is where the jump landed, not code that ran; the culprit
+        // is who jumped.
+        if cp.pat.kind == CrashKind::PageFault
+            && body.iter().any(|l| self.fetch_fault.is_match(l.msg))
+        {
+            seen.retain(|f| !f.rip);
+        }
         let trace: Vec<String> = seen
             .iter()
             .filter(|f| f.reliable && !f.rip)
@@ -1808,5 +1843,40 @@ mod tests {
                 Some("lkdtm_SPINLOCKUP")
             )
         );
+    }
+
+    #[test]
+    fn a_crash_type_inlined_into_its_dispatcher_is_named_after_it() {
+        let c = one(&log(&[
+            "BUG: KASAN: double-free in kmem_cache_free+0xf2/0x540",
+            "Call Trace:",
+            " <TASK>",
+            " dump_stack_lvl+0x62/0x90",
+            " kasan_report_invalid_free+0xb4/0xd0",
+            " check_slab_allocation+0xd7/0x100",
+            " kmem_cache_free+0xf2/0x540",
+            " lkdtm_do_action+0x2f/0x50",
+            " direct_entry+0x117/0x1d0",
+            " full_proxy_write+0xf5/0x150",
+            " vfs_write+0x1d6/0xc90",
+            " </TASK>",
+            "==================================================================",
+        ]));
+        assert_eq!(c.title, "KASAN: double-free in lkdtm_do_action");
+        // Not inlined: the crash type itself, before its dispatcher.
+        let c = one(&log(&[
+            "------------[ cut here ]------------",
+            "WARNING: CPU: 0 PID: 44 at mm/slub.c:6391 warn_free_bad_obj+0x90/0xc0",
+            "RIP: 0010:warn_free_bad_obj+0x90/0xc0",
+            "Call Trace:",
+            " <TASK>",
+            " kmem_cache_free+0x3a/0x540",
+            " lkdtm_SLAB_FREE_CROSS+0x5e/0x80",
+            " lkdtm_do_action+0x2f/0x50",
+            " full_proxy_write+0xf5/0x150",
+            " </TASK>",
+            "---[ end trace 0000000000000000 ]---",
+        ]));
+        assert_eq!(c.title, "WARNING in lkdtm_SLAB_FREE_CROSS");
     }
 }
