@@ -381,10 +381,14 @@ pub fn readme(kernel: &str, source: &str, key: &str, rows: &[String]) -> String 
         &format!("entry` line, then at most {AFTER_REPORT} lines. No `.expected.yaml` here: the\n");
     s += "expected titles are written by a person reading each log.\n\n";
     s += "What happened: `oops` (the child was killed), `panic` (the kernel\n";
-    s += "panicked), `warning` (the write returned after a report), `hang` (the\n";
-    s += "child was still in the kernel at the probe's deadline), `nothing` (the\n";
-    s += "write returned and no report followed). The report is the first line\n";
-    s += "after the announcement that starts a report.\n\n";
+    s += "panicked), `warning` (the write returned after a report: the kernel\n";
+    s += "carried on, as after a WARNING, a KASAN or UBSAN report), `hang` (the\n";
+    s += "child was still in the kernel at the probe's deadline), `no result`\n";
+    s += "(the probe never reported: the guest was stuck and killed at the case's\n";
+    s += "deadline), `nothing` (the write returned and no report followed; LKDTM's\n";
+    s += "own `FAIL`/`XFAIL` line in the log says why). The report is the first\n";
+    s += "line after the announcement that starts a report; `child` is how the\n";
+    s += "probe's child ended.\n\n";
     s += "| type | happened | child | report |\n|---|---|---|---|\n";
     for r in rows {
         s += r;
@@ -504,7 +508,7 @@ pub async fn corpus(
         let child = child_of(run);
         Ok(TypeResult {
             happened: happened(&console, child.as_deref()).to_string(),
-            child: child.unwrap_or_else(|| format!("no observation ({:?})", run.verdict)),
+            child: child.unwrap_or_else(|| "no observation".into()),
             headline: headline(&console),
             crash,
             log,
