@@ -280,21 +280,32 @@ impl FuzzReport {
     }
 }
 
-/// The runs: cases written from text, run on the kernel in fresh VMs.
-struct Runner {
-    paths: Paths,
-    recipe: Recipe,
-    variant: String,
-    flavor: Flavor,
-    prepared: Option<Arc<Prepared>>,
-    work: PathBuf,
-    jobs: usize,
-    replays: usize,
+/// The runs: cases written from text, run on the kernel in fresh VMs
+/// (also the LKDTM corpus's, `crate::lkdtm`).
+pub(crate) struct Runner {
+    pub(crate) paths: Paths,
+    pub(crate) recipe: Recipe,
+    pub(crate) variant: String,
+    pub(crate) flavor: Flavor,
+    pub(crate) prepared: Option<Arc<Prepared>>,
+    /// Where the cases' files are written.
+    pub(crate) work: PathBuf,
+    pub(crate) jobs: usize,
+    pub(crate) replays: usize,
 }
 
 impl Runner {
     /// Runs each `(name, yaml)` case, `jobs` VMs at once; the runs in order.
     async fn run(&mut self, cases: &[(String, String)]) -> Result<Vec<CaseRun>> {
+        self.run_with(cases, &|_| {}).await
+    }
+
+    /// [`Runner::run`], telling `on` of each run as it ends.
+    pub(crate) async fn run_with(
+        &mut self,
+        cases: &[(String, String)],
+        on: &(dyn Fn(&CaseRun) + Sync),
+    ) -> Result<Vec<CaseRun>> {
         std::fs::create_dir_all(&self.work)?;
         let mut loaded = Vec::new();
         for (name, yaml) in cases {
@@ -324,7 +335,13 @@ impl Runner {
         } else {
             self.prepared = Some(session.prepare().await?);
         }
-        let report = session.run(&|_| {}).await?;
+        let report = session
+            .run(&|e| {
+                if let crate::session::Event::Verdict { run, .. } = e {
+                    on(run)
+                }
+            })
+            .await?;
         if crate::interrupt::raised() {
             anyhow::bail!("interrupted");
         }

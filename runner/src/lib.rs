@@ -33,6 +33,7 @@ pub mod flakes;
 pub mod fuzz;
 pub mod interrupt;
 pub mod kernel;
+pub mod lkdtm;
 pub mod memo;
 pub mod nmi;
 pub mod normalize;

@@ -292,6 +292,11 @@ enum Cmd {
         #[arg(long)]
         corpus: Option<std::path::PathBuf>,
     },
+    /// Corpora of real console logs made by our own kernels.
+    Corpus {
+        #[command(subcommand)]
+        which: CorpusCmd,
+    },
     /// Run cases and accept their outcomes as the new snapshots.
     Bless {
         #[arg(long = "case", short = 'c')]
@@ -458,6 +463,27 @@ async fn interrupted() {
     }
 }
 
+#[derive(Subcommand)]
+enum CorpusCmd {
+    /// One fresh debug-flavor guest per LKDTM crash type: its console log
+    /// written to runner/tests/data/console/lkdtm/TYPE.log, and the
+    /// directory's README.md table updated.
+    Lkdtm {
+        /// The variant whose debug flavor is booted.
+        #[arg(long = "kernel", short = 'k', default_value = "stock-7.3")]
+        kernel: String,
+        /// Only these crash types (default: every one the corpus knows).
+        #[arg(long, num_args = 1..)]
+        only: Vec<String>,
+        /// VMs at once.
+        #[arg(long, short = 'j', default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=16))]
+        jobs: u64,
+        /// Where the logs go (default: runner/tests/data/console/lkdtm).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+}
+
 async fn dispatch(cmd: Cmd) -> Result<u8> {
     let paths = Paths::of_this_checkout()?;
     match cmd {
@@ -535,6 +561,26 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             } else {
                 exit::CRASH
             })
+        }
+        Cmd::Corpus {
+            which:
+                CorpusCmd::Lkdtm {
+                    kernel,
+                    only,
+                    jobs,
+                    out,
+                },
+        } => {
+            let mut o = runner::lkdtm::CorpusOptions::new(&paths);
+            o.kernel = kernel;
+            o.only = only;
+            o.jobs = jobs as usize;
+            if let Some(d) = out {
+                o.out = d;
+            }
+            let r = runner::lkdtm::corpus(&paths, &o, &|l| eprintln!("lkdtm: {l}")).await?;
+            print!("{}", runner::lkdtm::text(&r));
+            Ok(exit::PASS)
         }
         Cmd::Build { kernels, flavor } => {
             runner::setup::host()?;

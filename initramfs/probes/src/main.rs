@@ -73,6 +73,7 @@ fn run(args: ProbeArgs) -> Result<String> {
         ProbeArgs::Isolation(a) => observe(a),
         ProbeArgs::Stress(a) => observe(a),
         ProbeArgs::Replay(a) => observe(a),
+        ProbeArgs::Lkdtm(a) => observe(a),
     }
 }
 

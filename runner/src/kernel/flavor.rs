@@ -4,7 +4,9 @@
 //!
 //! `debug` is the variant with the kernel's own checkers: KASAN (generic,
 //! inline), KFENCE, lockdep, DEBUG_VM, DEBUG_PAGEALLOC, list and SLUB
-//! debugging, page owner and page poisoning (`kernels/fragments/debug.config`),
+//! debugging, page owner and page poisoning, the lockup and hung-task
+//! detectors, FORTIFY_SOURCE, stack protector, stack guard pages, UBSAN's
+//! bounds checks and hardened usercopy (`kernels/fragments/debug.config`),
 //! the runtime ones switched on at boot ([`Flavor::boot_params`]).
 //!
 //! A flavored kernel has a name of its own, `VARIANT+FLAVOR`
@@ -78,6 +80,28 @@ impl Flavor {
                 // from get_cpu_vendor). A boot-time false report would fail
                 // whatever case booted.
                 "no5lvl",
+                // The lockup detectors' thresholds, far above the kernel's
+                // defaults (10 s, so a soft lockup at 20 s; a hung task at
+                // 120 s) for what TCG does to time: a vCPU is a host thread
+                // that a loaded 2-core host (two VMs of two vCPUs, a kernel
+                // build) may leave unscheduled for seconds, and KASAN,
+                // lockdep and page poisoning make every non-preemptible
+                // section tens of times longer than on hardware. A soft
+                // lockup is then reported after 60 s without scheduling, a
+                // hard lockup (the buddy detector checks every 1.2 *
+                // watchdog_thresh) after 36-72 s with interrupts off: no
+                // real section is near either, and a lockup that is one
+                // lasts forever. Hung tasks: uninterruptible for 240 s
+                // without waking, more than the longest whole case takes on
+                // this flavor (a KVM selftest, about 185 s), far from any
+                // lock wait. The LKDTM corpus sets short ones for the
+                // lockups it provokes (runner/src/lkdtm.rs).
+                "watchdog_thresh=30",
+                "sysctl.kernel.hung_task_timeout_secs=240",
+                // Hardened usercopy's checks: built in (HARDENED_USERCOPY),
+                // off unless HARDENED_USERCOPY_DEFAULT_ON, which the
+                // fragment's allnoconfig base leaves off.
+                "hardened_usercopy=on",
             ],
         }
     }
@@ -221,6 +245,15 @@ mod tests {
             "BUG_ON_DATA_CORRUPTION",
             "PAGE_OWNER",
             "PAGE_POISONING",
+            "SOFTLOCKUP_DETECTOR",
+            "HARDLOCKUP_DETECTOR_BUDDY",
+            "DETECT_HUNG_TASK",
+            "FORTIFY_SOURCE",
+            "STACKPROTECTOR_STRONG",
+            "VMAP_STACK",
+            "UBSAN_BOUNDS",
+            "HARDENED_USERCOPY",
+            "SCHED_STACK_END_CHECK",
         ] {
             assert!(asked.iter().any(|a| a == s), "CONFIG_{s} not asked for");
         }
@@ -236,11 +269,27 @@ mod tests {
     fn boot_params_switch_the_runtime_checkers_on() {
         assert!(Flavor::Normal.boot_params().is_empty());
         let p = Flavor::Debug.boot_params();
-        for want in ["debug_pagealloc=on", "page_owner=on", "page_poison=1"] {
+        for want in [
+            "debug_pagealloc=on",
+            "page_owner=on",
+            "page_poison=1",
+            "hardened_usercopy=on",
+        ] {
             assert!(p.contains(&want), "{want} missing from {p:?}");
         }
         assert!(p.iter().any(|x| x.starts_with("slub_debug=")));
         assert!(p.iter().any(|x| x.starts_with("kfence.sample_interval=")));
+        // The lockup detectors' thresholds, well above the kernel's defaults
+        // (10 s; a hung task at 120 s): TCG on a loaded host.
+        let value = |key: &str| -> u64 {
+            p.iter()
+                .find_map(|x| x.strip_prefix(key))
+                .unwrap_or_else(|| panic!("{key} missing from {p:?}"))
+                .parse()
+                .unwrap()
+        };
+        assert!(value("watchdog_thresh=") >= 30);
+        assert!(value("sysctl.kernel.hung_task_timeout_secs=") >= 240);
         // Plain kernel parameters, as a case's own `cmdline` must be.
         crate::case::check_cmdline(&p.join(" ")).unwrap();
         // Before a case's own, which may say otherwise.

@@ -14,6 +14,7 @@ pub mod gup_read;
 pub mod isolation;
 pub mod kselftest;
 pub mod kvm_access;
+pub mod lkdtm;
 pub mod meminfo;
 pub mod mmap_rw;
 pub mod pages;

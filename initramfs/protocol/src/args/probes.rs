@@ -320,6 +320,48 @@ args_struct! {
     }
 }
 
+/// The longest LKDTM crash type name (the longest in 7.3,
+/// `REFCOUNT_ADD_NOT_ZERO_SATURATED`, is 31).
+pub const MAX_LKDTM_NAME: usize = 64;
+
+/// Whether `name` can be an LKDTM crash type: capitals, digits and `_`, as
+/// the kernel's `CRASHTYPE()` names are; never a path or a word with spaces.
+/// Whether this kernel has it is the probe's to find (its list is in
+/// /sys/kernel/debug/provoke-crash/DIRECT).
+pub fn check_lkdtm_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_LKDTM_NAME
+        && name.starts_with(|c: char| c.is_ascii_uppercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not an LKDTM crash type (expected a name of capitals, digits and `_` such as `BUG` or `SLAB_FREE_DOUBLE`)",
+            name.escape_debug()
+        ))
+    }
+}
+
+fn lkdtm_name(v: &Value) -> Result<(), String> {
+    v.as_str().map_or(Ok(()), check_lkdtm_name)
+}
+
+args_struct! {
+    /// `lkdtm`.
+    pub struct LkdtmArgs {
+        /// The LKDTM crash type a child process writes to
+        /// /sys/kernel/debug/provoke-crash/DIRECT (the kernel lists the ones it
+        /// has there: read the file).
+        crash: String, Bound::bytes(MAX_LKDTM_NAME).custom(lkdtm_name, "an LKDTM crash type");
+        /// How long the child may take, in seconds: then it is reported as
+        /// still running (a lockup or a hung task keeps it in the kernel).
+        wait_s: u64 = 30, Bound::range(1, 600);
+    }
+}
+
 /// One probe: its name, what it observes, and its arguments' reference.
 #[derive(Debug, Clone, Copy)]
 pub struct ProbeInfo {
@@ -416,6 +458,8 @@ probes! {
         "seeded concurrent operations on guest_memfds, checked against a model of the direct map; exit 3 on a violation";
     replay => Replay(ReplayArgs):
         "run a list of stress operations (a minimized finding), with the same direct-map oracle; exit 3 on a violation";
+    lkdtm => Lkdtm(LkdtmArgs):
+        "provoke a kernel crash of a chosen kind (LKDTM) from a child process: how the child ended";
 }
 
 /// Checks `probe`'s arguments, as the probe will parse them.

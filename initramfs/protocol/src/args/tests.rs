@@ -11,6 +11,7 @@ fn minimal(probe: &str) -> Value {
         "kvm_access" => json!({"path": "pvclock"}),
         "stress" => json!({"seed": 1}),
         "replay" => json!({"ops": ["check"]}),
+        "lkdtm" => json!({"crash": "BUG"}),
         _ => json!({}),
     }
 }
@@ -263,4 +264,32 @@ fn readme_probe_reference_is_the_schema() {
     panic!(
         "README.md's probe reference differs from the schema; run `UPDATE_README=1 cargo test -p gmem-protocol readme`, or paste between the markers:\n{want}"
     );
+}
+
+#[test]
+fn lkdtm_crash_types_are_bounded_identifiers() {
+    for ok in [
+        "BUG",
+        "SLAB_FREE_DOUBLE",
+        "REFCOUNT_ADD_NOT_ZERO_SATURATED",
+        "X86_1",
+    ] {
+        check_lkdtm_name(ok).unwrap();
+    }
+    for bad in [
+        "",
+        "bug",
+        "_BUG",
+        "1BUG",
+        "BUG WARNING",
+        "BUG\n",
+        "../DIRECT",
+        "BUG-2",
+    ] {
+        assert!(check_lkdtm_name(bad).is_err(), "{bad:?}");
+    }
+    assert!(check_lkdtm_name(&"A".repeat(MAX_LKDTM_NAME)).is_ok());
+    assert!(check_lkdtm_name(&"A".repeat(MAX_LKDTM_NAME + 1)).is_err());
+    let e = err("lkdtm", json!({"crash": "bug"})).to_string();
+    assert!(e.contains("not an LKDTM crash type"), "{e}");
 }
