@@ -422,14 +422,24 @@ fn retime_and_relocate(log: &str, seed: u64) -> String {
     // Kernel addresses (ff11... direct map, ffa0... stacks, ffff... text);
     // not the zeros and small numbers a register dump or trace id holds.
     let hex = regex::Regex::new(r"\bff[0-9a-f]{14}\b").unwrap();
+    let mut times = std::collections::HashMap::new();
+    let mut addresses = std::collections::HashMap::new();
     log.lines()
         .map(|l| {
-            let l = ts.replace(l, |_: &regex::Captures| {
-                format!("[{:5}.{:06}]", next() % 1000, next() % 1_000_000)
+            // One record printed twice (printk replaying a line cut short)
+            // keeps its one time.
+            let l = ts.replace(l, |c: &regex::Captures| {
+                let n = times.len();
+                times
+                    .entry(c[0].to_string())
+                    .or_insert_with(|| format!("[{:5}.{:06}]", n % 1000, next() % 1_000_000))
+                    .clone()
             });
             let l = hex.replace_all(&l, |c: &regex::Captures| {
-                // Addresses keep their region (the high bits): the low ones move.
-                format!("{}{:012x}", &c[0][..4], next() & 0xffff_ffff_ffff)
+                // Addresses keep their region (the high bits): the low ones
+                // move, the same address to the same place.
+                let moved = format!("{}{:012x}", &c[0][..4], next() & 0xffff_ffff_ffff);
+                addresses.entry(c[0].to_string()).or_insert(moved).clone()
             });
             format!("{l}\n")
         })
