@@ -28,6 +28,8 @@ use crate::suite::{self, BackendKind, CaseRun, RunOptions, Suite, Verdict};
 /// Which figures to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
+    /// `cargo xtask run` as a whole process: what the user waits for.
+    Run,
     Boot,
     Edit,
     Suite,
@@ -38,11 +40,12 @@ impl std::str::FromStr for Part {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Part> {
         Ok(match s {
+            "run" => Part::Run,
             "boot" => Part::Boot,
             "edit" => Part::Edit,
             "suite" => Part::Suite,
             "vng" => Part::Vng,
-            _ => anyhow::bail!("unknown bench part `{s}`: expected boot, edit, suite or vng"),
+            _ => anyhow::bail!("unknown bench part `{s}`: expected run, boot, edit, suite or vng"),
         })
     }
 }
@@ -209,6 +212,10 @@ pub async fn run(paths: &Paths, opts: &Options, say: &(dyn Fn(&str) + Sync)) -> 
 
     let want = |p: Part| opts.parts.contains(&p);
     let mut figures = Vec::new();
+    let mut run_notes = Vec::new();
+    if want(Part::Run) {
+        figures.extend(whole_process(&paths, opts.runs, say, &mut run_notes)?);
+    }
     if want(Part::Boot) || want(Part::Vng) {
         let case = one(BOOT_CASE)?;
         let mut hermetic = Figure::time(
@@ -338,7 +345,92 @@ pub async fn run(paths: &Paths, opts: &Options, say: &(dyn Fn(&str) + Sync)) -> 
         figures.extend([batched, alone, ratio]);
     }
     report.figures = figures;
+    report.notes.extend(run_notes);
     Ok(report)
+}
+
+/// `cargo xtask run gmem_caps --kernel stock-7.3`, a whole process each,
+/// three ways alternating: warm (nothing around the boot), the same with
+/// every fact established again (`GMEMTEST_NO_MEMO=1`: cargo for the guest
+/// binaries, gcc, dpkg-query, the cache entry hashed), and through vng.
+fn whole_process(
+    paths: &Paths,
+    runs: usize,
+    say: &(dyn Fn(&str) + Sync),
+    notes: &mut Vec<String>,
+) -> Result<Vec<Figure>> {
+    crate::setup::vng()?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut warm = Figure::time(
+        "run_whole_warm",
+        "`cargo xtask run`, one case, whole process (hermetic, warm)",
+        "gmem_caps on stock-7.3: cargo, xtask, checks, boot, verdict",
+        Some(0.6),
+    );
+    let mut cold = Figure::time(
+        "run_whole_no_memo",
+        "  the same, every check done again",
+        "GMEMTEST_NO_MEMO=1: cargo build of the guest binaries, gcc, dpkg-query, the cache entry hashed",
+        None,
+    );
+    let mut vng = Figure::time(
+        "run_whole_vng",
+        "  the same through vng",
+        "--backend vng",
+        None,
+    );
+    let one = |extra: &[&str], no_memo: bool| -> Result<f64> {
+        let started = Instant::now();
+        let out = std::process::Command::new(&cargo)
+            .current_dir(&paths.root)
+            .args(["xtask", "run", BOOT_CASE, "--kernel", KERNEL])
+            .args(extra)
+            .env("GMEMTEST_NO_MEMO", if no_memo { "1" } else { "0" })
+            .env("GMEMTEST_OUT", &paths.out)
+            .output()
+            .context("cannot run cargo xtask run")?;
+        let took = started.elapsed().as_secs_f64();
+        if !out.status.success() {
+            anyhow::bail!(
+                "cargo xtask run {BOOT_CASE} {} failed ({}): {}",
+                extra.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(took)
+    };
+    // A first run of each, not timed: whatever changed since is done once.
+    one(&[], false)?;
+    one(&["--backend", "vng"], false)?;
+    for i in 0..runs {
+        say(&format!("whole process {}/{runs}", i + 1));
+        warm.samples.push(one(&[], false)?);
+        cold.samples.push(one(&[], true)?);
+        vng.samples.push(one(&["--backend", "vng"], false)?);
+    }
+    let ratio = Figure::ratio(
+        "run_whole_vng_over_warm",
+        "  vng / hermetic warm, whole process",
+        &vng,
+        &warm,
+        Some(8.0),
+    );
+    let saved = Figure::ratio(
+        "run_whole_no_memo_over_warm",
+        "  every check again / warm",
+        &cold,
+        &warm,
+        None,
+    );
+    if warm.median().is_some_and(|m| m > 0.6) {
+        notes.push(
+            "whole process above 0.6 s: the kernel's start-up under TCG is paid by every boot \
+             (snapshot/restore is what removes it)"
+                .into(),
+        );
+    }
+    Ok(vec![warm, cold, vng, ratio, saved])
 }
 
 /// Sets a file's modification time to now, as `touch` does (its content is

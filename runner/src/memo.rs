@@ -85,8 +85,13 @@ impl Memo {
         self.dir.join(format!("{safe}.json"))
     }
 
-    /// The fact `name`, if it was kept with exactly these files unchanged.
+    /// The fact `name`, if it was kept with exactly these files unchanged
+    /// (never with `GMEMTEST_NO_MEMO=1`: everything is established again,
+    /// as `cargo xtask bench` measures it).
     pub fn get<T: DeserializeOwned>(&self, name: &str, inputs: &[PathBuf]) -> Option<T> {
+        if disabled() {
+            return None;
+        }
         let bytes = std::fs::read(self.file(name)).ok()?;
         let stored: Stored<T> = serde_json::from_slice(&bytes).ok()?;
         (stored.inputs == identities(inputs)).then_some(stored.value)
@@ -121,6 +126,11 @@ impl Memo {
             let _ = tmp.persist(self.file(name));
         }
     }
+}
+
+/// Whether facts are ignored (`GMEMTEST_NO_MEMO` set and not `0`).
+pub fn disabled() -> bool {
+    std::env::var_os("GMEMTEST_NO_MEMO").is_some_and(|v| v != "0")
 }
 
 /// The files under `dir` (recursively; `target` directories and hidden

@@ -335,8 +335,9 @@ enum Cmd {
     /// the warm suite in shared boots and a boot per case, vng against the
     /// hermetic backend. Writes target/gmemtest/bench/bench.{md,svg,json}.
     Bench {
-        /// Only these parts (comma-separated): boot, edit, suite, vng.
-        #[arg(long, value_delimiter = ',', default_value = "boot,vng,edit,suite")]
+        /// Only these parts (comma-separated): run (whole process), boot,
+        /// edit, suite, vng.
+        #[arg(long, value_delimiter = ',', default_value = "run,boot,vng,edit,suite")]
         only: Vec<runner::bench::Part>,
         /// Runs of the short figures (boot, vng, edit).
         #[arg(long, default_value_t = 5)]
