@@ -313,7 +313,7 @@ pub const PATTERNS: &[Pattern] = &[
     // size, which differs between builds.
     Pattern {
         kind: CrashKind::SlabCorruption,
-        start: r"^BUG [\w.:-]+ \((?:Not tainted|Tainted: [^)]*)\): (?P<what>[A-Za-z][A-Za-z -]*[A-Za-z])",
+        start: r"^BUG [\w.:-]+ \((?:Not tainted|Tainted: [^)]*)\): (?P<what>[A-Za-z][^.:!]*[A-Za-z])",
         title: "BUG: slab ${what} in ${func}",
         func: Func::Culprit,
         end: End::Trace,
@@ -701,6 +701,8 @@ struct Table {
     fetch_fault: Regex,
     dispatch: Regex,
     entry: Regex,
+    number: Regex,
+    address: Regex,
     placeholder: Regex,
 }
 
@@ -831,6 +833,8 @@ impl Table {
             dump: re(DUMP_LINE),
             other_dump: re(OTHER_DUMP),
             dispatch: whole(DISPATCH),
+            number: re(r"\b\d+\b"),
+            address: re(r" ?\b0x[0-9a-f]+\b"),
             entry: whole(ENTRY),
             fetch_fault: re(r"^#PF: \w+ instruction fetch"),
             lock_at: re(r"\}, at: (?P<func>[A-Za-z_$][\w$.]*)\+0x"),
@@ -1059,7 +1063,17 @@ impl Table {
                     .map(|m| m.as_str())
                     .or(Some(""))
             };
-            match value {
+            // SLUB's messages carry counts (`Slab has 0 allocated objects
+            // but 1 are to be freed`): one title whatever the numbers.
+            let value = value.map(|v| {
+                if cp.pat.kind == CrashKind::SlabCorruption && name != "func" {
+                    let v = self.address.replace_all(v, "");
+                    self.number.replace_all(v.trim(), "N").into_owned()
+                } else {
+                    v.to_string()
+                }
+            });
+            match value.as_deref() {
                 Some(v) => title.push_str(v),
                 None if func_optional => {
                     let prefix = title.trim_end();
@@ -1878,5 +1892,51 @@ mod tests {
             "---[ end trace 0000000000000000 ]---",
         ]));
         assert_eq!(c.title, "WARNING in lkdtm_SLAB_FREE_CROSS");
+    }
+
+    #[test]
+    fn slub_titles_do_not_carry_counts() {
+        for (msg, what) in [
+            (
+                "Slab has 0 allocated objects but 1 are to be freed",
+                "Slab has N allocated objects but N are to be freed",
+            ),
+            (
+                "Wrong object count. Counter is 1 but counted were 0",
+                "Wrong object count",
+            ),
+            (
+                "Invalid object pointer 0xffff888004b2c000",
+                "Invalid object pointer",
+            ),
+            (
+                "Padding overwritten. 0xffff888004b2c3c0-0xffff888004b2c3ff @offset=960",
+                "Padding overwritten",
+            ),
+            ("Poison overwritten", "Poison overwritten"),
+        ] {
+            let c = one(&log(&[
+                "=============================================================================",
+                &format!("BUG kmalloc-128 (Tainted: G    B             ): {msg}"),
+                "-----------------------------------------------------------------------------",
+                "Call Trace:",
+                " <TASK>",
+                " dump_stack_lvl+0x5d/0x80",
+                " slab_err+0xb5/0xf0",
+                " free_to_partial_list+0x10c/0x590",
+                " kfree+0x289/0x3b0",
+                " lkdtm_SLAB_FREE_PAGE+0x47/0x70",
+                " </TASK>",
+                "FIX kmalloc-128: Object at 0xffff888004b2c000 not freed",
+            ]));
+            assert_eq!(
+                (c.kind, c.title.as_str()),
+                (
+                    CrashKind::SlabCorruption,
+                    format!("BUG: slab {what} in lkdtm_SLAB_FREE_PAGE").as_str()
+                ),
+                "{msg}"
+            );
+        }
     }
 }
