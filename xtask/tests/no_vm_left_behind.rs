@@ -282,7 +282,7 @@ fn fifty_runs_of_every_ending_leave_no_vm_and_no_temporary_directory() {
         let console = std::fs::read_to_string(dir.join("console.log")).unwrap();
         match name.split('_').next().unwrap() {
             "oops" => assert!(
-                outcome.contains("BUG: unable to handle page fault"),
+                outcome.contains("BUG: unable to handle kernel paging request"),
                 "{name}: no oops in the outcome:\n{outcome}"
             ),
             "panic" => assert!(
