@@ -239,7 +239,8 @@ const ROW: Pattern = Pattern {
 pub const PATTERNS: &[Pattern] = &[
     Pattern {
         kind: CrashKind::PageFault,
-        start: r"^BUG: unable to handle page fault for address:",
+        // 4.20 and later; before, `... kernel paging request at ADDR`.
+        start: r"^BUG: unable to handle (?:page fault for address:|kernel paging request at )",
         title: "BUG: unable to handle kernel paging request in ${func}",
         func: Func::Rip,
         absorbs: &[CrashKind::Oops],
@@ -247,7 +248,7 @@ pub const PATTERNS: &[Pattern] = &[
     },
     Pattern {
         kind: CrashKind::PageFault,
-        start: r"^BUG: kernel NULL pointer dereference, address:",
+        start: r"^BUG: (?:kernel NULL pointer dereference, address:|unable to handle kernel NULL pointer dereference at )",
         title: "BUG: unable to handle kernel NULL pointer dereference in ${func}",
         func: Func::Rip,
         absorbs: &[CrashKind::Oops],
@@ -473,7 +474,7 @@ pub const PATTERNS: &[Pattern] = &[
     },
     Pattern {
         kind: CrashKind::HardLockup,
-        start: r"^(?:watchdog: )?(?:CPU\d+: )?Watchdog detected hard LOCKUP on cpu \d+",
+        start: r"^(?:(?:NMI )?watchdog: )?(?:CPU\d+: )?Watchdog detected hard LOCKUP on cpu \d+",
         title: "BUG: hard lockup in ${func}",
         func: Func::Culprit,
         // The buddy detector reports from another CPU: the stuck CPU's
@@ -501,9 +502,12 @@ pub const PATTERNS: &[Pattern] = &[
     },
     Pattern {
         kind: CrashKind::Ubsan,
-        start: r"^UBSAN: (?P<what>[a-z-]+) in ",
+        // 5.x and later name the check; 4.x says `Undefined behaviour`.
+        start: r"^UBSAN: (?P<what>[a-z-]+|Undefined behaviour) in ",
         title: "UBSAN: ${what} in ${func}",
         func: Func::Culprit,
+        // 4.x closes its report with a ruler, later kernels with an end trace.
+        end: End::Marker(r"^(?:---\[ end trace(?: [0-9a-f]+)? \]---|={20,}\s*$)"),
         ..ROW
     },
     // Any other `BUG: ...`, titled with its first words (which name the
@@ -673,7 +677,10 @@ const OTHER_DUMP: &str =
     r"^(?:task:\S|Sending NMI from |NMI backtrace for cpu|Showing (?:all|busy) )";
 
 /// A kernel `RIP:` line with a symbol (not a user `RIP: 0033:0x4a1b2c`).
-const RIP: &str = r"^\s*RIP: [0-9a-f]{4}:(?P<func>[A-Za-z_$][\w$.]*)\+0x";
+/// 4.x and later: `RIP: 0010:func+0x1/0x2`; 3.x: `RIP: 0010:[<ffffffff81234567>]
+/// [<ffffffff81234567>] func+0x1/0x2`; 4.x page faults: `IP: func+0x1/0x2`.
+const RIP: &str =
+    r"^\s*(?:RIP: (?:[0-9a-f]{4}:)?|IP: )(?:\[<[0-9a-f]+>\]\s+)*(?P<func>[A-Za-z_$][\w$.]*)\+0x";
 
 struct CompiledPattern {
     pat: Pattern,
@@ -1938,5 +1945,71 @@ mod tests {
                 "{msg}"
             );
         }
+    }
+
+    #[test]
+    fn older_kernels_report_formats() {
+        let c = one(&log(&[
+            "BUG: unable to handle kernel paging request at ffff88002bde1e40",
+            "IP: __memset+0x24/0x30",
+            "PGD ae2c067 PUD ae2d067 PMD 7faa5067 PTE 800000002bde1060",
+            "Oops: 0002 [#1] SMP DEBUG_PAGEALLOC KASAN",
+            "RIP: 0010:[<ffffffff82d4e304>]  [<ffffffff82d4e304>] __memset+0x24/0x30",
+            "Call Trace:",
+            " [<ffffffff8150e4a6>] kvm_gmem_get_folio+0x36/0x80",
+            " [<ffffffff8150f5c8>] kvm_gmem_fallocate+0x78/0x120",
+            "---[ end trace 5e9f31a7c1b0d2e4 ]---",
+        ]));
+        assert_eq!(
+            (c.kind, c.title.as_str()),
+            (
+                CrashKind::PageFault,
+                "BUG: unable to handle kernel paging request in kvm_gmem_get_folio"
+            )
+        );
+        let c = one(&log(&[
+            "BUG: unable to handle kernel NULL pointer dereference at 0000000000000008",
+            "IP: kvm_gmem_release+0x2f/0x90",
+            "Oops: 0000 [#1] SMP",
+            "Call Trace:",
+            " __fput+0xea/0x2d0",
+            "---[ end trace 5e9f31a7c1b0d2e4 ]---",
+        ]));
+        assert_eq!(
+            c.title,
+            "BUG: unable to handle kernel NULL pointer dereference in kvm_gmem_release"
+        );
+        let c = one(&log(&[
+            "NMI watchdog: Watchdog detected hard LOCKUP on cpu 1",
+            "RIP: 0010:lkdtm_HARDLOCKUP+0x8/0x10",
+            "Call Trace:",
+            " lkdtm_do_action+0x16/0x30",
+            "some other line",
+        ]));
+        assert_eq!(
+            (c.kind, c.title.as_str()),
+            (
+                CrashKind::HardLockup,
+                "BUG: hard lockup in lkdtm_HARDLOCKUP"
+            )
+        );
+        let c = one(&log(&[
+            "================================================================================",
+            "UBSAN: Undefined behaviour in drivers/misc/lkdtm/bugs.c:300:16",
+            "index 8 is out of range for type 'char [8]'",
+            "Call Trace:",
+            " dump_stack+0x5d/0x80",
+            " ubsan_epilogue+0x9/0x40",
+            " __ubsan_handle_out_of_bounds+0x6d/0x80",
+            " lkdtm_ARRAY_BOUNDS+0x9c/0xb0",
+            "================================================================================",
+        ]));
+        assert_eq!(
+            (c.kind, c.title.as_str()),
+            (
+                CrashKind::Ubsan,
+                "UBSAN: Undefined behaviour in lkdtm_ARRAY_BOUNDS"
+            )
+        );
     }
 }
