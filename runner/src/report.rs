@@ -3,7 +3,7 @@
 //! Detection is a table ([`PATTERNS`]): one row per kind of report, saying
 //! which line starts it, how its title is formed, where the function in the
 //! title comes from, and what ends it. Titles follow syzkaller's `pkg/report`
-//! (`BUG: unable to handle page fault in FUNC`, `kernel BUG in FUNC`,
+//! (`BUG: unable to handle kernel paging request in FUNC`, `kernel BUG in FUNC`,
 //! `WARNING in FUNC`, `INFO: task hung in FUNC`, ...), so that the same bug
 //! gets the same title on every run and every machine.
 //!
@@ -21,7 +21,7 @@
 //! A report cut off before the function its title names was printed (the
 //! console ended: the VM was killed, or the log was truncated) keeps its kind
 //! and gets a title ending in `(truncated)`, e.g.
-//! `BUG: unable to handle page fault (truncated)`. A report that ended (its
+//! `BUG: unable to handle kernel paging request (truncated)`. A report that ended (its
 //! end marker, or another report started) without that function is garbled
 //! (two CPUs printing at once): its kind is [`CrashKind::Corrupted`] and its
 //! title ends in `(corrupted)`. A function is never guessed.
@@ -84,7 +84,7 @@ pub enum CrashKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Crash {
     pub kind: CrashKind,
-    /// Normalized, syzkaller style: "BUG: unable to handle page fault in
+    /// Normalized, syzkaller style: "BUG: unable to handle kernel paging request in
     /// __access_remote_vm", "kernel BUG in kvm_gmem_free_folio", "WARNING in
     /// kvm_gmem_...", "Kernel panic: Attempted to kill init!", "BUG: soft
     /// lockup in ...", "INFO: task hung in ...".
