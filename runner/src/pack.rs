@@ -61,10 +61,7 @@ fn guest_binaries_unless_fresh(paths: &Paths) -> Result<GuestBinaries> {
     let root_hash = sha2::Sha256::digest(paths.root.as_os_str().as_encoded_bytes());
     let name = format!(
         "guest-binaries-{}",
-        root_hash[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+        crate::kernel::build::hex(&root_hash[..8])
     );
     if let Ok(m) = &memo {
         if m.get::<bool>(&name, &all) == Some(true) {

@@ -106,13 +106,7 @@ pub fn text(logs: &[LogReport]) -> String {
     for l in logs {
         match l.reports.len() {
             0 => s += &format!("{}: no crash report\n", l.file.display()),
-            n => {
-                s += &format!(
-                    "{}: {n} report{}\n",
-                    l.file.display(),
-                    if n == 1 { "" } else { "s" }
-                )
-            }
+            n => s += &format!("{}: {}\n", l.file.display(), plural(n, "report")),
         }
         for (i, r) in l.reports.iter().enumerate() {
             s += &format!(
@@ -135,19 +129,19 @@ pub fn text(logs: &[LogReport]) -> String {
         }
         s += "\n";
     }
-    let with: usize = logs.iter().filter(|l| !l.reports.is_empty()).count();
+    let with = logs.iter().filter(|l| !l.reports.is_empty()).count();
+    let reports = logs.iter().map(|l| l.reports.len()).sum();
     s += &format!(
-        "{} log{}, {with} with a crash report, {} report{} in all\n",
-        logs.len(),
-        if logs.len() == 1 { "" } else { "s" },
-        logs.iter().map(|l| l.reports.len()).sum::<usize>(),
-        if logs.iter().map(|l| l.reports.len()).sum::<usize>() == 1 {
-            ""
-        } else {
-            "s"
-        }
+        "{}, {with} with a crash report, {} in all\n",
+        plural(logs.len(), "log"),
+        plural(reports, "report")
     );
     s
+}
+
+/// `1 log`, `2 logs`.
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
 /// The kind as the JSON and the corpus files spell it (`page_fault`).
