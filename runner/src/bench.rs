@@ -2,13 +2,17 @@
 //! runs, measured side by side in one run where two things are compared
 //! (alternating, so that the machine's noise falls on both).
 //!
-//! - boot-to-result: one case (`gmem_caps` on stock-7.3) from the start of
-//!   its run (the initramfs packed, QEMU started) to its verdict;
+//! - `cargo xtask run gmem_caps --kernel stock-7.3` as a whole process:
+//!   restored, booted (`--boot`), every check again, and through vng,
+//!   alternating;
+//! - start-to-result: one case (`gmem_caps` on stock-7.3) from the start of
+//!   its run to its verdict, restored and booted, alternating;
 //! - edit-to-result: `touch virt/kvm/guest_memfd.c` in the stock variant's
 //!   tree, make there (incremental, ccache), and run one guest_memfd case
 //!   (`gmem_create`) on the result;
-//! - the whole suite warm (kernels cached): in shared boots, and with one boot
-//!   per case, alternating;
+//! - saving the suite's VMs per kernel on a cold cache; the whole suite
+//!   warm (kernels and VMs cached): restored, and in shared boots
+//!   (`--boot`), alternating;
 //! - the same case through virtme-ng and through the hermetic backend,
 //!   alternating, as a ratio.
 //!
@@ -220,9 +224,15 @@ pub async fn run(paths: &Paths, opts: &Options, say: &(dyn Fn(&str) + Sync)) -> 
         let case = one(BOOT_CASE)?;
         let mut hermetic = Figure::time(
             "boot_to_result",
-            "boot-to-result, one case (hermetic)",
-            "gmem_caps on stock-7.3: initramfs packed, QEMU started, verdict",
-            Some(2.0),
+            "start-to-result, one case (hermetic, restored)",
+            "gmem_caps on stock-7.3: the saved VM found, QEMU restoring it, verdict",
+            Some(0.5),
+        );
+        let mut booted = Figure::time(
+            "boot_to_result_booted",
+            "boot-to-result, one case (hermetic, booted)",
+            "the same case, initramfs packed and the kernel booted, alternating",
+            None,
         );
         let mut vng = Figure::time(
             "boot_to_result_vng",
@@ -233,12 +243,21 @@ pub async fn run(paths: &Paths, opts: &Options, say: &(dyn Fn(&str) + Sync)) -> 
         if want(Part::Vng) {
             crate::setup::vng()?;
         }
+        // Not timed: the saved VM made, should this kernel have none yet.
+        crate::pair::saved_vms_for(&paths, &[case], stock, &prepared, false).await?;
         for i in 0..opts.runs {
-            say(&format!("boot-to-result {}/{}", i + 1, opts.runs));
+            say(&format!("start-to-result {}/{}", i + 1, opts.runs));
             let r = crate::pair::run_pair(&paths, case, stock, &prepared, RunOptions::default())
                 .await?;
-            check(&r, "boot-to-result");
+            check(&r, "start-to-result");
             hermetic.samples.push(r.elapsed.as_secs_f64());
+            let opts = RunOptions {
+                boot: true,
+                ..Default::default()
+            };
+            let r = crate::pair::run_pair(&paths, case, stock, &prepared, opts).await?;
+            check(&r, "boot-to-result");
+            booted.samples.push(r.elapsed.as_secs_f64());
             if want(Part::Vng) {
                 let opts = RunOptions {
                     backend: BackendKind::Vng,
@@ -257,11 +276,9 @@ pub async fn run(paths: &Paths, opts: &Options, say: &(dyn Fn(&str) + Sync)) -> 
                 &hermetic,
                 Some(5.0),
             );
-            figures.push(hermetic);
-            figures.push(vng);
-            figures.push(ratio);
+            figures.extend([hermetic, booted, vng, ratio]);
         } else {
-            figures.push(hermetic);
+            figures.extend([hermetic, booted]);
         }
     }
     if want(Part::Edit) {
@@ -298,36 +315,56 @@ pub async fn run(paths: &Paths, opts: &Options, say: &(dyn Fn(&str) + Sync)) -> 
     }
     if want(Part::Suite) {
         let pairs = suite.pairs();
-        let mut batched = Figure::time(
-            "suite_warm",
-            &format!("whole suite warm, shared boots (-j {})", opts.jobs),
-            &format!("{} pairs, three kernels, kernels cached", pairs.len()),
-            Some(120.0),
+        let mut saving = Figure::time(
+            "save_vms_cold",
+            "saving the suite's VMs, per kernel, cold",
+            "each kernel's saved VMs dropped, then booted and saved again (one per machine the suite asks for)",
+            Some(10.0),
         );
-        let mut alone = Figure::time(
-            "suite_warm_per_boot",
-            &format!("whole suite warm, a boot per case (-j {})", opts.jobs),
-            "alternating with the shared-boot run",
+        for k in &prepared.kernels {
+            say(&format!("saving the VMs of {} (cold)", k.name));
+            let cases: Vec<&crate::case::Case> = pairs
+                .iter()
+                .filter(|(_, kn)| *kn == k.name)
+                .map(|(c, _)| *c)
+                .collect();
+            let started = Instant::now();
+            crate::pair::saved_vms_for(&paths, &cases, k, &prepared, true).await?;
+            saving.samples.push(started.elapsed().as_secs_f64());
+        }
+        let mut restored = Figure::time(
+            "suite_warm",
+            &format!("whole suite warm, restored (-j {})", opts.jobs),
+            &format!(
+                "{} pairs, three kernels, kernels and VMs cached",
+                pairs.len()
+            ),
+            Some(45.0),
+        );
+        let mut batched = Figure::time(
+            "suite_warm_shared_boots",
+            &format!("whole suite warm, shared boots (--boot, -j {})", opts.jobs),
+            "alternating with the restored run",
             None,
         );
         for i in 0..opts.suite_runs {
-            for (shared, fig) in [(true, &mut batched), (false, &mut alone)] {
+            for (boot, fig) in [(false, &mut restored), (true, &mut batched)] {
                 say(&format!(
                     "whole suite {} {}/{}",
-                    if shared {
-                        "in shared boots"
-                    } else {
-                        "a boot per case"
-                    },
+                    if boot { "in shared boots" } else { "restored" },
                     i + 1,
                     opts.suite_runs
                 ));
                 let schedule = Schedule {
-                    batch: shared,
+                    batch: true,
                     jobs: Some(opts.jobs),
                     ..Schedule::default()
                 };
-                let session = Session::new(suite.clone(), RunOptions::default(), schedule);
+                let run_opts = RunOptions {
+                    boot,
+                    ..Default::default()
+                };
+                let session = Session::new(suite.clone(), run_opts, schedule);
                 let done = session.with_prepared(prepared.clone()).run(&|_| {}).await?;
                 fig.samples.push(done.elapsed.as_secs_f64());
                 for r in done.runs() {
@@ -336,13 +373,13 @@ pub async fn run(paths: &Paths, opts: &Options, say: &(dyn Fn(&str) + Sync)) -> 
             }
         }
         let ratio = Figure::ratio(
-            "batch_speedup",
-            "a boot per case / shared boots",
-            &alone,
+            "restore_speedup",
+            "shared boots / restored, whole suite",
             &batched,
+            &restored,
             None,
         );
-        figures.extend([batched, alone, ratio]);
+        figures.extend([saving, restored, batched, ratio]);
     }
     report.figures = figures;
     report.notes.extend(run_notes);
@@ -363,14 +400,20 @@ fn whole_process(
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut warm = Figure::time(
         "run_whole_warm",
-        "`cargo xtask run`, one case, whole process (hermetic, warm)",
-        "gmem_caps on stock-7.3: cargo, xtask, checks, boot, verdict",
+        "`cargo xtask run`, one case, whole process (hermetic, restored)",
+        "gmem_caps on stock-7.3: cargo, xtask, checks, a saved VM restored, verdict",
         Some(0.6),
+    );
+    let mut booted = Figure::time(
+        "run_whole_booted",
+        "  the same, booted (--boot)",
+        "the kernel booted for the case",
+        None,
     );
     let mut cold = Figure::time(
         "run_whole_no_memo",
-        "  the same, every check done again",
-        "GMEMTEST_NO_MEMO=1: cargo build of the guest binaries, gcc, dpkg-query, the cache entry hashed",
+        "  the same restored, every check done again",
+        "GMEMTEST_NO_MEMO=1: cargo build of the guest binaries, gcc, dpkg-query, the cache entries hashed",
         None,
     );
     let mut vng = Figure::time(
@@ -400,21 +443,31 @@ fn whole_process(
         }
         Ok(took)
     };
-    // A first run of each, not timed: whatever changed since is done once.
+    // A first run of each, not timed: whatever changed since is done once
+    // (the VM saved, the guest binaries built).
     one(&[], false)?;
+    one(&["--boot"], false)?;
     one(&["--backend", "vng"], false)?;
     for i in 0..runs {
         say(&format!("whole process {}/{runs}", i + 1));
         warm.samples.push(one(&[], false)?);
+        booted.samples.push(one(&["--boot"], false)?);
         cold.samples.push(one(&[], true)?);
         vng.samples.push(one(&["--backend", "vng"], false)?);
     }
     let ratio = Figure::ratio(
         "run_whole_vng_over_warm",
-        "  vng / hermetic warm, whole process",
+        "  vng / hermetic restored, whole process",
         &vng,
         &warm,
         Some(8.0),
+    );
+    let restoring = Figure::ratio(
+        "run_whole_booted_over_warm",
+        "  booted / restored, whole process",
+        &booted,
+        &warm,
+        None,
     );
     let saved = Figure::ratio(
         "run_whole_no_memo_over_warm",
@@ -425,12 +478,10 @@ fn whole_process(
     );
     if warm.median().is_some_and(|m| m > 0.6) {
         notes.push(
-            "whole process above 0.6 s: the kernel's start-up under TCG is paid by every boot \
-             (snapshot/restore is what removes it)"
-                .into(),
+            "whole process above 0.6 s: see the README (\"Speed\") for where the time goes".into(),
         );
     }
-    Ok(vec![warm, cold, vng, ratio, saved])
+    Ok(vec![warm, booted, cold, vng, ratio, restoring, saved])
 }
 
 /// Sets a file's modification time to now, as `touch` does (its content is

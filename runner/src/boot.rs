@@ -63,6 +63,21 @@ pub struct VmConfig {
     /// Start QEMU's gdb stub on this local port, the CPU stopped until gdb
     /// continues it.
     pub gdb: Option<u16>,
+    /// Start from a saved VM (hermetic only) instead of booting.
+    pub restore: Option<Restore>,
+}
+
+/// A run that starts from a saved VM ([`crate::saved_vm`]): QEMU loads the
+/// state init was saved in, waiting for its plan, and is handed the plan.
+#[derive(Debug, Clone)]
+pub struct Restore {
+    /// QEMU's migration stream of the saved VM.
+    pub state: PathBuf,
+    /// What the console showed up to the save (the kernel's boot): the
+    /// restored run's console begins with it, as a booted one would.
+    pub console: String,
+    /// The line init is handed once the state is loaded.
+    pub handoff: String,
 }
 
 /// The kernel command line: console on ttyS0, reboot (so QEMU exits) on panic,
@@ -231,7 +246,20 @@ pub fn qemu_args(cfg: &VmConfig) -> Vec<String> {
         cfg.interactive.as_deref(),
     ));
     a.extend(gdb_args(cfg.gdb));
+    if let Some(r) = &cfg.restore {
+        a.extend(incoming_args(&r.state));
+    }
     a
+}
+
+/// Load a saved VM at start instead of running the firmware: QEMU reads
+/// the state through `cat` (the one incoming channel of QEMU 7.2 that reads
+/// a file) and stays paused once loaded, as the VM was when it was saved.
+pub fn incoming_args(state: &Path) -> Vec<String> {
+    vec![
+        "-incoming".into(),
+        format!("exec:cat {}", quote(&state.to_string_lossy())),
+    ]
 }
 
 /// QEMU's gdb stub on a local port, the CPU held at reset until gdb says
@@ -363,8 +391,23 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
     }
     let started = Instant::now();
     let (program, mut vm) = spawn(cfg)?;
-    let mut streams = Streams::attach(&mut vm.child, cfg, listener);
+    let (handoff_tx, handoff_rx) = tokio::sync::oneshot::channel();
+    let handoff_rx = cfg.restore.is_some().then_some(handoff_rx);
+    let mut streams = Streams::attach(&mut vm.child, cfg, listener, handoff_rx);
     let mut got = Collected::new(started);
+    if let Some(r) = &cfg.restore {
+        got.console = r.console.clone();
+        if let Err(e) = resume(cfg, r, handoff_tx).await {
+            vm.kill();
+            let stderr = streams.drain(&mut vm, &mut got).await;
+            return Err(crate::fault::Fault::RestoreFailed {
+                state: r.state.display().to_string(),
+                error: format!("{e:#}"),
+                stderr: stderr.trim().to_string(),
+            }
+            .into());
+        }
+    }
     let end = watch(cfg, &mut vm, &mut streams, &mut got, &mut on_console).await?;
     // Stopped by the runner's own interruption, whatever the VM did then.
     let end = if crate::interrupt::raised() {
@@ -377,6 +420,167 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
     }
     let qemu_stderr = streams.drain(&mut vm, &mut got).await;
     finish(cfg, &program, end, got, qemu_stderr)
+}
+
+/// How long a saved VM may take to load (a few hundred ms here, under load).
+pub const LOAD_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Waits for QEMU to have loaded the saved state, hands init its plan on the
+/// result port and lets the VM run. The plan is sent only once the state is
+/// loaded: bytes the serial port received before would be overwritten by
+/// the saved port's state.
+async fn resume(
+    cfg: &VmConfig,
+    r: &Restore,
+    handoff: tokio::sync::oneshot::Sender<Vec<u8>>,
+) -> Result<()> {
+    let until = tokio::time::Instant::now() + LOAD_PATIENCE.min(cfg.deadline);
+    let mut m = crate::monitor::Monitor::connect(&cfg.monitor_socket, LOAD_PATIENCE).await?;
+    loop {
+        let answer = m.command("info status").await?;
+        match crate::monitor::status_of(&answer) {
+            Some("paused") => break,
+            Some(s) if s.contains("inmigrate") => {}
+            other => anyhow::bail!(
+                "the loaded VM is {} where a paused one was saved",
+                other.unwrap_or("in an unknown state")
+            ),
+        }
+        if tokio::time::Instant::now() >= until {
+            anyhow::bail!("QEMU had not loaded the saved VM after {LOAD_PATIENCE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    handoff
+        .send(r.handoff.clone().into_bytes())
+        .map_err(|_| anyhow::anyhow!("QEMU never connected to the result port"))?;
+    m.command("cont").await?;
+    Ok(())
+}
+
+/// What a boot to init's wait for a plan left, once saved.
+#[derive(Debug, Clone)]
+pub struct SavedBoot {
+    /// The console up to the save.
+    pub console: String,
+    /// From QEMU's start to init's wait.
+    pub boot: Duration,
+    /// The save itself.
+    pub save: Duration,
+}
+
+/// Boots `cfg` (an initramfs without a plan) until init sends
+/// [`Record::AwaitingPlan`], then saves the paused VM's state to `state`
+/// and ends QEMU. The kernel and init have then done all of their start-up
+/// and nothing else: no case has run, no page of the direct map has been
+/// split or unmapped by one.
+pub async fn boot_and_save(cfg: &VmConfig, state: &Path) -> Result<SavedBoot> {
+    let listener = listen(&cfg.result_socket)?;
+    let started = Instant::now();
+    let (program, mut vm) = spawn(cfg)?;
+    let mut streams = Streams::attach(&mut vm.child, cfg, listener, None);
+    let mut got = Collected::new(started);
+    let waited = wait_for_plan_request(cfg, &mut vm, &mut streams, &mut got).await;
+    let boot = started.elapsed();
+    let saved = match waited {
+        Ok(()) => save(cfg, state).await,
+        Err(e) => Err(e),
+    };
+    let save_took = started.elapsed() - boot;
+    if saved.is_err() {
+        vm.kill();
+    }
+    let qemu_stderr = streams.drain(&mut vm, &mut got).await;
+    let _ = std::fs::remove_file(&cfg.result_socket);
+    let _ = std::fs::remove_file(&cfg.monitor_socket);
+    if let Err(e) = saved {
+        let tail: Vec<&str> = got.console.lines().rev().take(25).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(e.context(format!(
+            "booting {} to save it ({} {}); the console ended with:\n{}{}",
+            cfg.kernel.display(),
+            program.display(),
+            "to init's wait for a plan",
+            tail.join("\n"),
+            if qemu_stderr.trim().is_empty() {
+                String::new()
+            } else {
+                format!("\nQEMU said:\n{}", qemu_stderr.trim())
+            }
+        )));
+    }
+    Ok(SavedBoot {
+        console: got.console,
+        boot,
+        save: save_took,
+    })
+}
+
+/// Collects the VM's output until init asks for its plan. Anything else it
+/// sends first (an error of init's), its end and the deadline are errors.
+async fn wait_for_plan_request(
+    cfg: &VmConfig,
+    vm: &mut VmProcess,
+    s: &mut Streams,
+    got: &mut Collected,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + cfg.deadline;
+    loop {
+        tokio::select! {
+            line = s.console.recv() => match line {
+                Some(line) => got.console_line(&line),
+                None => {
+                    let status = vm.child.wait().await?;
+                    anyhow::bail!("the VM ended ({status}) before init asked for its plan");
+                }
+            },
+            line = s.results.recv() => match line {
+                Some(l) => match Record::from_line(&l) {
+                    Ok(Record::AwaitingPlan) => return Ok(()),
+                    Ok(r) => anyhow::bail!("init sent {} before asking for its plan", r.to_line()),
+                    Err(_) => anyhow::bail!("init sent a line that is not a record before asking for its plan: {l}"),
+                },
+                None => anyhow::bail!("the result port closed before init asked for its plan"),
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                anyhow::bail!("init had not asked for its plan after {:?}", cfg.deadline)
+            }
+        }
+    }
+}
+
+/// Stops the VM, writes its state to `to` and ends QEMU. The migration
+/// runs detached and is polled: HMP's own wait for it rounds up to whole
+/// seconds.
+async fn save(cfg: &VmConfig, to: &Path) -> Result<()> {
+    let mut m = crate::monitor::Monitor::connect(&cfg.monitor_socket, LOAD_PATIENCE).await?;
+    // QEMU 7.2 limits a migration to 32 MiB/s by default; a file takes
+    // whatever comes. The guest is paused first: its state is one pass.
+    for c in ["migrate_set_parameter max-bandwidth 100G", "stop"] {
+        let a = m.command(c).await?;
+        if a.to_ascii_lowercase().contains("error") {
+            anyhow::bail!("monitor command `{c}`: {a}");
+        }
+    }
+    let uri = format!("exec:cat > {}", quote(&to.to_string_lossy()));
+    let a = m.command(&format!("migrate -d \"{uri}\"")).await?;
+    if !a.trim().is_empty() {
+        anyhow::bail!("`migrate {uri}`: {a}");
+    }
+    let until = tokio::time::Instant::now() + LOAD_PATIENCE;
+    loop {
+        let a = m.command("info migrate").await?;
+        match crate::monitor::migration_status_of(&a) {
+            Some("completed") => break,
+            Some("failed") | Some("cancelled") => anyhow::bail!("saving the VM failed: {a}"),
+            _ => {}
+        }
+        if tokio::time::Instant::now() >= until {
+            anyhow::bail!("saving the VM took over {LOAD_PATIENCE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    m.quit(Duration::from_secs(10)).await
 }
 
 /// The result socket, listening before QEMU starts (QEMU connects to it).
@@ -503,10 +707,14 @@ struct Streams {
 }
 
 impl Streams {
+    /// `handoff`: bytes to write to the result port when they come (the
+    /// write side is kept open until the stream ends: QEMU takes a closed
+    /// one for a client gone and would drop what the guest writes).
     fn attach(
         child: &mut tokio::process::Child,
         cfg: &VmConfig,
         listener: tokio::net::UnixListener,
+        handoff: Option<tokio::sync::oneshot::Receiver<Vec<u8>>>,
     ) -> Streams {
         let interactive = cfg.interactive.is_some();
         let (console_tx, console) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -531,7 +739,19 @@ impl Streams {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            forward_result_lines(stream, line_tx).await;
+            let (read, mut write) = stream.into_split();
+            let send = async move {
+                if let Some(Ok(bytes)) = match handoff {
+                    Some(rx) => Some(rx.await),
+                    None => None,
+                } {
+                    use tokio::io::AsyncWriteExt;
+                    let _ = write.write_all(&bytes).await;
+                }
+                write
+            };
+            let (_, write) = tokio::join!(forward_result_lines(read, line_tx), send);
+            drop(write);
         });
         Streams {
             console,
@@ -787,6 +1007,7 @@ mod tests {
             silence: None,
             interactive: None,
             gdb: None,
+            restore: None,
         }
     }
 

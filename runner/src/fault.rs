@@ -19,6 +19,15 @@ pub enum Fault {
         code: String,
         stderr: String,
     },
+    /// A saved VM could not be loaded (or handed its plan). The runner
+    /// drops it and boots instead; this is the error only when that is
+    /// not possible.
+    #[error("cannot restore the saved VM {state}: {error}{}", said(.stderr))]
+    RestoreFailed {
+        state: String,
+        error: String,
+        stderr: String,
+    },
     /// The kernel started but never ran init (a panic in start-up, no root,
     /// no init binary).
     #[error("the kernel did not reach init: {why}")]
@@ -31,6 +40,14 @@ pub enum Fault {
     /// A write failed for lack of space.
     #[error("the disk is full: {what}{}", free_note(.path))]
     DiskFull { what: String, path: Option<PathBuf> },
+}
+
+fn said(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!("; QEMU said:\n{stderr}")
+    }
 }
 
 fn free_note(path: &Option<PathBuf>) -> String {
@@ -74,7 +91,7 @@ impl Fault {
     pub fn kind(&self) -> Kind {
         match self {
             Fault::QemuMissing { .. } => Kind::QemuMissing,
-            Fault::QemuFailed { .. } => Kind::QemuFailed,
+            Fault::QemuFailed { .. } | Fault::RestoreFailed { .. } => Kind::QemuFailed,
             Fault::KernelNoInit { .. } => Kind::KernelNoInit,
             Fault::ResultPortSilent { .. } => Kind::ResultPortSilent,
             Fault::DiskFull { .. } => Kind::DiskFull,

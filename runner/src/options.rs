@@ -49,9 +49,21 @@ pub struct RunOptions {
     /// Do not compare with (or write) a snapshot: the caller judges the
     /// outcome itself (bisect).
     pub no_snapshot: bool,
+    /// Boot the kernel for each case instead of restoring a saved VM
+    /// ([`crate::saved_vm`]).
+    pub boot: bool,
     /// Blessing records an outcome that holds a failure (a step that did not
     /// end well, a failed selftest, an unexpected crash) only with this.
     pub accept_failures: bool,
+}
+
+impl RunOptions {
+    /// Whether cases start from a saved VM: on the hermetic backend, unless
+    /// asked to boot or a person is at the controls (a shell, gdb: they
+    /// see the boot).
+    pub fn restores(&self) -> bool {
+        self.backend == BackendKind::Hermetic && !self.boot && !self.shell && self.gdb.is_none()
+    }
 }
 
 /// Where a pair's logs go: `logs/KERNEL/CASE`, or `logs/vng/KERNEL/CASE`

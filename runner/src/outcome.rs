@@ -151,7 +151,7 @@ pub fn build(case: &Case, kernel: &str, boot: &BootResult, crashes: &[Crash]) ->
             // One case alone ends with both; a case cut from a batch with
             // its CaseEnd.
             Record::CaseEnd { .. } | Record::Done => done = true,
-            Record::CaseStart { .. } => {}
+            Record::CaseStart { .. } | Record::AwaitingPlan => {}
         }
     }
     guest_errors.extend(boot.bad_lines.iter().map(|l| format!("not a record: {l}")));

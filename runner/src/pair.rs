@@ -34,6 +34,25 @@ pub async fn run_pair(
     let mut plan = gmem_protocol::Plan::single(case.plan.clone());
     plan.shell = opts.shell;
     let machine = Machine::of(&[case]);
+    let mut mode = BootMode::Alone;
+    if opts.restores() {
+        match run_restored(&dir, &plan, case, &machine, kernel, prepared, opts).await {
+            Ok(boot_res) => {
+                let mut run = conclude(paths, case, kernel, &dir, &boot_res, opts)?;
+                run.boot = BootMode::Restored;
+                run.elapsed = started.elapsed();
+                return Ok(run);
+            }
+            Err(why) => {
+                eprintln!(
+                    "      [{}@{}] booting instead of restoring: {why}",
+                    case.name, kernel.name
+                );
+                fresh_log_dir(&dir)?;
+                mode = BootMode::Booted { why };
+            }
+        }
+    }
     let (mut cfg, _sock_dir) = launch(&dir, &plan, &[case], &machine, kernel, prepared, opts)?;
     if opts.shell || opts.gdb.is_some() {
         hand_over(&mut cfg, &dir, kernel, opts);
@@ -43,8 +62,141 @@ pub async fn run_pair(
         .await
         .with_context(|| format!("case {} on kernel {}: boot failed", case.name, kernel.name))?;
     let mut run = conclude(paths, case, kernel, &dir, &boot_res, opts)?;
+    run.boot = mode;
     run.elapsed = started.elapsed();
     Ok(run)
+}
+
+/// Runs `plan` from the saved VM of the case's machine (saved first when
+/// there is none). `Err` says why it could not, before the case ran: the
+/// caller boots instead. A machine whose save failed is not tried again in
+/// this process (a kernel that does not boot would pay each time).
+async fn run_restored(
+    dir: &Path,
+    plan: &gmem_protocol::Plan,
+    case: &Case,
+    machine: &Machine,
+    kernel: &BuiltKernel,
+    prepared: &Prepared,
+    opts: RunOptions,
+) -> std::result::Result<BootResult, String> {
+    static FAILED: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+    let (cfg, image, _sock_dir) =
+        saved_vm_config(dir, case, kernel, prepared, opts).map_err(|e| format!("{e:#}"))?;
+    let key = crate::saved_vm::key(&cfg, &image);
+    let failed_before = FAILED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, why)| why.clone());
+    if let Some(why) = failed_before {
+        return Err(format!("saving its VM failed earlier in this run: {why}"));
+    }
+    let saved = match crate::saved_vm::obtain(&cfg, &image, &label(kernel, machine)).await {
+        Ok(v) => v,
+        Err(e) => {
+            let why = format!("{e:#}");
+            FAILED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((key, why.clone()));
+            return Err(why);
+        }
+    };
+    let cfg = saved.restore_config(&cfg, plan);
+    let keep = || -> Result<()> {
+        write_command_line(dir, &cfg, BackendKind::Hermetic)?;
+        std::fs::write(dir.join("plan.json"), serde_json::to_vec_pretty(plan)?)?;
+        std::fs::write(
+            dir.join("restored.txt"),
+            format!(
+                "This case started from the saved VM {} (the kernel booted once, saved where init waits for its plan); its console.log begins with that boot's console.\nTo boot instead: add --boot.\n",
+                saved.dir.display()
+            ),
+        )?;
+        Ok(())
+    };
+    keep().map_err(|e| format!("{e:#}"))?;
+    match boot_streamed(&cfg, case, kernel, opts).await {
+        Ok(res) => Ok(res),
+        Err(e) if crate::fault::kind_of(&e).is_some() && is_restore_failure(&e) => {
+            crate::saved_vm::discard(&saved);
+            Err(format!("{e:#}"))
+        }
+        Err(e) => Err(format!("{e:#}")),
+    }
+}
+
+/// The VM `case` starts from on `kernel` (its logs in `dir`) and the
+/// initramfs it is saved with (no plan).
+fn saved_vm_config(
+    dir: &Path,
+    case: &Case,
+    kernel: &BuiltKernel,
+    prepared: &Prepared,
+    opts: RunOptions,
+) -> Result<(VmConfig, Vec<u8>, tempfile::TempDir)> {
+    let machine = Machine::of(&[case]);
+    let (cfg, sock_dir) = machine_config(dir, Backend::Hermetic, &machine, kernel, prepared, opts)?;
+    let image = plan_less_initramfs(&[case], kernel, prepared)?;
+    Ok((cfg, image, sock_dir))
+}
+
+/// How a saved VM is named in progress lines.
+fn label(kernel: &BuiltKernel, machine: &Machine) -> String {
+    format!(
+        "{} ({} MB, {} CPUs{})",
+        kernel.name,
+        machine.memory_mb,
+        machine.cpus,
+        if machine.cmdline.trim().is_empty() {
+            String::new()
+        } else {
+            format!(", {}", machine.cmdline.trim())
+        }
+    )
+}
+
+/// The saved VMs `cases` start from on `kernel`, each once: found in the
+/// cache or saved now (`fresh`: dropped first and saved again, as `cargo
+/// xtask bench` measures a cold cache).
+pub async fn saved_vms_for(
+    paths: &Paths,
+    cases: &[&Case],
+    kernel: &BuiltKernel,
+    prepared: &Prepared,
+    fresh: bool,
+) -> Result<Vec<crate::saved_vm::SavedVm>> {
+    let dir = paths.out.join("saved-vms");
+    std::fs::create_dir_all(&dir)?;
+    let mut keys = Vec::new();
+    let mut out = Vec::new();
+    for c in cases {
+        let (cfg, image, _sock) =
+            saved_vm_config(&dir, c, kernel, prepared, RunOptions::default())?;
+        let key = crate::saved_vm::key(&cfg, &image);
+        if keys.contains(&key) {
+            continue;
+        }
+        keys.push(key);
+        let label = label(kernel, &Machine::of(&[c]));
+        if fresh {
+            crate::saved_vm::discard_key(&crate::saved_vm::key(&cfg, &image))?;
+        }
+        out.push(crate::saved_vm::obtain(&cfg, &image, &label).await?);
+    }
+    Ok(out)
+}
+
+/// Whether `e` is a saved VM that would not load (which is then dropped).
+fn is_restore_failure(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<crate::fault::Fault>(),
+            Some(crate::fault::Fault::RestoreFailed { .. })
+        )
+    })
 }
 
 /// What only the hermetic backend offers.
@@ -151,20 +303,38 @@ pub(crate) fn launch(
     prepared: &Prepared,
     opts: RunOptions,
 ) -> Result<(VmConfig, tempfile::TempDir)> {
-    let initramfs = dir.join("initramfs.cpio.gz");
     let backend = match opts.backend {
         BackendKind::Hermetic => {
-            pack_initramfs(&initramfs, plan, cases, kernel, prepared)?;
+            pack_initramfs(
+                &dir.join("initramfs.cpio.gz"),
+                plan,
+                cases,
+                kernel,
+                prepared,
+            )?;
             Backend::Hermetic
         }
         BackendKind::Vng => vng_backend(dir, plan, cases, kernel, prepared)?,
     };
+    machine_config(dir, backend, machine, kernel, prepared, opts)
+}
+
+/// The VM of `machine` on `kernel`, started by `backend`, its initramfs in
+/// `dir`. The returned directory holds QEMU's sockets.
+fn machine_config(
+    dir: &Path,
+    backend: Backend,
+    machine: &Machine,
+    kernel: &BuiltKernel,
+    prepared: &Prepared,
+    opts: RunOptions,
+) -> Result<(VmConfig, tempfile::TempDir)> {
     // A socket path must be short (108 bytes): keep it in a private temp dir.
     let sock_dir = tempfile::Builder::new().prefix("gmemtest-").tempdir()?;
     let cfg = VmConfig {
         backend,
         kernel: kernel.bzimage.clone(),
-        initramfs,
+        initramfs: dir.join("initramfs.cpio.gz"),
         memory_mb: machine.memory_mb,
         cpus: machine.cpus,
         // The flavor's checkers first: a case's own parameters come after
@@ -181,8 +351,29 @@ pub(crate) fn launch(
         silence: machine.silence,
         interactive: None,
         gdb: None,
+        restore: None,
     };
     Ok((cfg, sock_dir))
+}
+
+/// The initramfs of a saved VM: the prepared base and the members the
+/// cases need on this kernel, no plan (init then waits for one).
+fn plan_less_initramfs(
+    cases: &[&Case],
+    kernel: &BuiltKernel,
+    prepared: &Prepared,
+) -> Result<Vec<u8>> {
+    let mut img = prepared.base_image.clone();
+    let mut added: Vec<&[u8]> = Vec::new();
+    for c in cases {
+        for m in prepared.members_for(c, &kernel.name)? {
+            if !added.contains(&m) {
+                added.push(m);
+                img.extend_from_slice(m);
+            }
+        }
+    }
+    Ok(img)
 }
 
 /// The hermetic initramfs: the prepared base, the members the cases need

@@ -85,6 +85,8 @@ pub struct Plan {
     pub boots: usize,
     /// Boots shared by several cases.
     pub shared: usize,
+    /// Cases start from saved VMs (a boot is then a restore).
+    pub restored: bool,
     /// VMs at once.
     pub jobs: usize,
     pub rounds: usize,
@@ -245,12 +247,15 @@ impl Session {
         refuse_blessing_a_flavor(&self.suite)?;
         let prepared = self.prepare().await?;
         let pairs = self.pairs();
-        let units = batch::units(&pairs, self.schedule.batch);
+        // A restored case costs less than a boot shared with others and
+        // needs no rerun: cases share boots only when they boot.
+        let units = batch::units(&pairs, self.schedule.batch && !self.opts.restores());
         let cases: Vec<_> = pairs.iter().map(|(c, _)| *c).collect();
         let plan = Plan {
             pairs: pairs.len(),
             boots: units.len(),
             shared: units.iter().filter(|u| u.cases.len() > 1).count(),
+            restored: self.opts.restores(),
             jobs: self
                 .schedule
                 .jobs
@@ -438,6 +443,7 @@ mod tests {
                 pairs: rounds[0].len(),
                 boots: 1,
                 shared: 0,
+                restored: false,
                 jobs: 1,
                 rounds: rounds.len(),
             },

@@ -105,6 +105,11 @@ impl CaseRun {
 pub enum BootMode {
     /// A boot of its own.
     Alone,
+    /// Started from the saved VM of its machine: a kernel that booted once
+    /// and was saved before any case ran.
+    Restored,
+    /// A boot of its own, because it could not start from a saved VM (why).
+    Booted { why: String },
     /// In one boot with other cases of the same kernel; its console section
     /// and records were cut from the batch's (logs in `dir`).
     Batched { cases: usize, dir: PathBuf },

@@ -99,6 +99,7 @@ fn vng_puts_the_result_port_after_its_console() {
         silence: None,
         interactive: None,
         gdb: None,
+        restore: None,
     };
     let qemu = runner::boot::vng_of(&cfg, "/bin/true")
         .qemu_command(&info.bin)

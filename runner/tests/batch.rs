@@ -35,6 +35,15 @@ fn paths() -> Paths {
     p
 }
 
+/// Shared boots are what cases get when they boot (`--boot`), not when
+/// they start from saved VMs.
+fn booting() -> RunOptions {
+    RunOptions {
+        boot: true,
+        ..Default::default()
+    }
+}
+
 /// The tests share log directories (and two sets of VMs would slow each
 /// other): one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -71,7 +80,7 @@ fn a_crash_in_a_batch_reruns_the_case_alone_and_the_rest_in_a_fresh_boot() {
         &unit,
         built,
         &prepared,
-        RunOptions::default(),
+        booting(),
         &note,
     ));
     let by = |n: &str| batched.iter().find(|r| r.case == n).unwrap();
@@ -123,7 +132,7 @@ fn a_crash_in_a_batch_reruns_the_case_alone_and_the_rest_in_a_fresh_boot() {
                 c,
                 built,
                 &prepared,
-                RunOptions::default(),
+                booting(),
             ))
             .unwrap();
         let b = by(&c.name);

@@ -64,6 +64,7 @@ fn main() {
                 pairs: n,
                 boots: n,
                 shared: 0,
+                restored: false,
                 jobs: args.test_threads.unwrap_or(1),
                 rounds: 1,
             };

@@ -73,6 +73,7 @@ fn vm(dir: &std::path::Path, step: PlanStep, cmdline: &str, deadline: Duration) 
         silence: None,
         interactive: None,
         gdb: None,
+        restore: None,
     }
 }
 
@@ -174,5 +175,92 @@ fn silent_guest_gets_an_nmi_and_leaves_backtraces() {
     assert!(
         qemu_processes_with(&needle).is_empty(),
         "a QEMU outlived its run"
+    );
+}
+
+/// A VM restored from a saved one keeps the life cycle of a booted one: a
+/// step that never ends is killed at the deadline, the console kept (the
+/// saved boot's, then the restored run's), no QEMU left; and a saved state
+/// QEMU cannot load is a [`runner::fault::Fault::RestoreFailed`], not an
+/// outcome.
+#[test]
+fn a_restored_guest_that_hangs_is_killed_at_its_deadline_with_both_consoles() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths::of_this_checkout().unwrap();
+    let bins = runner::pack::build_guest_binaries(&paths).expect("guest binaries");
+    let base = runner::pack::base_image(&bins).expect("base image");
+    let mut cfg = vm(dir.path(), caps_step(), "", Duration::from_secs(8));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let saved = rt
+        .block_on(runner::saved_vm::obtain(
+            &cfg,
+            &base,
+            "stock-7.3 (lifecycle test)",
+        ))
+        .expect("a saved VM");
+    assert!(saved.console.contains("Linux version"), "{}", saved.console);
+    let sleeper = PlanStep {
+        name: "sleep".into(),
+        probe: "selftest".into(),
+        args: serde_json::json!({"sleep_ms": 60_000}),
+        timeout_ms: 70_000,
+        cpu: None,
+    };
+    let plan = Plan::single(CasePlan {
+        case: "lifecycle".into(),
+        steps: vec![sleeper],
+    });
+    cfg = saved.restore_config(&cfg, &plan);
+    let needle = cfg.result_socket.display().to_string();
+    let res = boot_to_end(&cfg);
+    assert!(matches!(res.end, BootEnd::TimedOut { .. }), "{:?}", res.end);
+    assert!(
+        res.elapsed < Duration::from_secs(15),
+        "took {:?}",
+        res.elapsed
+    );
+    assert!(
+        res.console.starts_with(&saved.console),
+        "the saved boot's console comes first:\n{}",
+        res.console
+    );
+    assert!(
+        res.console.contains("step sleep (probe selftest)"),
+        "the restored run's console is kept:\n{}",
+        res.console
+    );
+    assert!(
+        res.records
+            .iter()
+            .any(|r| matches!(r, gmem_protocol::Record::StepStart { step, .. } if step == "sleep")),
+        "{:?}",
+        res.records
+    );
+    assert!(
+        qemu_processes_with(&needle).is_empty(),
+        "a QEMU outlived its run"
+    );
+
+    // A damaged state: QEMU refuses it, and the error says so.
+    let bad = dir.path().join("bad-state");
+    std::fs::write(&bad, b"not a migration stream").unwrap();
+    let mut broken = cfg.clone();
+    broken.restore.as_mut().unwrap().state = bad;
+    let err = rt
+        .block_on(boot::boot(&broken, |_| {}))
+        .expect_err("a state QEMU cannot load");
+    assert!(
+        matches!(
+            err.downcast_ref::<runner::fault::Fault>(),
+            Some(runner::fault::Fault::RestoreFailed { .. })
+        ),
+        "{err:#}"
+    );
+    assert!(
+        qemu_processes_with(&broken.result_socket.display().to_string()).is_empty(),
+        "a QEMU outlived its failed restore"
     );
 }

@@ -168,10 +168,15 @@ enum Cmd {
         /// What boots the guests: `hermetic` (QEMU + our initramfs) or `vng` (virtme-ng on the host's root).
         #[arg(long, default_value = "hermetic", value_parser = parse_backend)]
         backend: BackendKind,
-        /// A boot of its own for every case (by default the cases of a kernel
-        /// that expect no crash share one boot, with reruns alone on trouble).
+        /// With --boot, a boot of its own for every case (by default the
+        /// booted cases of a kernel that expect no crash share one boot, with
+        /// reruns alone on trouble).
         #[arg(long)]
         no_batch: bool,
+        /// Boot the kernel for every case instead of starting each from a
+        /// saved VM (the kernel booted once, saved where init waits for its plan).
+        #[arg(long)]
+        boot: bool,
         /// VMs at once (default: one per host CPU, as memory allows).
         #[arg(long, short = 'j')]
         jobs: Option<usize>,
@@ -202,6 +207,10 @@ enum Cmd {
         /// What boots the guest: `hermetic` or `vng`.
         #[arg(long, default_value = "hermetic", value_parser = parse_backend)]
         backend: BackendKind,
+        /// Boot the kernel for every case instead of starting each from a
+        /// saved VM (the kernel booted once, saved where init waits for its plan).
+        #[arg(long)]
+        boot: bool,
         /// The kernels' flavor: `normal`, or `debug` (KASAN, KFENCE, lockdep,
         /// DEBUG_VM, DEBUG_PAGEALLOC, ...: kernels/fragments/debug.config).
         #[arg(long, default_value = "normal", value_parser = parse_flavor)]
@@ -310,6 +319,10 @@ enum Cmd {
         /// well, a failed selftest, an unexpected crash) too.
         #[arg(long)]
         accept_failures: bool,
+        /// Boot the kernel for every case instead of starting each from a
+        /// saved VM.
+        #[arg(long)]
+        boot: bool,
         /// Only `normal`: a flavor's outcomes are compared with the
         /// variant's snapshots, never recorded (refused, nothing written).
         #[arg(long, default_value = "normal", value_parser = parse_flavor)]
@@ -603,6 +616,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             stream,
             backend,
             no_batch,
+            boot,
             jobs,
             repeat,
             skip_crashing,
@@ -611,6 +625,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             let opts = RunOptions {
                 stream,
                 backend,
+                boot,
                 ..Default::default()
             };
             let schedule = Schedule {
@@ -628,6 +643,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             shell,
             gdb,
             backend,
+            boot,
             flavor,
         } => {
             // With a shell the console is the terminal itself, not a stream.
@@ -636,6 +652,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
                 shell,
                 gdb,
                 backend,
+                boot,
                 ..Default::default()
             };
             let suite = Suite::load_one(paths, &case, &kernel)?.flavored(flavor)?;
@@ -663,12 +680,14 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             kernels,
             jobs,
             accept_failures,
+            boot,
             flavor,
         } => {
             // insta writes every snapshot; the verdicts then read "pass".
             std::env::set_var("INSTA_UPDATE", "always");
             std::env::set_var("INSTA_FORCE_PASS", "1");
-            // Snapshots are made from boots of their own.
+            // Snapshots are made from runs of their own (restored, or booted
+            // alone with --boot).
             let schedule = Schedule {
                 batch: false,
                 jobs,
@@ -678,6 +697,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             let suite = Suite::load(paths, &cases, &kernels)?.flavored(flavor)?;
             let opts = RunOptions {
                 accept_failures,
+                boot,
                 ..Default::default()
             };
             let session = Session::new(suite, opts, schedule);
@@ -1132,10 +1152,20 @@ fn count(n: usize, one: &str, many: &str) -> String {
 fn print_event(e: Event) {
     match e {
         Event::Planned(p) => eprintln!(
-            "running {} in {} ({} shared by several cases), {} at a time{}",
+            "running {} in {}, {} at a time{}",
             count(p.pairs, "pair", "pairs"),
-            count(p.boots, "boot", "boots"),
-            p.shared,
+            if p.restored {
+                format!(
+                    "{} restored from saved ones (--boot to boot each)",
+                    count(p.boots, "VM", "VMs")
+                )
+            } else {
+                format!(
+                    "{} ({} shared by several cases)",
+                    count(p.boots, "boot", "boots"),
+                    p.shared
+                )
+            },
             p.jobs,
             if p.rounds > 1 {
                 format!(", {} times", p.rounds)
@@ -1152,7 +1182,8 @@ fn print_event(e: Event) {
         }
         Event::Verdict { n, total, run } => {
             let how = match &run.boot {
-                BootMode::Alone => String::new(),
+                BootMode::Alone | BootMode::Restored => String::new(),
+                BootMode::Booted { .. } => ", booted".into(),
                 BootMode::Batched { cases, .. } => format!(", in a boot of {cases}"),
                 BootMode::Rerun { .. } => ", rerun alone".into(),
             };
@@ -1315,7 +1346,7 @@ mod tests {
         let ok =
             Cli::try_parse_from(["xtask", "run", "gmem_caps", "--kernel", "stock-7.3"]).unwrap();
         assert!(
-            matches!(ok.cmd, Cmd::Run { ref case, ref kernel, shell: false, gdb: None, backend: BackendKind::Hermetic, flavor: Flavor::Normal } if case == "gmem_caps" && kernel == "stock-7.3")
+            matches!(ok.cmd, Cmd::Run { ref case, ref kernel, shell: false, gdb: None, backend: BackendKind::Hermetic, boot: false, flavor: Flavor::Normal } if case == "gmem_caps" && kernel == "stock-7.3")
         );
     }
 
@@ -1347,7 +1378,7 @@ mod tests {
         let cli = Cli::try_parse_from(["xtask", "test", "-c", "a", "-c", "b", "-k", "stock-7.3"])
             .unwrap();
         assert!(
-            matches!(cli.cmd, Cmd::Test { ref cases, ref kernels, stream: false, backend: BackendKind::Hermetic, no_batch: false, jobs: None, repeat: 1, skip_crashing: false, flavor: Flavor::Normal }
+            matches!(cli.cmd, Cmd::Test { ref cases, ref kernels, stream: false, backend: BackendKind::Hermetic, no_batch: false, boot: false, jobs: None, repeat: 1, skip_crashing: false, flavor: Flavor::Normal }
             if cases == &["a", "b"] && kernels == &["stock-7.3"])
         );
     }

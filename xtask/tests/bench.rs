@@ -19,12 +19,13 @@ fn bench_writes_its_table_plot_and_samples() {
     assert!(run.status.success(), "{stdout}\n{stderr}");
     let md = std::fs::read_to_string(out.join("bench/bench.md")).unwrap();
     assert!(
-        md.contains("| boot-to-result, one case (hermetic) |"),
+        md.contains("| start-to-result, one case (hermetic, restored) |")
+            && md.contains("| boot-to-result, one case (hermetic, booted) |"),
         "{md}"
     );
     assert!(stdout.contains(&md.lines().nth(4).unwrap_or_default().to_string()));
     assert!(
-        md.contains("| 1 | ≤ 2 s |"),
+        md.contains("| 1 | ≤ 0.5 s |"),
         "one run, held to its target:\n{md}"
     );
     assert!(
@@ -32,7 +33,7 @@ fn bench_writes_its_table_plot_and_samples() {
         "the case passed while it was timed:\n{md}"
     );
     let svg = std::fs::read_to_string(out.join("bench/bench.svg")).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("boot-to-result"));
+    assert!(svg.starts_with("<svg") && svg.contains("start-to-result"));
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("bench/bench.json")).unwrap())
             .unwrap();

@@ -263,6 +263,13 @@ fn fifty_runs_of_every_ending_leave_no_vm_and_no_temporary_directory() {
         stdout.contains("0 passed, 44 failed (0 snapshot, 0 crash, 44 new, 0 error)"),
         "{stdout}"
     );
+    // Every ending here is a restored VM's (the default), its saving boots
+    // included; no case fell back to a boot.
+    assert!(
+        stderr.contains("44 VMs restored from saved ones"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("booting instead of restoring"), "{stderr}");
     for (name, end) in &cases {
         let kernel = if ["oops", "panic", "deadline"]
             .iter()

@@ -1,12 +1,14 @@
 //! Determinism, end to end: `cargo xtask test --repeat N`.
 //!
-//! 1. Every pair that expects no crash, twice, in shared boots: the same
-//!    outcome both times, each matching its snapshot, no case run again
-//!    alone (a shared boot that needed a rerun would hide an interaction
-//!    between cases).
-//! 2. A case made to differ between boots (the `selftest` probe's `random`)
+//! 1. Every pair that expects no crash, twice, in shared boots (`--boot`):
+//!    the same outcome both times, each matching its snapshot, no case run
+//!    again alone (a shared boot that needed a rerun would hide an
+//!    interaction between cases).
+//! 2. A case made to differ between runs (the `selftest` probe's `random`)
 //!    is reported as a flake naming the field and each run's value, with
-//!    its own exit code.
+//!    its own exit code. Its runs are restored from one saved VM: they
+//!    differ only because init reseeds the kernel's random generator with
+//!    the bytes handed over with each plan.
 
 use std::path::Path;
 use std::process::Command;
@@ -27,7 +29,7 @@ fn xtask(out: &str) -> Command {
 #[test]
 fn the_suite_without_crashes_gives_the_same_outcomes_twice() {
     let run = xtask("repeat")
-        .args(["test", "--repeat", "2", "--skip-crashing"])
+        .args(["test", "--boot", "--repeat", "2", "--skip-crashing"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -73,6 +75,7 @@ fn an_outcome_that_changes_between_boots_is_a_flake() {
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(5), "{stdout}\n{stderr}");
+    assert!(stderr.contains("restored from saved ones"), "{stderr}");
     assert!(stdout.contains("1 flake (the outcome differed"), "{stdout}");
     let report = stdout.split("1 flake (").nth(1).unwrap();
     assert!(

@@ -1,7 +1,8 @@
 //! PID 1 of the gmemtest guest.
 //!
 //! Mounts /dev, /proc, /sys, debugfs and /tmp; opens the result port; reads
-//! the plan; sends Hello; for each case of the plan (one, or a batch),
+//! the plan (from the initramfs, or handed over on the result port when the
+//! initramfs has none: see `handed_over_plan`); sends Hello; for each case of the plan (one, or a batch),
 //! writes its marker to the kernel log, sends CaseStart, runs each step (the
 //! probe binary, with a deadline) and reports it, waits for the console to
 //! drain and sends CaseEnd; sends Done; syncs and reboots, which ends QEMU
@@ -27,8 +28,8 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use gmem_protocol::{
-    case_marker, CasePlan, Plan, Record, GUEST_MARKER, PLAN_PATH, PROBE_BIN, PROTOCOL_VERSION,
-    RESULT_PORT,
+    case_marker, CasePlan, Handoff, Plan, Record, GUEST_MARKER, HANDOFF_MAX_BYTES, PLAN_PATH,
+    PROBE_BIN, PROTOCOL_VERSION, RESULT_PORT,
 };
 use report::{console, Reporter};
 
@@ -125,10 +126,14 @@ fn run(reporter: &mut Reporter, mode: &Mode) -> Result<(), String> {
 
     let plan_path = mode.plan();
     let probe = mode.probe();
-    let text = std::fs::read_to_string(&plan_path)
-        .map_err(|e| format!("reading the plan {}: {e}", plan_path.display()))?;
-    let plan: Plan = serde_json::from_str(&text)
-        .map_err(|e| format!("parsing the plan {}: {e}", plan_path.display()))?;
+    let plan = if matches!(mode, Mode::Pid1) && !plan_path.exists() {
+        handed_over_plan(reporter)?
+    } else {
+        let text = std::fs::read_to_string(&plan_path)
+            .map_err(|e| format!("reading the plan {}: {e}", plan_path.display()))?;
+        serde_json::from_str(&text)
+            .map_err(|e| format!("parsing the plan {}: {e}", plan_path.display()))?
+    };
     if plan.protocol != PROTOCOL_VERSION {
         return Err(format!(
             "plan protocol {} but this init speaks {PROTOCOL_VERSION}",
@@ -159,6 +164,44 @@ fn run(reporter: &mut Reporter, mode: &Mode) -> Result<(), String> {
         Mode::Pid1 => "done, rebooting",
         Mode::Hosted { .. } => "done",
     });
+    Ok(())
+}
+
+/// An initramfs without a plan: say so on the result port and wait there
+/// for the host's [`Handoff`]. The runner saves the VM while init waits and
+/// restores it for every case, so whatever runs after this line runs once
+/// per case, on a kernel nothing else has run on.
+fn handed_over_plan(reporter: &mut Reporter) -> Result<Plan, String> {
+    reporter.send(&Record::AwaitingPlan);
+    reporter.drain();
+    let line = reporter
+        .receive_line(HANDOFF_MAX_BYTES)
+        .map_err(|e| format!("reading the plan from {RESULT_PORT}: {e}"))?;
+    let handoff: Handoff = serde_json::from_slice(&line)
+        .map_err(|e| format!("parsing the plan handed over on {RESULT_PORT}: {e}"))?;
+    let entropy = handoff
+        .entropy_bytes()
+        .ok_or("the handoff's entropy is not hex")?;
+    reseed(&entropy).map_err(|e| format!("reseeding the kernel's random generator: {e}"))?;
+    Ok(handoff.plan)
+}
+
+/// Mixes `entropy` into the kernel's pool and reseeds the generator from it
+/// at once (RNDRESEEDCRNG), so a restored kernel's next random number is
+/// not the one every other restore of the same state draws.
+fn reseed(entropy: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/urandom")?;
+    f.write_all(entropy)?;
+    // _IO('R', 0x07), from <linux/random.h>.
+    const RNDRESEEDCRNG: libc::c_ulong = 0x5207;
+    // SAFETY: RNDRESEEDCRNG takes no argument.
+    if unsafe { libc::ioctl(f.as_raw_fd(), RNDRESEEDCRNG as _) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     Ok(())
 }
 

@@ -102,6 +102,39 @@ impl Reporter {
         console(&format!("record: {}", line.trim_end()));
     }
 
+    /// Reads one line from the port (without its newline), at most `max`
+    /// bytes. The port is raw: bytes arrive as the host wrote them.
+    pub fn receive_line(&mut self, max: usize) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        let Some(port) = &mut self.port else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "no result port",
+            ));
+        };
+        let mut line = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = match port.read(&mut buf) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if let Some(end) = buf[..n].iter().position(|&b| b == b'\n') {
+                line.extend_from_slice(&buf[..end]);
+                return Ok(line);
+            }
+            line.extend_from_slice(&buf[..n]);
+            if line.len() > max {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("no end of line in {max} bytes"),
+                ));
+            }
+        }
+    }
+
     /// Waits until everything written to the port has left the UART.
     pub fn drain(&mut self) {
         if let Some(port) = &self.port {

@@ -1,7 +1,10 @@
 //! The guest/host protocol of gmemtest, defined once for both sides.
 //!
-//! The host writes a [`Plan`] into the initramfs at [`PLAN_PATH`]. The guest's
-//! PID 1 (`initramfs/init`) reads it and runs its cases in order (one, or a
+//! The host writes a [`Plan`] into the initramfs at [`PLAN_PATH`], or hands
+//! it over on the result port: when the initramfs holds no plan, init sends
+//! [`Record::AwaitingPlan`] and reads one line, a [`Handoff`] (the runner
+//! saves a VM at that point once, and restores it for every case). The
+//! guest's PID 1 (`initramfs/init`) runs the plan's cases in order (one, or a
 //! batch of several sharing the boot); for each case it runs each
 //! [`PlanStep`] by executing the probe binary with the step's arguments, and
 //! reports every event as one [`Record`] per line of JSON on the result port
@@ -83,6 +86,42 @@ impl Plan {
         }
     }
 }
+
+/// The host's one message to the guest: a line of JSON on the result port,
+/// sent after [`Record::AwaitingPlan`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Handoff {
+    pub plan: Plan,
+    /// Fresh random bytes (hex) for this run, which init adds to the
+    /// kernel's entropy pool and reseeds its generator from: every VM
+    /// restored from one saved state would otherwise draw the same
+    /// "random" numbers (slab freelists, KFENCE sampling, ASLR of the
+    /// probes).
+    pub entropy: String,
+}
+
+impl Handoff {
+    /// The line that carries it (no newline inside; the newline ends it).
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("a Handoff always serializes") + "\n"
+    }
+
+    /// The bytes of [`Handoff::entropy`]; `None` unless it is even-length hex.
+    pub fn entropy_bytes(&self) -> Option<Vec<u8>> {
+        let s = self.entropy.as_bytes();
+        if !s.len().is_multiple_of(2) {
+            return None;
+        }
+        s.chunks(2)
+            .map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
+            .collect()
+    }
+}
+
+/// The longest [`Handoff`] line init reads: a plan is a few KB, a fuzzer's
+/// replay a few hundred KB.
+pub const HANDOFF_MAX_BYTES: usize = 16 << 20;
 
 /// One case's steps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,6 +216,9 @@ pub enum Record {
         bad_output: Option<String>,
         duration_ms: u64,
     },
+    /// The initramfs holds no plan: init is up, has opened the result port
+    /// and waits there for a [`Handoff`] (once per boot, before `Hello`).
+    AwaitingPlan,
     /// init itself hit a problem (mount failed, plan unreadable, ...).
     InitError {
         message: String,
@@ -222,6 +264,40 @@ mod tests {
             r#"{"record":"step_end","step":"create","exit":{"status":"exited","code":0},"observation":{"errno":"EINVAL"},"duration_ms":12}"#
         );
         assert_eq!(Record::from_line(&line).unwrap(), r);
+    }
+
+    #[test]
+    fn handoff_is_one_line_and_its_entropy_is_hex() {
+        let h = Handoff {
+            plan: Plan::single(CasePlan {
+                case: "c".into(),
+                steps: vec![PlanStep {
+                    name: "s".into(),
+                    probe: "p".into(),
+                    args: serde_json::json!({"text": "a\nb"}),
+                    timeout_ms: 1,
+                    cpu: None,
+                }],
+            }),
+            entropy: "00ff10".into(),
+        };
+        let line = h.to_line();
+        assert_eq!(line.matches('\n').count(), 1);
+        assert!(line.ends_with('\n'));
+        let back: Handoff = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(h.entropy_bytes(), Some(vec![0, 255, 16]));
+        for bad in ["0", "zz", "0g"] {
+            let h = Handoff {
+                entropy: bad.into(),
+                ..h.clone()
+            };
+            assert_eq!(h.entropy_bytes(), None, "{bad}");
+        }
+        assert_eq!(
+            Record::from_line(r#"{"record":"awaiting_plan"}"#).unwrap(),
+            Record::AwaitingPlan
+        );
     }
 
     #[test]

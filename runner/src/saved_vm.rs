@@ -1,0 +1,392 @@
+//! Saved VMs: each machine (kernel, initramfs, memory, CPUs, command line,
+//! QEMU) is booted once to the point where init waits for its plan, and
+//! saved; every case then starts from that state instead of booting. A
+//! restore costs a tenth of a second where a boot under TCG costs one or
+//! more (ten with the debug flavor), and every case still runs on a kernel
+//! nothing else has run on.
+//!
+//! Why a restored kernel is as fresh as a booted one: the state is taken
+//! when init has mounted its filesystems and opened the result port, before
+//! it has read a plan, so no probe has run, no guest_memfd exists and no
+//! page of the direct map has been split or unmapped by a case. The kernel's
+//! boot-time work (its own splits of the direct map, the DirectMap counters)
+//! is in the state exactly as a boot leaves it, and its console is replayed
+//! in front of the restored run's. What a restore would share across runs,
+//! the random generator's state, init reseeds from fresh bytes the runner
+//! sends with the plan ([`gmem_protocol::Handoff`]).
+//!
+//! An entry lives in `CACHE/vms/KEY/`: QEMU's migration stream (`state`),
+//! the initramfs it was booted with, the boot's console, and `meta.json`
+//! with the size and SHA-256 of each (checked like a kernel's, hashed again
+//! only when a file's identity changed). The key hashes everything QEMU is
+//! given: its arguments (socket paths aside), the initramfs's bytes and the
+//! identity of every file it reads (kernel, firmware, QEMU itself), so a
+//! rebuilt kernel, a changed probe or another QEMU makes a new entry.
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::boot::{self, Restore, SavedBoot, VmConfig};
+
+/// Bumped when what an entry holds, or how it is made, changes.
+const FORMAT: &str = "gmemtest saved VM 1";
+
+/// The files of an entry, all checked on use.
+const FILES: [&str; 3] = ["state", "initramfs.cpio.gz", "console.log"];
+
+/// How many entries the cache keeps (the most recently used): each is a
+/// few tens of MB (the guest's pages that are not zero).
+const KEEP: usize = 16;
+
+/// How long the boot to init's wait may take before it is taken for hung
+/// (a debug kernel boots in about ten seconds here).
+pub const BOOT_DEADLINE: Duration = Duration::from_secs(240);
+
+/// A saved VM, ready to be restored.
+#[derive(Debug, Clone)]
+pub struct SavedVm {
+    /// Its cache entry.
+    pub dir: PathBuf,
+    pub key: String,
+    /// The console of its boot, up to the save.
+    pub console: String,
+    /// Made by this call (not found in the cache), with what it took.
+    pub made: Option<SavedBoot>,
+}
+
+impl SavedVm {
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    pub fn initramfs(&self) -> PathBuf {
+        self.dir.join("initramfs.cpio.gz")
+    }
+
+    /// `cfg`, made to start from this saved VM and hand init `plan`.
+    pub fn restore_config(&self, cfg: &VmConfig, plan: &gmem_protocol::Plan) -> VmConfig {
+        let mut entropy = [0u8; 32];
+        fill_random(&mut entropy);
+        let handoff = gmem_protocol::Handoff {
+            plan: plan.clone(),
+            entropy: crate::kernel::build::hex(&entropy),
+        };
+        let mut c = cfg.clone();
+        c.initramfs = self.initramfs();
+        c.restore = Some(Restore {
+            state: self.state(),
+            console: self.console.clone(),
+            handoff: handoff.to_line(),
+        });
+        c
+    }
+}
+
+/// Random bytes from the host's generator.
+fn fill_random(buf: &mut [u8]) {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: getrandom writes at most the given length into the buffer.
+        let n = unsafe { libc::getrandom(buf[done..].as_mut_ptr().cast(), buf.len() - done, 0) };
+        if n > 0 {
+            done += n as usize;
+        }
+    }
+}
+
+/// The key of the VM `cfg` boots with the initramfs `initramfs` (without a
+/// plan): what QEMU is given and the identity of each file it reads.
+pub fn key(cfg: &VmConfig, initramfs: &[u8]) -> String {
+    let mut base = cfg.clone();
+    base.restore = None;
+    base.interactive = None;
+    base.gdb = None;
+    base.result_socket = "RESULTS".into();
+    base.monitor_socket = "MONITOR".into();
+    base.initramfs = "INITRAMFS".into();
+    let (program, args) = boot::launch_command(&base);
+    let program = crate::memo::which(&program.to_string_lossy()).unwrap_or(program);
+    let mut h = Sha256::new();
+    h.update(FORMAT);
+    h.update(serde_json::to_vec(&args).expect("strings serialize"));
+    h.update(Sha256::digest(initramfs));
+    for f in [program, cfg.kernel.clone(), PathBuf::from(boot::QBOOT)] {
+        h.update(f.as_os_str().as_encoded_bytes());
+        h.update(serde_json::to_vec(&crate::memo::identity(&f)).expect("identity serializes"));
+    }
+    crate::kernel::build::hex(&h.finalize())[..20].to_string()
+}
+
+/// Where the entries live.
+fn vms_dir() -> Result<PathBuf> {
+    Ok(crate::paths::cache_dir()?.join("vms"))
+}
+
+/// The saved VM for `cfg` with `initramfs` (an image without a plan):
+/// from the cache when a checked entry is there, or booted and saved now
+/// (one runner at a time per key; another waits and takes its entry).
+/// `label` says whose it is in the progress line.
+pub async fn obtain(cfg: &VmConfig, initramfs: &[u8], label: &str) -> Result<SavedVm> {
+    let key = key(cfg, initramfs);
+    let vms = vms_dir()?;
+    let dir = vms.join(&key);
+    if let Some(v) = usable(&dir, &key) {
+        return Ok(v);
+    }
+    let lock_path = vms.join(format!("{key}.lock"));
+    let _lock = tokio::task::spawn_blocking(move || crate::paths::lock(&lock_path))
+        .await
+        .context("waiting for the saved VM's lock")??;
+    if let Some(v) = usable(&dir, &key) {
+        return Ok(v);
+    }
+    eprintln!("      saving a VM of {label} (booted once; every case starts from it)");
+    let made = make(cfg, initramfs, &vms, &dir)
+        .await
+        .with_context(|| format!("saving a VM of {label}"))?;
+    prune(&vms, KEEP);
+    let mut v = usable(&dir, &key).with_context(|| {
+        format!(
+            "the saved VM {} fails its check right after it was made",
+            dir.display()
+        )
+    })?;
+    v.made = Some(made);
+    Ok(v)
+}
+
+/// The entry in `dir`, if it is complete and its files are as recorded;
+/// a damaged one is removed. Marks it used.
+fn usable(dir: &Path, key: &str) -> Option<SavedVm> {
+    if !dir.join(crate::kernel::build::COMPLETE).exists() {
+        return None;
+    }
+    if let Err(why) = crate::kernel::build::verify_entry(dir) {
+        eprintln!(
+            "      the saved VM {} is damaged ({why}); saving it again",
+            dir.display()
+        );
+        let _ = std::fs::remove_dir_all(dir);
+        return None;
+    }
+    let console = std::fs::read_to_string(dir.join("console.log")).ok()?;
+    // The mark of use that pruning goes by (not a file `verify_entry` checks).
+    let _ = std::fs::write(dir.join("used"), "");
+    Some(SavedVm {
+        dir: dir.to_path_buf(),
+        key: key.to_string(),
+        console,
+        made: None,
+    })
+}
+
+/// Boots, saves and publishes the entry `dir`.
+async fn make(cfg: &VmConfig, initramfs: &[u8], vms: &Path, dir: &Path) -> Result<SavedBoot> {
+    std::fs::create_dir_all(vms).with_context(|| format!("cannot create {}", vms.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".saving-")
+        .tempdir_in(vms)
+        .with_context(|| format!("cannot create a directory in {}", vms.display()))?;
+    let image = tmp.path().join("initramfs.cpio.gz");
+    std::fs::write(&image, initramfs)
+        .with_context(|| format!("cannot write {}", image.display()))?;
+    let sock_dir = tempfile::Builder::new().prefix("gmemtest-").tempdir()?;
+    let mut c = cfg.clone();
+    c.restore = None;
+    c.interactive = None;
+    c.gdb = None;
+    c.silence = None;
+    c.initramfs = image;
+    c.deadline = BOOT_DEADLINE;
+    c.result_socket = sock_dir.path().join("results.sock");
+    c.monitor_socket = sock_dir.path().join("monitor.sock");
+    let saved = boot::boot_and_save(&c, &tmp.path().join("state")).await?;
+    std::fs::write(tmp.path().join("console.log"), &saved.console)?;
+    let meta = serde_json::json!({
+        "format": FORMAT,
+        "kernel": cfg.kernel,
+        "memory_mb": cfg.memory_mb,
+        "cpus": cfg.cpus,
+        "cmdline": boot::kernel_cmdline(&cfg.extra_cmdline),
+        "boot_ms": saved.boot.as_millis() as u64,
+        "save_ms": saved.save.as_millis() as u64,
+        "files": crate::kernel::build::file_sums(tmp.path(), &FILES)?,
+    });
+    crate::kernel::build::publish(tmp, dir, &meta)?;
+    Ok(saved)
+}
+
+/// Removes all but the `keep` most recently used entries (and what a
+/// saving runner that died left behind, once it is an hour old).
+fn prune(vms: &Path, keep: usize) {
+    let Ok(rd) = std::fs::read_dir(vms) else {
+        return;
+    };
+    let used = |d: &Path| {
+        std::fs::metadata(d.join("used"))
+            .or_else(|_| std::fs::metadata(d))
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    let mut entries = Vec::new();
+    for e in rd.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !p.is_dir() {
+            continue;
+        }
+        if name.starts_with(".saving-") {
+            let old = used(&p)
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|a| a > Duration::from_secs(3600));
+            if old {
+                let _ = std::fs::remove_dir_all(&p);
+            }
+            continue;
+        }
+        entries.push((used(&p), p));
+    }
+    entries.sort_by_key(|e| std::cmp::Reverse(e.0));
+    for (_, p) in entries.into_iter().skip(keep) {
+        let _ = std::fs::remove_dir_all(&p);
+        let _ = std::fs::remove_file(p.with_extension("lock"));
+    }
+}
+
+/// Drops the entry of `v` (it failed to restore): the next run saves it
+/// again.
+pub fn discard(v: &SavedVm) {
+    let _ = std::fs::remove_dir_all(&v.dir);
+}
+
+/// Drops the entry of `key`, if there is one.
+pub fn discard_key(key: &str) -> Result<()> {
+    let dir = vms_dir()?.join(key);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> VmConfig {
+        VmConfig {
+            backend: boot::Backend::Hermetic,
+            kernel: "/nonexistent/bzImage".into(),
+            initramfs: "/i/a.cpio.gz".into(),
+            memory_mb: 1024,
+            cpus: 2,
+            extra_cmdline: String::new(),
+            accel: crate::accel::Accel::Tcg,
+            deadline: Duration::from_secs(10),
+            result_socket: "/tmp/a/r.sock".into(),
+            monitor_socket: "/tmp/a/m.sock".into(),
+            silence: None,
+            interactive: None,
+            gdb: None,
+            restore: None,
+        }
+    }
+
+    /// Everything that shapes the guest changes the key; where the
+    /// sockets and the per-run initramfs are, and the deadlines, do not.
+    #[test]
+    fn the_key_follows_the_machine_not_the_run() {
+        let k = key(&cfg(), b"image");
+        let mut c = cfg();
+        c.result_socket = "/tmp/b/r.sock".into();
+        c.monitor_socket = "/tmp/b/m.sock".into();
+        c.initramfs = "/elsewhere.cpio.gz".into();
+        c.deadline = Duration::from_secs(99);
+        c.silence = Some(Duration::from_secs(5));
+        assert_eq!(key(&c, b"image"), k);
+        assert_ne!(key(&cfg(), b"other image"), k);
+        let changes: [fn(&mut VmConfig); 5] = [
+            |c| c.memory_mb = 2048,
+            |c| c.cpus = 1,
+            |c| c.extra_cmdline = "oops=panic".into(),
+            |c| c.kernel = "/other/bzImage".into(),
+            |c| c.accel = crate::accel::Accel::Kvm,
+        ];
+        for change in changes {
+            let mut c = cfg();
+            change(&mut c);
+            assert_ne!(key(&c, b"image"), k, "{c:?}");
+        }
+    }
+
+    /// A kernel rebuilt in place (same path, new file) is another machine.
+    #[test]
+    fn a_rebuilt_kernel_changes_the_key() {
+        let d = tempfile::tempdir().unwrap();
+        let k = d.path().join("bzImage");
+        std::fs::write(&k, "one").unwrap();
+        let mut c = cfg();
+        c.kernel = k.clone();
+        let first = key(&c, b"image");
+        std::fs::remove_file(&k).unwrap();
+        std::fs::write(&k, "two!").unwrap();
+        assert_ne!(key(&c, b"image"), first);
+    }
+
+    #[test]
+    fn pruning_keeps_the_most_recently_used() {
+        let d = tempfile::tempdir().unwrap();
+        for (i, n) in ["a", "b", "c"].iter().enumerate() {
+            let e = d.path().join(n);
+            std::fs::create_dir(&e).unwrap();
+            let f = std::fs::File::create(e.join("used")).unwrap();
+            let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + i as u64);
+            f.set_modified(t).unwrap();
+        }
+        prune(d.path(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["b", "c"]);
+    }
+
+    /// The plan goes in the handoff, with fresh entropy each time, and the
+    /// restored VM uses the entry's own initramfs.
+    #[test]
+    fn each_restore_hands_over_the_plan_with_fresh_entropy() {
+        let v = SavedVm {
+            dir: "/c/vms/k".into(),
+            key: "k".into(),
+            console: "boot\n".into(),
+            made: None,
+        };
+        let plan = gmem_protocol::Plan::single(gmem_protocol::CasePlan {
+            case: "c".into(),
+            steps: vec![],
+        });
+        let a = v.restore_config(&cfg(), &plan);
+        let b = v.restore_config(&cfg(), &plan);
+        assert_eq!(a.initramfs, PathBuf::from("/c/vms/k/initramfs.cpio.gz"));
+        let (ra, rb) = (a.restore.unwrap(), b.restore.unwrap());
+        let ha: gmem_protocol::Handoff = serde_json::from_str(ra.handoff.trim_end()).unwrap();
+        let hb: gmem_protocol::Handoff = serde_json::from_str(rb.handoff.trim_end()).unwrap();
+        assert_eq!(ha.plan, plan);
+        assert_eq!(ha.entropy_bytes().unwrap().len(), 32);
+        assert_ne!(ha.entropy, hb.entropy);
+        assert_eq!(ra.state, PathBuf::from("/c/vms/k/state"));
+        assert_eq!(ra.console, "boot\n");
+        let args = boot::qemu_args(&VmConfig {
+            restore: Some(ra),
+            ..cfg()
+        });
+        assert!(
+            args.windows(2)
+                .any(|w| w[0] == "-incoming" && w[1] == "exec:cat /c/vms/k/state"),
+            "{args:?}"
+        );
+    }
+}
