@@ -249,7 +249,11 @@ impl Session {
         let pairs = self.pairs();
         // A restored case costs less than a boot shared with others and
         // needs no rerun: cases share boots only when they boot.
-        let units = batch::units(&pairs, self.schedule.batch && !self.opts.restores());
+        let mut units = batch::units(&pairs, self.schedule.batch && !self.opts.restores());
+        // Longest first (by the last runs' times): a long pair started last
+        // would run alone at the end while the other VM slots sit idle.
+        let took = durations::load();
+        units.sort_by(|a, b| durations::of(&took, b).total_cmp(&durations::of(&took, a)));
         let cases: Vec<_> = pairs.iter().map(|(c, _)| *c).collect();
         let plan = Plan {
             pairs: pairs.len(),
@@ -276,6 +280,7 @@ impl Session {
             rounds.push(runs);
         }
         let elapsed = started.elapsed();
+        durations::store(rounds.iter().flatten());
         let reruns = rounds
             .iter()
             .flatten()
@@ -401,6 +406,55 @@ impl Session {
 /// the normal kernel) and never become them: blessing a flavor is refused
 /// before anything is built. (Its comparisons write nothing anyway:
 /// [`crate::snapshot::compare_read_only`].)
+/// How long each pair took when it last ran (`CACHE/durations.json`, by
+/// `CASE@KERNEL`), to start the longest first. Best effort: without it the
+/// suite's order is kept.
+mod durations {
+    use crate::batch::Unit;
+    use crate::verdict::{CaseRun, Verdict};
+    use std::collections::BTreeMap;
+
+    type Took = BTreeMap<String, f64>;
+
+    fn file() -> Option<std::path::PathBuf> {
+        crate::paths::cache_dir()
+            .ok()
+            .map(|c| c.join("durations.json"))
+    }
+
+    pub fn load() -> Took {
+        file()
+            .and_then(|f| std::fs::read(f).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// A unit's expected time: its cases' last times (a second for one
+    /// never seen).
+    pub fn of(took: &Took, unit: &Unit) -> f64 {
+        unit.cases
+            .iter()
+            .map(|c| {
+                took.get(&format!("{}@{}", c.name, unit.kernel))
+                    .copied()
+                    .unwrap_or(1.0)
+            })
+            .sum()
+    }
+
+    /// Keeps the times of the runs that ran to a verdict.
+    pub fn store<'a>(runs: impl Iterator<Item = &'a CaseRun>) {
+        let Some(f) = file() else { return };
+        let mut took = load();
+        for r in runs.filter(|r| !matches!(r.verdict, Verdict::Interrupted | Verdict::Error)) {
+            took.insert(format!("{}@{}", r.case, r.kernel), r.elapsed.as_secs_f64());
+        }
+        if let Ok(b) = serde_json::to_vec_pretty(&took) {
+            let _ = crate::paths::write_atomic(&f, &b);
+        }
+    }
+}
+
 fn refuse_blessing_a_flavor(suite: &Suite) -> Result<()> {
     if !crate::snapshot::blessing() {
         return Ok(());

@@ -1,8 +1,8 @@
 //! The suite on the debug flavor of `nodirectmap-reviewed` (the series
 //! people review): KASAN, KFENCE, lockdep, DEBUG_VM, DEBUG_PAGEALLOC, list
 //! and SLUB debugging, page owner and poisoning, compared with the normal
-//! kernel's snapshots, in shared boots as `cargo xtask test --flavor debug
-//! -k nodirectmap-reviewed` runs it. On a fresh machine the debug kernel is
+//! kernel's snapshots, each case restored from the flavor's saved VMs as
+//! `cargo xtask test --flavor debug -k nodirectmap-reviewed` runs it. On a fresh machine the debug kernel is
 //! built here, through the normal build path (about 8 minutes cold, see the
 //! README's "Debug flavors").
 //!
