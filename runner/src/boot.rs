@@ -65,6 +65,17 @@ pub struct VmConfig {
     pub gdb: Option<u16>,
     /// Start from a saved VM (hermetic only) instead of booting.
     pub restore: Option<Restore>,
+    /// Boot, and save the VM where init waits for its plan before handing
+    /// it over (hermetic, an initramfs without a plan): the first run of a
+    /// machine that has no saved VM yet.
+    pub save: Option<SaveOnTheWay>,
+}
+
+/// Where a booting VM is saved, and the line init is handed after.
+#[derive(Debug, Clone)]
+pub struct SaveOnTheWay {
+    pub state: PathBuf,
+    pub handoff: String,
 }
 
 /// A run that starts from a saved VM ([`crate::saved_vm`]): QEMU loads the
@@ -382,9 +393,22 @@ where
 
 /// Boots and collects. `on_console` sees each console line as it arrives
 /// (to stream it to a person). The stages: listen on the result socket,
-/// spawn the VM, attach its output, watch it (deadline, silence), collect
-/// what is left once it is gone.
-pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<BootResult> {
+/// spawn the VM, attach its output, restore or save it when asked, watch
+/// it (deadline, silence), collect what is left once it is gone.
+pub async fn boot(cfg: &VmConfig, on_console: impl FnMut(&str)) -> Result<BootResult> {
+    boot_saving(cfg, on_console, |_| {}).await
+}
+
+/// [`boot`], and with [`VmConfig::save`] the VM saved on the way: once
+/// init waits for its plan (and sent nothing else before), its state is
+/// written, `on_saved` is told (while the run goes on), and init is handed
+/// its plan. A guest that never gets there (a kernel that does not reach
+/// init, an error of init's) is not saved; its run is judged as any boot.
+pub async fn boot_saving(
+    cfg: &VmConfig,
+    mut on_console: impl FnMut(&str),
+    on_saved: impl FnOnce(SavedBoot),
+) -> Result<BootResult> {
     let listener = listen(&cfg.result_socket)?;
     if let Backend::Vng { exec, .. } = &cfg.backend {
         vng_of(cfg, exec).check_plain()?;
@@ -392,7 +416,8 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
     let started = Instant::now();
     let (program, mut vm) = spawn(cfg)?;
     let (handoff_tx, handoff_rx) = tokio::sync::oneshot::channel();
-    let handoff_rx = cfg.restore.is_some().then_some(handoff_rx);
+    let hands_over = cfg.restore.is_some() || cfg.save.is_some();
+    let handoff_rx = hands_over.then_some(handoff_rx);
     let mut streams = Streams::attach(&mut vm.child, cfg, listener, handoff_rx);
     let mut got = Collected::new(started);
     if let Some(r) = &cfg.restore {
@@ -406,6 +431,30 @@ pub async fn boot(cfg: &VmConfig, mut on_console: impl FnMut(&str)) -> Result<Bo
                 stderr: stderr.trim().to_string(),
             }
             .into());
+        }
+    } else if let Some(s) = &cfg.save {
+        let waited = wait_for_plan_request(cfg, &mut streams, &mut got, &mut on_console).await;
+        if waited == Waited::Clean {
+            let booted = started.elapsed();
+            match save_and_hand_over(cfg, s, handoff_tx).await {
+                Ok(()) => on_saved(SavedBoot {
+                    console: got.console.clone(),
+                    boot: booted,
+                    save: started.elapsed() - booted,
+                }),
+                Err(e) => {
+                    vm.kill();
+                    let stderr = streams.drain(&mut vm, &mut got).await;
+                    let mut e = e.context(format!("saving the VM of {}", cfg.kernel.display()));
+                    if !stderr.trim().is_empty() {
+                        e = e.context(format!("QEMU said: {}", stderr.trim()));
+                    }
+                    return Err(e);
+                }
+            }
+        } else if waited == Waited::NotClean {
+            // Asked for its plan after something else: run it, unsaved.
+            let _ = handoff_tx.send(s.handoff.clone().into_bytes());
         }
     }
     let end = watch(cfg, &mut vm, &mut streams, &mut got, &mut on_console).await?;
@@ -469,90 +518,60 @@ pub struct SavedBoot {
     pub save: Duration,
 }
 
-/// Boots `cfg` (an initramfs without a plan) until init sends
-/// [`Record::AwaitingPlan`], then saves the paused VM's state to `state`
-/// and ends QEMU. The kernel and init have then done all of their start-up
-/// and nothing else: no case has run, no page of the direct map has been
-/// split or unmapped by one.
-pub async fn boot_and_save(cfg: &VmConfig, state: &Path) -> Result<SavedBoot> {
-    let listener = listen(&cfg.result_socket)?;
-    let started = Instant::now();
-    let (program, mut vm) = spawn(cfg)?;
-    let mut streams = Streams::attach(&mut vm.child, cfg, listener, None);
-    let mut got = Collected::new(started);
-    let waited = wait_for_plan_request(cfg, &mut vm, &mut streams, &mut got).await;
-    let boot = started.elapsed();
-    let saved = match waited {
-        Ok(()) => save(cfg, state).await,
-        Err(e) => Err(e),
-    };
-    let save_took = started.elapsed() - boot;
-    if saved.is_err() {
-        vm.kill();
-    }
-    let qemu_stderr = streams.drain(&mut vm, &mut got).await;
-    let _ = std::fs::remove_file(&cfg.result_socket);
-    let _ = std::fs::remove_file(&cfg.monitor_socket);
-    if let Err(e) = saved {
-        let tail: Vec<&str> = got.console.lines().rev().take(25).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(e.context(format!(
-            "booting {} to save it ({} {}); the console ended with:\n{}{}",
-            cfg.kernel.display(),
-            program.display(),
-            "to init's wait for a plan",
-            tail.join("\n"),
-            if qemu_stderr.trim().is_empty() {
-                String::new()
-            } else {
-                format!("\nQEMU said:\n{}", qemu_stderr.trim())
-            }
-        )));
-    }
-    Ok(SavedBoot {
-        console: got.console,
-        boot,
-        save: save_took,
-    })
+/// How the wait for init's plan request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waited {
+    /// init asked for its plan, and sent nothing before.
+    Clean,
+    /// init asked for its plan after other records (kept).
+    NotClean,
+    /// The VM ended, or the result port closed, or the deadline came:
+    /// the watch that follows sees which.
+    Never,
 }
 
-/// Collects the VM's output until init asks for its plan. Anything else it
-/// sends first (an error of init's), its end and the deadline are errors.
+/// Collects the VM's output (console lines, records) until init asks for
+/// its plan. The VM's end and the deadline are left to the watch.
 async fn wait_for_plan_request(
     cfg: &VmConfig,
-    vm: &mut VmProcess,
     s: &mut Streams,
     got: &mut Collected,
-) -> Result<()> {
+    on_console: &mut impl FnMut(&str),
+) -> Waited {
     let deadline = tokio::time::Instant::now() + cfg.deadline;
+    let mut clean = true;
     loop {
         tokio::select! {
             line = s.console.recv() => match line {
-                Some(line) => got.console_line(&line),
-                None => {
-                    let status = vm.child.wait().await?;
-                    anyhow::bail!("the VM ended ({status}) before init asked for its plan");
+                Some(line) => {
+                    on_console(&line);
+                    got.console_line(&line);
                 }
+                None => return Waited::Never,
             },
             line = s.results.recv() => match line {
-                Some(l) => match Record::from_line(&l) {
-                    Ok(Record::AwaitingPlan) => return Ok(()),
-                    Ok(r) => anyhow::bail!("init sent {} before asking for its plan", r.to_line()),
-                    Err(_) => anyhow::bail!("init sent a line that is not a record before asking for its plan: {l}"),
-                },
-                None => anyhow::bail!("the result port closed before init asked for its plan"),
+                Some(l) => {
+                    if matches!(Record::from_line(&l), Ok(Record::AwaitingPlan)) {
+                        return if clean { Waited::Clean } else { Waited::NotClean };
+                    }
+                    clean = false;
+                    got.result_line(l);
+                }
+                None => return Waited::Never,
             },
-            _ = tokio::time::sleep_until(deadline) => {
-                anyhow::bail!("init had not asked for its plan after {:?}", cfg.deadline)
-            }
+            _ = tokio::time::sleep_until(deadline) => return Waited::Never,
         }
     }
 }
 
-/// Stops the VM, writes its state to `to` and ends QEMU. The migration
-/// runs detached and is polled: HMP's own wait for it rounds up to whole
-/// seconds.
-async fn save(cfg: &VmConfig, to: &Path) -> Result<()> {
+/// Stops the VM, writes its state, hands init its plan and lets it go on.
+/// The migration runs detached and is polled: HMP's own wait for it rounds
+/// up to whole seconds.
+async fn save_and_hand_over(
+    cfg: &VmConfig,
+    s: &SaveOnTheWay,
+    handoff: tokio::sync::oneshot::Sender<Vec<u8>>,
+) -> Result<()> {
     let mut m = crate::monitor::Monitor::connect(&cfg.monitor_socket, LOAD_PATIENCE).await?;
     // QEMU 7.2 limits a migration to 32 MiB/s by default; a file takes
     // whatever comes. The guest is paused first: its state is one pass.
@@ -562,7 +581,7 @@ async fn save(cfg: &VmConfig, to: &Path) -> Result<()> {
             anyhow::bail!("monitor command `{c}`: {a}");
         }
     }
-    let uri = format!("exec:cat > {}", quote(&to.to_string_lossy()));
+    let uri = format!("exec:cat > {}", quote(&s.state.to_string_lossy()));
     let a = m.command(&format!("migrate -d \"{uri}\"")).await?;
     if !a.trim().is_empty() {
         anyhow::bail!("`migrate {uri}`: {a}");
@@ -580,7 +599,11 @@ async fn save(cfg: &VmConfig, to: &Path) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    m.quit(Duration::from_secs(10)).await
+    handoff
+        .send(s.handoff.clone().into_bytes())
+        .map_err(|_| anyhow::anyhow!("QEMU never connected to the result port"))?;
+    m.command("cont").await?;
+    Ok(())
 }
 
 /// The result socket, listening before QEMU starts (QEMU connects to it).
@@ -1008,6 +1031,7 @@ mod tests {
             interactive: None,
             gdb: None,
             restore: None,
+            save: None,
         }
     }
 

@@ -52,20 +52,6 @@ impl Monitor {
         Ok(answer_text(&raw))
     }
 
-    /// Ends QEMU, and waits (up to `patience`) until it has closed the
-    /// monitor: a connection dropped right after the command can be
-    /// taken for a client gone before QEMU has read it.
-    pub async fn quit(mut self, patience: Duration) -> Result<()> {
-        self.stream.write_all(b"quit\n").await?;
-        let mut chunk = [0u8; 256];
-        tokio::time::timeout(patience, async {
-            while self.stream.read(&mut chunk).await.is_ok_and(|n| n > 0) {}
-        })
-        .await
-        .context("QEMU did not quit")?;
-        Ok(())
-    }
-
     /// The bytes up to and with the next prompt.
     async fn answer(&mut self) -> Result<Vec<u8>> {
         let mut buf = Vec::new();

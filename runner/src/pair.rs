@@ -37,9 +37,9 @@ pub async fn run_pair(
     let mut mode = BootMode::Alone;
     if opts.restores() {
         match run_restored(&dir, &plan, case, &machine, kernel, prepared, opts).await {
-            Ok(boot_res) => {
+            Ok((boot_res, mode)) => {
                 let mut run = conclude(paths, case, kernel, &dir, &boot_res, opts)?;
-                run.boot = BootMode::Restored;
+                run.boot = mode;
                 run.elapsed = started.elapsed();
                 return Ok(run);
             }
@@ -79,7 +79,7 @@ async fn run_restored(
     kernel: &BuiltKernel,
     prepared: &Prepared,
     opts: RunOptions,
-) -> std::result::Result<BootResult, String> {
+) -> std::result::Result<(BootResult, BootMode), String> {
     static FAILED: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
     let (cfg, image, _sock_dir) =
         saved_vm_config(dir, case, kernel, prepared, opts).map_err(|e| format!("{e:#}"))?;
@@ -93,16 +93,27 @@ async fn run_restored(
     if let Some(why) = failed_before {
         return Err(format!("saving its VM failed earlier in this run: {why}"));
     }
-    let saved = match crate::saved_vm::obtain(&cfg, &image, &label(kernel, machine)).await {
-        Ok(v) => v,
-        Err(e) => {
-            let why = format!("{e:#}");
-            FAILED
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((key, why.clone()));
-            return Err(why);
-        }
+    let found = crate::saved_vm::find(&key).map_err(|e| format!("{e:#}"))?;
+    let saved = match found {
+        Some(v) => v,
+        None => match crate::saved_vm::begin(&key, &image).await {
+            Ok(crate::saved_vm::Begun::Found(v)) => v,
+            Ok(crate::saved_vm::Begun::Saving(saving)) => {
+                eprintln!(
+                    "      saving a VM of {} on the way (booted once; the next cases start from it)",
+                    label(kernel, machine)
+                );
+                return boot_and_save(dir, plan, case, kernel, opts, &cfg, saving)
+                    .await
+                    .inspect_err(|why| {
+                        FAILED
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((key, why.clone()));
+                    });
+            }
+            Err(e) => return Err(format!("{e:#}")),
+        },
     };
     let cfg = saved.restore_config(&cfg, plan);
     let keep = || -> Result<()> {
@@ -119,12 +130,76 @@ async fn run_restored(
     };
     keep().map_err(|e| format!("{e:#}"))?;
     match boot_streamed(&cfg, case, kernel, opts).await {
-        Ok(res) => Ok(res),
-        Err(e) if crate::fault::kind_of(&e).is_some() && is_restore_failure(&e) => {
+        Ok(res) => Ok((res, BootMode::Restored)),
+        Err(e) if is_restore_failure(&e) => {
             crate::saved_vm::discard(&saved);
             Err(format!("{e:#}"))
         }
         Err(e) => Err(format!("{e:#}")),
+    }
+}
+
+/// The first run of a machine with no saved VM: booted, saved where init
+/// waits for its plan (published for the next cases at once), then handed
+/// the plan. `Err` says why it could not run (the caller boots instead).
+async fn boot_and_save(
+    dir: &Path,
+    plan: &gmem_protocol::Plan,
+    case: &Case,
+    kernel: &BuiltKernel,
+    opts: RunOptions,
+    cfg: &VmConfig,
+    saving: crate::saved_vm::Saving,
+) -> std::result::Result<(BootResult, BootMode), String> {
+    let cfg_saving = saving.config(cfg, plan);
+    write_command_line(dir, &cfg_saving, BackendKind::Hermetic).map_err(|e| format!("{e:#}"))?;
+    let _ = std::fs::write(
+        dir.join("plan.json"),
+        serde_json::to_vec_pretty(plan).unwrap_or_default(),
+    );
+    let prefix = format!("[{}@{}] ", case.name, kernel.name);
+    let mut saving = Some(saving);
+    let mut published = None;
+    let res = boot::boot_saving(
+        &cfg_saving,
+        |line| {
+            if opts.stream {
+                eprintln!("{prefix}{line}");
+            }
+        },
+        |saved| {
+            if let Some(s) = saving.take() {
+                published = Some(s.publish(cfg, &saved).map_err(|e| format!("{e:#}")));
+            }
+        },
+    )
+    .await
+    .map_err(|e| format!("{e:#}"))?;
+    match published {
+        Some(Ok(v)) => {
+            let _ = std::fs::write(
+                dir.join("restored.txt"),
+                format!(
+                    "This case booted its kernel, which was saved where init waits for its plan (the saved VM {}), then ran; the next cases start from that state.\n",
+                    v.dir.display()
+                ),
+            );
+            Ok((res, BootMode::Saved))
+        }
+        // The case ran all the same (a boot of its own); the note says why
+        // no VM was kept.
+        Some(Err(why)) => Ok((
+            res,
+            BootMode::Booted {
+                why: format!("the saved VM could not be kept: {why}"),
+            },
+        )),
+        None => Ok((
+            res,
+            BootMode::Booted {
+                why: "init did not wait for its plan cleanly, so no VM was saved".into(),
+            },
+        )),
     }
 }
 
@@ -352,6 +427,7 @@ fn machine_config(
         interactive: None,
         gdb: None,
         restore: None,
+        save: None,
     };
     Ok((cfg, sock_dir))
 }

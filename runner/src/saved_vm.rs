@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::boot::{self, Restore, SavedBoot, VmConfig};
+use crate::boot::{self, Restore, SaveOnTheWay, SavedBoot, VmConfig};
 
 /// Bumped when what an entry holds, or how it is made, changes.
 const FORMAT: &str = "gmemtest saved VM 1";
@@ -67,18 +67,13 @@ impl SavedVm {
 
     /// `cfg`, made to start from this saved VM and hand init `plan`.
     pub fn restore_config(&self, cfg: &VmConfig, plan: &gmem_protocol::Plan) -> VmConfig {
-        let mut entropy = [0u8; 32];
-        fill_random(&mut entropy);
-        let handoff = gmem_protocol::Handoff {
-            plan: plan.clone(),
-            entropy: crate::kernel::build::hex(&entropy),
-        };
         let mut c = cfg.clone();
         c.initramfs = self.initramfs();
+        c.save = None;
         c.restore = Some(Restore {
             state: self.state(),
             console: self.console.clone(),
-            handoff: handoff.to_line(),
+            handoff: handoff_line(plan),
         });
         c
     }
@@ -101,6 +96,7 @@ fn fill_random(buf: &mut [u8]) {
 pub fn key(cfg: &VmConfig, initramfs: &[u8]) -> String {
     let mut base = cfg.clone();
     base.restore = None;
+    base.save = None;
     base.interactive = None;
     base.gdb = None;
     base.result_socket = "RESULTS".into();
@@ -124,37 +120,149 @@ fn vms_dir() -> Result<PathBuf> {
     Ok(crate::paths::cache_dir()?.join("vms"))
 }
 
-/// The saved VM for `cfg` with `initramfs` (an image without a plan):
-/// from the cache when a checked entry is there, or booted and saved now
-/// (one runner at a time per key; another waits and takes its entry).
-/// `label` says whose it is in the progress line.
-pub async fn obtain(cfg: &VmConfig, initramfs: &[u8], label: &str) -> Result<SavedVm> {
-    let key = key(cfg, initramfs);
+/// The checked entry of `key`, if the cache has one.
+pub fn find(key: &str) -> Result<Option<SavedVm>> {
+    Ok(usable(&vms_dir()?.join(key), key))
+}
+
+/// What [`begin`] found.
+pub enum Begun {
+    /// The entry is there (another runner saved it meanwhile).
+    Found(SavedVm),
+    /// This runner saves it: boot with [`Saving::config`], then
+    /// [`Saving::publish`]. Others wait until it is published or dropped.
+    Saving(Saving),
+}
+
+/// An entry being made: its lock held, its files in a directory of its own.
+pub struct Saving {
+    key: String,
+    dir: PathBuf,
+    tmp: tempfile::TempDir,
+    /// Held until published or dropped.
+    _lock: crate::paths::FileLock,
+}
+
+/// Takes the lock of `key` (waiting for a runner that holds it) and gets
+/// ready to save it, unless it was saved meanwhile. `initramfs` is the
+/// image without a plan.
+pub async fn begin(key: &str, initramfs: &[u8]) -> Result<Begun> {
     let vms = vms_dir()?;
-    let dir = vms.join(&key);
-    if let Some(v) = usable(&dir, &key) {
-        return Ok(v);
-    }
+    std::fs::create_dir_all(&vms).with_context(|| format!("cannot create {}", vms.display()))?;
     let lock_path = vms.join(format!("{key}.lock"));
-    let _lock = tokio::task::spawn_blocking(move || crate::paths::lock(&lock_path))
+    let lock = tokio::task::spawn_blocking(move || crate::paths::lock(&lock_path))
         .await
         .context("waiting for the saved VM's lock")??;
-    if let Some(v) = usable(&dir, &key) {
+    let dir = vms.join(key);
+    if let Some(v) = usable(&dir, key) {
+        return Ok(Begun::Found(v));
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(".saving-")
+        .tempdir_in(&vms)
+        .with_context(|| format!("cannot create a directory in {}", vms.display()))?;
+    let image = tmp.path().join("initramfs.cpio.gz");
+    std::fs::write(&image, initramfs)
+        .with_context(|| format!("cannot write {}", image.display()))?;
+    Ok(Begun::Saving(Saving {
+        key: key.to_string(),
+        dir,
+        tmp,
+        _lock: lock,
+    }))
+}
+
+impl Saving {
+    /// `cfg`, booting the entry's initramfs and saved where init waits,
+    /// then handed `plan`.
+    pub fn config(&self, cfg: &VmConfig, plan: &gmem_protocol::Plan) -> VmConfig {
+        let mut c = cfg.clone();
+        c.restore = None;
+        c.initramfs = self.tmp.path().join("initramfs.cpio.gz");
+        c.save = Some(SaveOnTheWay {
+            state: self.tmp.path().join("state"),
+            handoff: handoff_line(plan),
+        });
+        c
+    }
+
+    /// Makes the saved state the cache entry (the run that saved it may
+    /// still be going: QEMU has read the initramfs and written the state),
+    /// and lets the runners waiting for it go on.
+    pub fn publish(self, cfg: &VmConfig, saved: &SavedBoot) -> Result<SavedVm> {
+        std::fs::write(self.tmp.path().join("console.log"), &saved.console)?;
+        let meta = serde_json::json!({
+            "format": FORMAT,
+            "kernel": cfg.kernel,
+            "memory_mb": cfg.memory_mb,
+            "cpus": cfg.cpus,
+            "cmdline": boot::kernel_cmdline(&cfg.extra_cmdline),
+            "boot_ms": saved.boot.as_millis() as u64,
+            "save_ms": saved.save.as_millis() as u64,
+            "files": crate::kernel::build::file_sums(self.tmp.path(), &FILES)?,
+        });
+        crate::kernel::build::publish(self.tmp, &self.dir, &meta)?;
+        if let Ok(vms) = vms_dir() {
+            prune(&vms, KEEP);
+        }
+        let mut v = usable(&self.dir, &self.key).with_context(|| {
+            format!(
+                "the saved VM {} fails its check right after it was made",
+                self.dir.display()
+            )
+        })?;
+        v.made = Some(saved.clone());
+        Ok(v)
+    }
+}
+
+/// The line that hands init `plan`, with fresh entropy.
+fn handoff_line(plan: &gmem_protocol::Plan) -> String {
+    let mut entropy = [0u8; 32];
+    fill_random(&mut entropy);
+    gmem_protocol::Handoff {
+        plan: plan.clone(),
+        entropy: crate::kernel::build::hex(&entropy),
+    }
+    .to_line()
+}
+
+/// The saved VM for `cfg` with `initramfs` (an image without a plan):
+/// from the cache when a checked entry is there, or booted and saved now
+/// with a plan of no case (one runner at a time per key; another waits and
+/// takes its entry). `label` says whose it is in the progress line.
+pub async fn obtain(cfg: &VmConfig, initramfs: &[u8], label: &str) -> Result<SavedVm> {
+    let key = key(cfg, initramfs);
+    if let Some(v) = find(&key)? {
         return Ok(v);
     }
+    let saving = match begin(&key, initramfs).await? {
+        Begun::Found(v) => return Ok(v),
+        Begun::Saving(s) => s,
+    };
     eprintln!("      saving a VM of {label} (booted once; every case starts from it)");
-    let made = make(cfg, initramfs, &vms, &dir)
+    let sock_dir = tempfile::Builder::new().prefix("gmemtest-").tempdir()?;
+    let mut c = saving.config(cfg, &gmem_protocol::Plan::batch(vec![]));
+    c.interactive = None;
+    c.gdb = None;
+    c.silence = None;
+    c.deadline = BOOT_DEADLINE;
+    c.result_socket = sock_dir.path().join("results.sock");
+    c.monitor_socket = sock_dir.path().join("monitor.sock");
+    let mut saved = None;
+    let res = boot::boot_saving(&c, |_| {}, |s| saved = Some(s))
         .await
         .with_context(|| format!("saving a VM of {label}"))?;
-    prune(&vms, KEEP);
-    let mut v = usable(&dir, &key).with_context(|| {
-        format!(
-            "the saved VM {} fails its check right after it was made",
-            dir.display()
-        )
-    })?;
-    v.made = Some(made);
-    Ok(v)
+    let Some(saved) = saved else {
+        let tail: Vec<&str> = res.console.lines().rev().take(25).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        anyhow::bail!(
+            "saving a VM of {label}: init never asked for its plan ({:?}); the console ended with:\n{}",
+            res.end,
+            tail.join("\n")
+        );
+    };
+    saving.publish(cfg, &saved)
 }
 
 /// The entry in `dir`, if it is complete and its files are as recorded;
@@ -180,42 +288,6 @@ fn usable(dir: &Path, key: &str) -> Option<SavedVm> {
         console,
         made: None,
     })
-}
-
-/// Boots, saves and publishes the entry `dir`.
-async fn make(cfg: &VmConfig, initramfs: &[u8], vms: &Path, dir: &Path) -> Result<SavedBoot> {
-    std::fs::create_dir_all(vms).with_context(|| format!("cannot create {}", vms.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".saving-")
-        .tempdir_in(vms)
-        .with_context(|| format!("cannot create a directory in {}", vms.display()))?;
-    let image = tmp.path().join("initramfs.cpio.gz");
-    std::fs::write(&image, initramfs)
-        .with_context(|| format!("cannot write {}", image.display()))?;
-    let sock_dir = tempfile::Builder::new().prefix("gmemtest-").tempdir()?;
-    let mut c = cfg.clone();
-    c.restore = None;
-    c.interactive = None;
-    c.gdb = None;
-    c.silence = None;
-    c.initramfs = image;
-    c.deadline = BOOT_DEADLINE;
-    c.result_socket = sock_dir.path().join("results.sock");
-    c.monitor_socket = sock_dir.path().join("monitor.sock");
-    let saved = boot::boot_and_save(&c, &tmp.path().join("state")).await?;
-    std::fs::write(tmp.path().join("console.log"), &saved.console)?;
-    let meta = serde_json::json!({
-        "format": FORMAT,
-        "kernel": cfg.kernel,
-        "memory_mb": cfg.memory_mb,
-        "cpus": cfg.cpus,
-        "cmdline": boot::kernel_cmdline(&cfg.extra_cmdline),
-        "boot_ms": saved.boot.as_millis() as u64,
-        "save_ms": saved.save.as_millis() as u64,
-        "files": crate::kernel::build::file_sums(tmp.path(), &FILES)?,
-    });
-    crate::kernel::build::publish(tmp, dir, &meta)?;
-    Ok(saved)
 }
 
 /// Removes all but the `keep` most recently used entries (and what a
@@ -291,6 +363,7 @@ mod tests {
             interactive: None,
             gdb: None,
             restore: None,
+            save: None,
         }
     }
 

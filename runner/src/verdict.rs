@@ -108,6 +108,9 @@ pub enum BootMode {
     /// Started from the saved VM of its machine: a kernel that booted once
     /// and was saved before any case ran.
     Restored,
+    /// The first run of its machine: booted, saved where init waits for
+    /// its plan (the next cases start from that state), then run.
+    Saved,
     /// A boot of its own, because it could not start from a saved VM (why).
     Booted { why: String },
     /// In one boot with other cases of the same kernel; its console section

@@ -100,6 +100,7 @@ fn vng_puts_the_result_port_after_its_console() {
         interactive: None,
         gdb: None,
         restore: None,
+        save: None,
     };
     let qemu = runner::boot::vng_of(&cfg, "/bin/true")
         .qemu_command(&info.bin)

@@ -21,12 +21,33 @@ fn run(out: &str, opts: RunOptions) -> Vec<CaseRun> {
         .enable_all()
         .build()
         .unwrap();
+    let prepared = std::sync::Arc::new(runner::suite::prepare(&suite).expect("prepare"));
+    if !opts.boot {
+        // Every machine saved first: each case below is then restored (a
+        // machine's first run would otherwise boot, save on the way and go on).
+        for k in &prepared.kernels {
+            let pairs = suite.pairs();
+            let cases: Vec<_> = pairs
+                .iter()
+                .filter(|(_, kn)| *kn == k.name)
+                .map(|(c, _)| *c)
+                .collect();
+            rt.block_on(runner::pair::saved_vms_for(
+                &suite.paths,
+                &cases,
+                k,
+                &prepared,
+                false,
+            ))
+            .expect("the saved VMs");
+        }
+    }
     let schedule = Schedule {
         batch: false,
         jobs: None,
         ..Schedule::alone()
     };
-    let mut session = Session::new(suite, opts, schedule);
+    let mut session = Session::new(suite, opts, schedule).with_prepared(prepared);
     let report = rt.block_on(session.run(&|_| {})).expect("the session");
     eprintln!("{out}:\n{}", report.summary_table());
     report.runs().cloned().collect()

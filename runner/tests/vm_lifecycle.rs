@@ -74,6 +74,7 @@ fn vm(dir: &std::path::Path, step: PlanStep, cmdline: &str, deadline: Duration) 
         interactive: None,
         gdb: None,
         restore: None,
+        save: None,
     }
 }
 

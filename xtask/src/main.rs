@@ -1184,6 +1184,7 @@ fn print_event(e: Event) {
             let how = match &run.boot {
                 BootMode::Alone | BootMode::Restored => String::new(),
                 BootMode::Booted { .. } => ", booted".into(),
+                BootMode::Saved => ", booted and saved".into(),
                 BootMode::Batched { cases, .. } => format!(", in a boot of {cases}"),
                 BootMode::Rerun { .. } => ", rerun alone".into(),
             };
