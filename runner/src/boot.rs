@@ -531,7 +531,8 @@ enum Waited {
 }
 
 /// Collects the VM's output (console lines, records) until init asks for
-/// its plan. The VM's end and the deadline are left to the watch.
+/// its plan. The VM's end, the deadline and a silent guest (the NMI for its
+/// backtraces) are left to the watch that follows.
 async fn wait_for_plan_request(
     cfg: &VmConfig,
     s: &mut Streams,
@@ -539,6 +540,7 @@ async fn wait_for_plan_request(
     on_console: &mut impl FnMut(&str),
 ) -> Waited {
     let deadline = tokio::time::Instant::now() + cfg.deadline;
+    let silent_for = cfg.silence.unwrap_or(cfg.deadline);
     let mut clean = true;
     loop {
         tokio::select! {
@@ -549,6 +551,7 @@ async fn wait_for_plan_request(
                 }
                 None => return Waited::Never,
             },
+            _ = tokio::time::sleep(silent_for) => return Waited::Never,
             line = s.results.recv() => match line {
                 Some(l) => {
                     if matches!(Record::from_line(&l), Ok(Record::AwaitingPlan)) {
