@@ -20,7 +20,7 @@
 //! with the raw samples in JSON.
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -66,7 +66,7 @@ pub struct Options {
 }
 
 /// What a figure is held to.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
     /// Seconds, at most.
@@ -91,7 +91,7 @@ impl Target {
 }
 
 /// One measured figure: its samples (seconds, or a ratio).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Figure {
     pub key: String,
     pub label: String,
@@ -161,7 +161,7 @@ pub fn median(v: &[f64]) -> Option<f64> {
     })
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub figures: Vec<Figure>,
     /// Anything that makes a figure less than clean (a failed verdict).
@@ -531,7 +531,45 @@ fn fmt(v: f64, unit: &str) -> String {
     }
 }
 
+/// The line before the README's generated table of figures.
+pub const README_START: &str =
+    "<!-- generated from xtask/bench.json by `cargo xtask bench --readme`: do not edit -->";
+/// The line after it.
+pub const README_END: &str = "<!-- end of the generated table -->";
+
+/// The measurements the README shows, kept in the repository.
+pub fn readme_figures(paths: &Paths) -> PathBuf {
+    paths.root.join("xtask").join("bench.json")
+}
+
+/// `readme` with the text between [`README_START`] and [`README_END`]
+/// replaced by `report`'s table.
+pub fn readme_with(readme: &str, report: &Report) -> Result<String> {
+    let start = readme
+        .find(README_START)
+        .context("the README has no generated bench table (its start line is missing)")?
+        + README_START.len();
+    let end = readme[start..]
+        .find(README_END)
+        .context("the README's generated bench table has no end line")?
+        + start;
+    Ok(format!(
+        "{}\n{}{}",
+        &readme[..start],
+        report.markdown(),
+        &readme[end..]
+    ))
+}
+
 impl Report {
+    /// Reads a `bench.json` that [`Report::write`] wrote.
+    pub fn read(path: &Path) -> Result<Report> {
+        let text =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not a bench report", path.display()))
+    }
+
     /// The Markdown table.
     pub fn markdown(&self) -> String {
         let mut s = format!("Machine: {}\n\n", self.machine);
@@ -706,6 +744,25 @@ mod tests {
             target,
             how: String::new(),
         }
+    }
+
+    /// The README's figures are exactly what `xtask/bench.json` holds
+    /// (`UPDATE_README=1` writes them).
+    #[test]
+    fn the_readme_table_is_generated_from_bench_json() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let readme_path = root.join("README.md");
+        let readme = std::fs::read_to_string(&readme_path).unwrap();
+        let report = Report::read(&root.join("xtask/bench.json")).unwrap();
+        let want = readme_with(&readme, &report).unwrap();
+        if std::env::var_os("UPDATE_README").is_some() {
+            std::fs::write(&readme_path, &want).unwrap();
+            return;
+        }
+        assert!(
+            readme == want,
+            "the README's bench table differs from xtask/bench.json: run `UPDATE_README=1 cargo test -p gmem-runner --lib bench`"
+        );
     }
 
     #[test]

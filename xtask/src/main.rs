@@ -361,6 +361,14 @@ enum Cmd {
         /// VMs at once for the suite figures (default: as `test`).
         #[arg(long, short = 'j')]
         jobs: Option<usize>,
+        /// Keep the figures as the README's (xtask/bench.json) and
+        /// regenerate its table from them.
+        #[arg(long)]
+        readme: bool,
+        /// With --readme: measure nothing, take the figures of this
+        /// bench.json.
+        #[arg(long, requires = "readme", value_name = "BENCH_JSON")]
+        from: Option<std::path::PathBuf>,
     },
     /// List the cases and kernels.
     List,
@@ -737,7 +745,19 @@ async fn dispatch(cmd: Cmd) -> Result<u8> {
             runs,
             suite_runs,
             jobs,
-        } => bench(paths, only, runs, suite_runs, jobs).await,
+            readme,
+            from,
+        } => match from {
+            Some(json) => bench_readme(&paths, &runner::bench::Report::read(&json)?),
+            None => {
+                let code = bench(&paths, only, runs, suite_runs, jobs).await?;
+                if readme {
+                    let json = paths.out.join("bench").join("bench.json");
+                    bench_readme(&paths, &runner::bench::Report::read(&json)?)?;
+                }
+                Ok(code)
+            }
+        },
         Cmd::Series { cmd } => series(&paths, cmd).await,
         Cmd::Variant {
             cmd:
@@ -863,8 +883,23 @@ async fn bisect(
     })
 }
 
+/// Keeps `report` as the README's figures and regenerates its table.
+fn bench_readme(paths: &Paths, report: &runner::bench::Report) -> Result<u8> {
+    let json = runner::bench::readme_figures(paths);
+    runner::paths::write_atomic(&json, serde_json::to_string_pretty(report)?.as_bytes())?;
+    let readme = paths.root.join("README.md");
+    let text = std::fs::read_to_string(&readme)
+        .with_context(|| format!("cannot read {}", readme.display()))?;
+    runner::paths::write_atomic(
+        &readme,
+        runner::bench::readme_with(&text, report)?.as_bytes(),
+    )?;
+    println!("{} and its table in {}", json.display(), readme.display());
+    Ok(exit::PASS)
+}
+
 async fn bench(
-    paths: Paths,
+    paths: &Paths,
     parts: Vec<runner::bench::Part>,
     runs: usize,
     suite_runs: usize,
@@ -881,7 +916,7 @@ async fn bench(
     };
     let started = std::time::Instant::now();
     let say = |s: &str| eprintln!("bench: {s} ({:.0?} so far)", started.elapsed());
-    let report = runner::bench::run(&paths, &opts, &say).await?;
+    let report = runner::bench::run(paths, &opts, &say).await?;
     let files = report.write(&paths.out.join("bench"))?;
     println!("\n{}", report.markdown());
     for f in files {
