@@ -79,7 +79,8 @@ impl SavedVm {
     }
 }
 
-/// Random bytes from the host's generator.
+/// Random bytes from the host's generator (getrandom blocks only until the
+/// host's pool is ready, long before a test runs).
 fn fill_random(buf: &mut [u8]) {
     let mut done = 0;
     while done < buf.len() {
@@ -87,6 +88,8 @@ fn fill_random(buf: &mut [u8]) {
         let n = unsafe { libc::getrandom(buf[done..].as_mut_ptr().cast(), buf.len() - done, 0) };
         if n > 0 {
             done += n as usize;
+        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            panic!("getrandom failed: {}", std::io::Error::last_os_error());
         }
     }
 }

@@ -1249,7 +1249,19 @@ fn print_totals(report: &Report) {
             String::new()
         },
         report.elapsed,
-        count(report.boots, "boot", "boots"),
+        if report.plan.restored {
+            let restored = report
+                .runs()
+                .filter(|r| r.boot == BootMode::Restored)
+                .count();
+            format!(
+                "{} restored, {}",
+                restored,
+                count(report.boots - restored.min(report.boots), "boot", "boots")
+            )
+        } else {
+            count(report.boots, "boot", "boots")
+        },
         report.plan.jobs,
     );
 }
