@@ -389,6 +389,7 @@ pub async fn step(
         // Not built here: a case that runs KVM selftests fails with a
         // message saying so (bisecting with them is not supported yet).
         kselftests: Vec::new(),
+        image_digests: Default::default(),
     };
     let opts = RunOptions {
         no_snapshot: true,

@@ -500,8 +500,18 @@ async fn resume(
         }
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
+    hand_over(&mut m, handoff, &r.handoff).await
+}
+
+/// Sends init its plan (through the result port's writer) and lets the
+/// paused VM run.
+async fn hand_over(
+    m: &mut crate::monitor::Monitor,
+    handoff: tokio::sync::oneshot::Sender<Vec<u8>>,
+    line: &str,
+) -> Result<()> {
     handoff
-        .send(r.handoff.clone().into_bytes())
+        .send(line.as_bytes().to_vec())
         .map_err(|_| anyhow::anyhow!("QEMU never connected to the result port"))?;
     m.command("cont").await?;
     Ok(())
@@ -602,11 +612,7 @@ async fn save_and_hand_over(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    handoff
-        .send(s.handoff.clone().into_bytes())
-        .map_err(|_| anyhow::anyhow!("QEMU never connected to the result port"))?;
-    m.command("cont").await?;
-    Ok(())
+    hand_over(&mut m, handoff, &s.handoff).await
 }
 
 /// The result socket, listening before QEMU starts (QEMU connects to it).
@@ -1014,28 +1020,35 @@ impl Drop for VmProcess {
     }
 }
 
+/// A configuration for the tests of the modules that build on this one
+/// (its paths need not exist).
+#[cfg(test)]
+pub(crate) fn example_config() -> VmConfig {
+    VmConfig {
+        backend: Backend::Hermetic,
+        kernel: "/k/bzImage".into(),
+        initramfs: "/i/initramfs.cpio.gz".into(),
+        memory_mb: 1024,
+        cpus: 2,
+        extra_cmdline: "foo=1".into(),
+        accel: Accel::Tcg,
+        deadline: Duration::from_secs(10),
+        result_socket: "/tmp/r.sock".into(),
+        monitor_socket: "/tmp/m.sock".into(),
+        silence: None,
+        interactive: None,
+        gdb: None,
+        restore: None,
+        save: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn cfg() -> VmConfig {
-        VmConfig {
-            backend: Backend::Hermetic,
-            kernel: "/k/bzImage".into(),
-            initramfs: "/i/initramfs.cpio.gz".into(),
-            memory_mb: 1024,
-            cpus: 2,
-            extra_cmdline: "foo=1".into(),
-            accel: Accel::Tcg,
-            deadline: Duration::from_secs(10),
-            result_socket: "/tmp/r.sock".into(),
-            monitor_socket: "/tmp/m.sock".into(),
-            silence: None,
-            interactive: None,
-            gdb: None,
-            restore: None,
-            save: None,
-        }
+        example_config()
     }
 
     /// A flavor's boot parameters (in the extra command line, before a

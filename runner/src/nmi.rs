@@ -4,7 +4,7 @@
 //! and a panic into a reboot. Its own module because the boot sends it and
 //! the later stages (the outcome, the fault diagnosis) recognise its note.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::Path;
 use std::time::Duration;
 
@@ -22,14 +22,8 @@ pub fn note(silent_for: Duration) -> String {
 
 /// Asks a silent guest for backtraces: an NMI through QEMU's monitor.
 pub async fn send(monitor: &Path) -> Result<()> {
-    use tokio::io::AsyncWriteExt;
-    let mut m = tokio::net::UnixStream::connect(monitor)
-        .await
-        .with_context(|| format!("cannot connect to QEMU's monitor {}", monitor.display()))?;
-    m.write_all(b"nmi\n").await?;
-    m.flush().await?;
-    // Let QEMU read the command before the connection goes.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut m = crate::monitor::Monitor::connect(monitor, Duration::from_secs(2)).await?;
+    m.command("nmi").await?;
     Ok(())
 }
 

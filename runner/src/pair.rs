@@ -81,8 +81,8 @@ async fn run_restored(
     opts: RunOptions,
 ) -> std::result::Result<(BootResult, BootMode), String> {
     static FAILED: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
-    let (cfg, image, _sock_dir) =
-        saved_vm_config(dir, case, kernel, prepared, opts).map_err(|e| format!("{e:#}"))?;
+    let (cfg, image, _sock_dir) = saved_vm_config(dir, case, machine, kernel, prepared, opts)
+        .map_err(|e| format!("{e:#}"))?;
     let key = crate::saved_vm::key(&cfg, &image);
     let failed_before = FAILED
         .lock()
@@ -203,18 +203,18 @@ async fn boot_and_save(
     }
 }
 
-/// The VM `case` starts from on `kernel` (its logs in `dir`) and the
-/// initramfs it is saved with (no plan).
-fn saved_vm_config(
+/// The VM `case` starts from on `kernel` (its logs in `dir`), on
+/// `machine` (the case's), and the initramfs it is saved with.
+fn saved_vm_config<'p>(
     dir: &Path,
     case: &Case,
+    machine: &Machine,
     kernel: &BuiltKernel,
-    prepared: &Prepared,
+    prepared: &'p Prepared,
     opts: RunOptions,
-) -> Result<(VmConfig, Vec<u8>, tempfile::TempDir)> {
-    let machine = Machine::of(&[case]);
-    let (cfg, sock_dir) = machine_config(dir, Backend::Hermetic, &machine, kernel, prepared, opts)?;
-    let image = plan_less_initramfs(&[case], kernel, prepared)?;
+) -> Result<(VmConfig, crate::saved_vm::Image<'p>, tempfile::TempDir)> {
+    let (cfg, sock_dir) = machine_config(dir, Backend::Hermetic, machine, kernel, prepared, opts)?;
+    let image = prepared.saved_vm_image(case, &kernel.name)?;
     Ok((cfg, image, sock_dir))
 }
 
@@ -248,18 +248,18 @@ pub async fn saved_vms_for(
     let mut keys = Vec::new();
     let mut out = Vec::new();
     for c in cases {
+        let machine = Machine::of(&[c]);
         let (cfg, image, _sock) =
-            saved_vm_config(&dir, c, kernel, prepared, RunOptions::default())?;
+            saved_vm_config(&dir, c, &machine, kernel, prepared, RunOptions::default())?;
         let key = crate::saved_vm::key(&cfg, &image);
         if keys.contains(&key) {
             continue;
         }
-        keys.push(key);
-        let label = label(kernel, &Machine::of(&[c]));
         if fresh {
-            crate::saved_vm::discard_key(&crate::saved_vm::key(&cfg, &image))?;
+            crate::saved_vm::discard_key(&key)?;
         }
-        out.push(crate::saved_vm::obtain(&cfg, &image, &label).await?);
+        keys.push(key);
+        out.push(crate::saved_vm::obtain(&cfg, &image, &label(kernel, &machine)).await?);
     }
     Ok(out)
 }
@@ -430,26 +430,6 @@ fn machine_config(
         save: None,
     };
     Ok((cfg, sock_dir))
-}
-
-/// The initramfs of a saved VM: the prepared base and the members the
-/// cases need on this kernel, no plan (init then waits for one).
-fn plan_less_initramfs(
-    cases: &[&Case],
-    kernel: &BuiltKernel,
-    prepared: &Prepared,
-) -> Result<Vec<u8>> {
-    let mut img = prepared.base_image.clone();
-    let mut added: Vec<&[u8]> = Vec::new();
-    for c in cases {
-        for m in prepared.members_for(c, &kernel.name)? {
-            if !added.contains(&m) {
-                added.push(m);
-                img.extend_from_slice(m);
-            }
-        }
-    }
-    Ok(img)
 }
 
 /// The hermetic initramfs: the prepared base, the members the cases need

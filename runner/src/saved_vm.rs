@@ -52,8 +52,6 @@ pub struct SavedVm {
     pub key: String,
     /// The console of its boot, up to the save.
     pub console: String,
-    /// Made by this call (not found in the cache), with what it took.
-    pub made: Option<SavedBoot>,
 }
 
 impl SavedVm {
@@ -94,9 +92,29 @@ fn fill_random(buf: &mut [u8]) {
     }
 }
 
-/// The key of the VM `cfg` boots with the initramfs `initramfs` (without a
-/// plan): what QEMU is given and the identity of each file it reads.
-pub fn key(cfg: &VmConfig, initramfs: &[u8]) -> String {
+/// The initramfs a saved VM boots with (no plan, so init waits for one):
+/// its gzip members in order, and the SHA-256 of their concatenation.
+pub struct Image<'a> {
+    pub parts: Vec<&'a [u8]>,
+    pub digest: [u8; 32],
+}
+
+impl<'a> Image<'a> {
+    pub fn of(parts: Vec<&'a [u8]>) -> Image<'a> {
+        let mut h = Sha256::new();
+        for p in &parts {
+            h.update(p);
+        }
+        Image {
+            parts,
+            digest: h.finalize().into(),
+        }
+    }
+}
+
+/// The key of the VM `cfg` boots with `image`: what QEMU is given and the
+/// identity of each file it reads.
+pub fn key(cfg: &VmConfig, image: &Image) -> String {
     let mut base = cfg.clone();
     base.restore = None;
     base.save = None;
@@ -110,7 +128,7 @@ pub fn key(cfg: &VmConfig, initramfs: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(FORMAT);
     h.update(serde_json::to_vec(&args).expect("strings serialize"));
-    h.update(Sha256::digest(initramfs));
+    h.update(image.digest);
     for f in [program, cfg.kernel.clone(), PathBuf::from(boot::QBOOT)] {
         h.update(f.as_os_str().as_encoded_bytes());
         h.update(serde_json::to_vec(&crate::memo::identity(&f)).expect("identity serializes"));
@@ -147,9 +165,8 @@ pub struct Saving {
 }
 
 /// Takes the lock of `key` (waiting for a runner that holds it) and gets
-/// ready to save it, unless it was saved meanwhile. `initramfs` is the
-/// image without a plan.
-pub async fn begin(key: &str, initramfs: &[u8]) -> Result<Begun> {
+/// ready to save it, unless it was saved meanwhile.
+pub async fn begin(key: &str, image: &Image<'_>) -> Result<Begun> {
     let vms = vms_dir()?;
     std::fs::create_dir_all(&vms).with_context(|| format!("cannot create {}", vms.display()))?;
     let lock_path = vms.join(format!("{key}.lock"));
@@ -164,9 +181,9 @@ pub async fn begin(key: &str, initramfs: &[u8]) -> Result<Begun> {
         .prefix(".saving-")
         .tempdir_in(&vms)
         .with_context(|| format!("cannot create a directory in {}", vms.display()))?;
-    let image = tmp.path().join("initramfs.cpio.gz");
-    std::fs::write(&image, initramfs)
-        .with_context(|| format!("cannot write {}", image.display()))?;
+    let file = tmp.path().join("initramfs.cpio.gz");
+    std::fs::write(&file, image.parts.concat())
+        .with_context(|| format!("cannot write {}", file.display()))?;
     Ok(Begun::Saving(Saving {
         key: key.to_string(),
         dir,
@@ -208,14 +225,12 @@ impl Saving {
         if let Ok(vms) = vms_dir() {
             prune(&vms, KEEP);
         }
-        let mut v = usable(&self.dir, &self.key).with_context(|| {
+        usable(&self.dir, &self.key).with_context(|| {
             format!(
                 "the saved VM {} fails its check right after it was made",
                 self.dir.display()
             )
-        })?;
-        v.made = Some(saved.clone());
-        Ok(v)
+        })
     }
 }
 
@@ -230,16 +245,16 @@ fn handoff_line(plan: &gmem_protocol::Plan) -> String {
     .to_line()
 }
 
-/// The saved VM for `cfg` with `initramfs` (an image without a plan):
-/// from the cache when a checked entry is there, or booted and saved now
-/// with a plan of no case (one runner at a time per key; another waits and
-/// takes its entry). `label` says whose it is in the progress line.
-pub async fn obtain(cfg: &VmConfig, initramfs: &[u8], label: &str) -> Result<SavedVm> {
-    let key = key(cfg, initramfs);
+/// The saved VM for `cfg` with `image`: from the cache when a checked
+/// entry is there, or booted and saved now with a plan of no case (one
+/// runner at a time per key; another waits and takes its entry). `label`
+/// says whose it is in the progress line.
+pub async fn obtain(cfg: &VmConfig, image: &Image<'_>, label: &str) -> Result<SavedVm> {
+    let key = key(cfg, image);
     if let Some(v) = find(&key)? {
         return Ok(v);
     }
-    let saving = match begin(&key, initramfs).await? {
+    let saving = match begin(&key, image).await? {
         Begun::Found(v) => return Ok(v),
         Begun::Saving(s) => s,
     };
@@ -289,7 +304,6 @@ fn usable(dir: &Path, key: &str) -> Option<SavedVm> {
         dir: dir.to_path_buf(),
         key: key.to_string(),
         console,
-        made: None,
     })
 }
 
@@ -351,38 +365,26 @@ mod tests {
     use super::*;
 
     fn cfg() -> VmConfig {
-        VmConfig {
-            backend: boot::Backend::Hermetic,
-            kernel: "/nonexistent/bzImage".into(),
-            initramfs: "/i/a.cpio.gz".into(),
-            memory_mb: 1024,
-            cpus: 2,
-            extra_cmdline: String::new(),
-            accel: crate::accel::Accel::Tcg,
-            deadline: Duration::from_secs(10),
-            result_socket: "/tmp/a/r.sock".into(),
-            monitor_socket: "/tmp/a/m.sock".into(),
-            silence: None,
-            interactive: None,
-            gdb: None,
-            restore: None,
-            save: None,
-        }
+        boot::example_config()
+    }
+
+    fn image(bytes: &[u8]) -> Image<'_> {
+        Image::of(vec![bytes])
     }
 
     /// Everything that shapes the guest changes the key; where the
     /// sockets and the per-run initramfs are, and the deadlines, do not.
     #[test]
     fn the_key_follows_the_machine_not_the_run() {
-        let k = key(&cfg(), b"image");
+        let k = key(&cfg(), &image(b"image"));
         let mut c = cfg();
         c.result_socket = "/tmp/b/r.sock".into();
         c.monitor_socket = "/tmp/b/m.sock".into();
         c.initramfs = "/elsewhere.cpio.gz".into();
         c.deadline = Duration::from_secs(99);
         c.silence = Some(Duration::from_secs(5));
-        assert_eq!(key(&c, b"image"), k);
-        assert_ne!(key(&cfg(), b"other image"), k);
+        assert_eq!(key(&c, &image(b"image")), k);
+        assert_ne!(key(&cfg(), &image(b"other image")), k);
         let changes: [fn(&mut VmConfig); 5] = [
             |c| c.memory_mb = 2048,
             |c| c.cpus = 1,
@@ -393,7 +395,7 @@ mod tests {
         for change in changes {
             let mut c = cfg();
             change(&mut c);
-            assert_ne!(key(&c, b"image"), k, "{c:?}");
+            assert_ne!(key(&c, &image(b"image")), k, "{c:?}");
         }
     }
 
@@ -405,10 +407,10 @@ mod tests {
         std::fs::write(&k, "one").unwrap();
         let mut c = cfg();
         c.kernel = k.clone();
-        let first = key(&c, b"image");
+        let first = key(&c, &image(b"image"));
         std::fs::remove_file(&k).unwrap();
         std::fs::write(&k, "two!").unwrap();
-        assert_ne!(key(&c, b"image"), first);
+        assert_ne!(key(&c, &image(b"image")), first);
     }
 
     #[test]
@@ -438,7 +440,6 @@ mod tests {
             dir: "/c/vms/k".into(),
             key: "k".into(),
             console: "boot\n".into(),
-            made: None,
         };
         let plan = gmem_protocol::Plan::single(gmem_protocol::CasePlan {
             case: "c".into(),

@@ -280,5 +280,6 @@ pub fn prepare(suite: &Suite) -> Result<Prepared> {
         base_image,
         accel,
         kselftests,
+        image_digests: Default::default(),
     })
 }

@@ -21,6 +21,9 @@ fn run(out: &str, opts: RunOptions) -> Vec<CaseRun> {
         .enable_all()
         .build()
         .unwrap();
+    // The one serialized setup, as a session does before it prepares: on a
+    // fresh machine this test may be the first to need QEMU and sources.
+    runner::setup::host().expect("setup");
     let prepared = std::sync::Arc::new(runner::suite::prepare(&suite).expect("prepare"));
     if !opts.boot {
         // Every machine saved first: each case below is then restored (a

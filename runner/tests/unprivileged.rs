@@ -250,6 +250,7 @@ fn run_case_here(dir: &Path) {
         bins,
         accel: Accel::detect().0,
         kselftests: vec![],
+        image_digests: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -198,7 +198,7 @@ fn a_restored_guest_that_hangs_is_killed_at_its_deadline_with_both_consoles() {
     let saved = rt
         .block_on(runner::saved_vm::obtain(
             &cfg,
-            &base,
+            &runner::saved_vm::Image::of(vec![&base]),
             "stock-7.3 (lifecycle test)",
         ))
         .expect("a saved VM");
